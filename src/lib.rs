@@ -1,0 +1,62 @@
+//! # btcpeer
+//!
+//! Bitcoin peer-to-peer connections as [actix](https://docs.rs/actix) actors. One
+//! [`PeerActor`](peer::PeerActor) per connection performs the version/verack handshake with
+//! modern feature negotiation, keeps the link alive with pings, enforces Bitcoin Core's limits on
+//! what it receives, and delivers typed notifications ([`events`]) to subscriber actors through
+//! bounded mailboxes. The `btcpeerd` daemon wraps it with configuration, logging and a JSON event
+//! log.
+//!
+//! ## Layout
+//!
+//! - [`wire`]: v1 framing codec, protocol limits, `version` building. The only module that names
+//!   `bitcoin::p2p` types.
+//! - [`peer`]: the per-connection state machine (`machine`, pure), its actor shell (`actor`),
+//!   dialing over TCP or SOCKS5 (`dial`), the outbound byte budget (`outbound`), statistics.
+//! - [`events`]: typed notifications and their bounded fan-out to subscribers.
+//! - [`group`]: keeps configured peers connected and accepts inbound ones.
+//! - [`config`]: the settings tree the daemon loads (the library itself never reads files or the
+//!   environment).
+//! - [`daemon`]: `btcpeerd`'s runtime: logging, the event log, signals.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use actix::prelude::*;
+//! use btcpeer::events::{InvReceived, Subscribers, Subscription};
+//! use btcpeer::peer::{PeerActor, PeerConfig};
+//!
+//! struct Printer;
+//! impl Actor for Printer {
+//!     type Context = Context<Self>;
+//! }
+//! impl Handler<InvReceived> for Printer {
+//!     type Result = ();
+//!     fn handle(&mut self, m: InvReceived, _: &mut Context<Self>) {
+//!         println!("{} announced {} items", m.addr, m.items.len());
+//!     }
+//! }
+//!
+//! #[actix_rt::main]
+//! async fn main() {
+//!     let printer = Printer.start();
+//!     let mut subs = Subscribers::new();
+//!     subs.add(Subscription::Inv(printer.recipient()));
+//!     let cfg = PeerConfig::new(btcpeer::Network::Regtest);
+//!     PeerActor::outbound(cfg, "127.0.0.1:18444".parse().unwrap(), subs).start();
+//!     tokio::signal::ctrl_c().await.unwrap();
+//! }
+//! ```
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod events;
+pub mod group;
+pub mod network;
+pub mod peer;
+pub mod wire;
+
+pub use error::Error;
+pub use network::Network;

@@ -1,0 +1,410 @@
+//! `PeerActor`: the thin actix shell around [`PeerMachine`]. It dials, moves bytes, keeps the
+//! timer, counts statistics and executes the machine's actions; protocol decisions live in the
+//! machine.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use futures_util::future::{self, FutureExt};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+use tracing::{debug, info, warn};
+
+use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIMEOUT};
+use super::machine::{Action, MachineConfig, PeerMachine, Verdict};
+use super::messages::{Disconnect, GetStats, SendMessage, Subscribe, WriterReport};
+use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
+use super::reason::{DisconnectReason, Misbehavior};
+use super::stats::{PeerStats, StatsRecorder};
+use super::{Link, NonceSet, PeerAddr, PeerId, PeerState};
+use crate::events::Subscribers;
+use crate::network::Network;
+use crate::wire::{self, Codec, CodecError, Frame, Message};
+
+/// How often the actor feeds the clock to its machine. Timeouts are in seconds to minutes, so
+/// one tick a second is precise enough and cheap.
+pub const TICK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The height we announce in `version`, shared by all peers and updated by whoever follows the
+/// chain.
+#[derive(Debug, Clone, Default)]
+pub struct TipHeight(Arc<AtomicI32>);
+
+impl TipHeight {
+    /// A provider starting at `height`.
+    pub fn new(height: i32) -> Self {
+        TipHeight(Arc::new(AtomicI32::new(height)))
+    }
+
+    /// The current height.
+    pub fn get(&self) -> i32 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Sets the current height.
+    pub fn set(&self, height: i32) {
+        self.0.store(height, Ordering::Relaxed)
+    }
+}
+
+/// Settings of one connection.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Which network (magic bytes).
+    pub network: Network,
+    /// Protocol settings.
+    pub machine: MachineConfig,
+    /// Dial timeout.
+    pub connect_timeout: Duration,
+    /// SOCKS5 proxy for outbound dials.
+    pub proxy: Option<ProxyConfig>,
+    /// Cap on bytes waiting for the socket.
+    pub max_send_queue_bytes: usize,
+    /// Height for our `version`.
+    pub tip: TipHeight,
+    /// Shared set of our `version` nonces (self-connection detection).
+    pub nonces: NonceSet,
+}
+
+impl PeerConfig {
+    /// Defaults for `network`.
+    pub fn new(network: Network) -> Self {
+        PeerConfig {
+            network,
+            machine: MachineConfig::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            proxy: None,
+            max_send_queue_bytes: DEFAULT_MAX_SEND_QUEUE_BYTES,
+            tip: TipHeight::default(),
+            nonces: NonceSet::default(),
+        }
+    }
+}
+
+/// One peer connection as an actor.
+///
+/// ```no_run
+/// use actix::Actor;
+/// use btcpeer::events::{Subscribers, Subscription};
+/// use btcpeer::peer::{PeerActor, PeerConfig};
+///
+/// # fn demo(inv: actix::Recipient<btcpeer::events::InvReceived>) {
+/// let mut subs = Subscribers::new();
+/// subs.add(Subscription::Inv(inv));
+/// let cfg = PeerConfig::new(btcpeer::Network::Regtest);
+/// let peer = PeerActor::outbound(cfg, "127.0.0.1:18444".parse().unwrap(), subs).start();
+/// # }
+/// ```
+pub struct PeerActor {
+    id: PeerId,
+    addr: PeerAddr,
+    config: PeerConfig,
+    machine: PeerMachine,
+    subscribers: Subscribers,
+    stats: StatsRecorder,
+    budget: OutboundBudget,
+    writer: Option<mpsc::UnboundedSender<WriteCmd>>,
+    stream: Option<(BoxStream, Option<SocketAddr>)>,
+    codec: Codec,
+    span: tracing::Span,
+}
+
+impl PeerActor {
+    /// A peer that dials `addr` when started.
+    pub fn outbound(config: PeerConfig, addr: PeerAddr, subscribers: Subscribers) -> Self {
+        Self::build(config, addr, Link::Outbound, None, subscribers)
+    }
+
+    /// A peer over an accepted inbound stream.
+    pub fn inbound(config: PeerConfig, remote: SocketAddr, stream: impl PeerStream, subscribers: Subscribers) -> Self {
+        Self::build(config, PeerAddr::Ip(remote), Link::Inbound, Some((Box::pin(stream), Some(remote))), subscribers)
+    }
+
+    /// A peer over an already-open stream (any direction); used with `tokio::io::duplex` in tests
+    /// and for streams opened by other means.
+    pub fn with_stream(
+        config: PeerConfig,
+        addr: PeerAddr,
+        link: Link,
+        stream: impl PeerStream,
+        subscribers: Subscribers,
+    ) -> Self {
+        let remote = addr.socket_addr();
+        Self::build(config, addr, link, Some((Box::pin(stream), remote)), subscribers)
+    }
+
+    fn build(
+        config: PeerConfig,
+        addr: PeerAddr,
+        link: Link,
+        stream: Option<(BoxStream, Option<SocketAddr>)>,
+        subscribers: Subscribers,
+    ) -> Self {
+        let id = PeerId::next();
+        let machine = PeerMachine::new(config.machine.clone(), link, config.nonces.clone(), StdRng::from_entropy());
+        let span = tracing::info_span!("peer", id = id.0, peer = %addr, link = ?link);
+        PeerActor {
+            id,
+            codec: Codec::new(config.network.magic()),
+            budget: OutboundBudget::new(config.max_send_queue_bytes),
+            addr,
+            config,
+            machine,
+            subscribers,
+            stats: StatsRecorder::default(),
+            writer: None,
+            stream,
+            span,
+        }
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    fn dial(&mut self, ctx: &mut Context<Self>) {
+        self.machine.connecting();
+        self.run_actions(ctx);
+        let target = self.addr.clone();
+        let proxy = self.config.proxy.clone();
+        let timeout = self.config.connect_timeout;
+        let fut = async move { dial::dial(&target, proxy.as_ref(), timeout).await };
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok((stream, remote)) => act.attach(stream, remote, ctx),
+            Err(e) => {
+                act.machine.disconnect(DisconnectReason::ConnectFailed { error: e.to_string() });
+                act.run_actions(ctx);
+            }
+        }));
+    }
+
+    fn attach(&mut self, stream: BoxStream, remote: Option<SocketAddr>, ctx: &mut Context<Self>) {
+        let (read, write) = tokio::io::split(stream);
+        ctx.add_stream(FramedRead::new(read, self.codec.clone()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let me = ctx.address();
+        actix::spawn(outbound::run_writer(write, rx, move |event| me.do_send(WriterReport(event))));
+        self.writer = Some(tx);
+        self.stats.connected(SystemTime::now());
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        self.machine.connected(Instant::now(), unix, self.config.tip.get(), remote);
+        self.run_actions(ctx);
+    }
+
+    /// Encodes and queues a frame; `done` is answered when it is written.
+    fn enqueue(&mut self, msg: &Message, done: Option<oneshot::Sender<Result<(), SendError>>>) -> Result<(), SendError> {
+        let Some(writer) = &self.writer else { return Err(SendError::Disconnected) };
+        let bytes = self.codec.encode_to_bytes(msg);
+        self.budget.try_reserve(bytes.len())?;
+        let command = wire::message_command(msg);
+        let _g = self.span.enter();
+        debug!(command, len = bytes.len(), "send");
+        writer
+            .send(WriteCmd::Frame { bytes, command, done })
+            .map_err(|_| SendError::Disconnected)
+    }
+
+    fn run_actions(&mut self, ctx: &mut Context<Self>) {
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                Action::Send(msg) => {
+                    if let Err(e) = self.enqueue(&msg, None) {
+                        if let SendError::QueueFull { queued, .. } = e {
+                            self.machine.disconnect(DisconnectReason::SendQueueFull { queued });
+                        }
+                    }
+                }
+                Action::State(state) => {
+                    let _g = self.span.enter();
+                    debug!(?state, "state");
+                    self.subscribers.state_changed(self.id, &self.addr, state);
+                }
+                Action::Ready(info) => {
+                    let _g = self.span.enter();
+                    info!(version = info.version, user_agent = %info.user_agent, services = info.services, start_height = info.start_height, "peer ready");
+                    self.subscribers.ready(self.id, &self.addr, info);
+                }
+                Action::Disconnect(reason) => {
+                    {
+                        let _g = self.span.enter();
+                        match reason.kind() {
+                            super::ReasonKind::Misbehavior => warn!(%reason, "disconnecting misbehaving peer"),
+                            _ => info!(%reason, "peer disconnected"),
+                        }
+                    }
+                    if let Some(writer) = self.writer.take() {
+                        let _ = writer.send(WriteCmd::Close);
+                    }
+                    self.subscribers.disconnected(self.id, &self.addr, reason);
+                    ctx.stop();
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        self.stats.received(frame.command, frame.wire_len, SystemTime::now());
+        match frame.message {
+            Ok(msg) => {
+                {
+                    let _g = self.span.enter();
+                    debug!(command = frame.command, len = frame.wire_len, "recv");
+                }
+                let verdict = self.machine.on_message(now, &msg);
+                self.run_actions(ctx);
+                if !self.machine.is_closed() {
+                    self.subscribers.received(self.id, &self.addr, msg, verdict == Verdict::Deliver);
+                }
+            }
+            Err(error) => {
+                let _g = self.span.enter();
+                warn!(%error, "dropping invalid message");
+                self.machine.on_invalid_frame(now, &error);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> PeerStats {
+        let info = self.machine.peer_info();
+        let base = PeerStats {
+            id: self.id,
+            addr: self.addr.clone(),
+            link: self.machine.link(),
+            state: self.machine.state(),
+            services: info.map_or(0, |i| i.services),
+            version: info.map_or(0, |i| i.version),
+            user_agent: info.map(|i| i.user_agent.clone()).unwrap_or_default(),
+            start_height: info.map_or(0, |i| i.start_height),
+            relay: info.is_some_and(|i| i.relay),
+            features: info.map(|i| i.features.clone()).unwrap_or_default(),
+            transport: "v1",
+            connected_since: None,
+            last_send: None,
+            last_recv: None,
+            bytes_sent: 0,
+            bytes_recv: 0,
+            sent_per_command: Default::default(),
+            recv_per_command: Default::default(),
+            ping_latency_ms: self.machine.latency().map(|d| d.as_secs_f64() * 1000.0),
+            send_queue_bytes: self.budget.queued(),
+            dropped_frames: self.machine.dropped_frames(),
+            subscribers: self.subscribers.stats(),
+        };
+        self.stats.snapshot(base)
+    }
+}
+
+impl Actor for PeerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(TICK_INTERVAL, |act, ctx| {
+            act.machine.tick(Instant::now());
+            act.run_actions(ctx);
+        });
+        match self.stream.take() {
+            Some((stream, remote)) => {
+                self.machine.connecting();
+                self.attach(stream, remote, ctx);
+            }
+            None => self.dial(ctx),
+        }
+    }
+
+    fn stopping(&mut self, ctx: &mut Context<Self>) -> Running {
+        // Stopped from outside (all addresses dropped, system shutdown): still say goodbye once.
+        self.machine.disconnect(DisconnectReason::Shutdown);
+        self.run_actions(ctx);
+        Running::Stop
+    }
+}
+
+impl StreamHandler<Result<Frame, CodecError>> for PeerActor {
+    fn handle(&mut self, item: Result<Frame, CodecError>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(frame) => self.on_frame(frame, ctx),
+            Err(error) => {
+                let reason = match error {
+                    CodecError::BadMagic { .. } => DisconnectReason::Misbehaving(Misbehavior::BadMagic),
+                    CodecError::Oversized { command, len, .. } => {
+                        DisconnectReason::Misbehaving(Misbehavior::Oversized { command: command.to_owned(), len })
+                    }
+                    other => DisconnectReason::Io { error: other.to_string() },
+                };
+                self.machine.disconnect(reason);
+                self.run_actions(ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.machine.disconnect(DisconnectReason::ClosedByPeer);
+        self.run_actions(ctx);
+    }
+}
+
+impl Handler<SendMessage> for PeerActor {
+    type Result = ResponseFuture<Result<(), SendError>>;
+
+    fn handle(&mut self, msg: SendMessage, _ctx: &mut Context<Self>) -> Self::Result {
+        let state = self.machine.state();
+        if state != PeerState::Ready {
+            return Box::pin(future::ready(Err(SendError::NotReady { state })));
+        }
+        let (tx, rx) = oneshot::channel();
+        match self.enqueue(&msg.0, Some(tx)) {
+            Ok(()) => Box::pin(rx.map(|r| r.unwrap_or(Err(SendError::Disconnected)))),
+            Err(e) => Box::pin(future::ready(Err(e))),
+        }
+    }
+}
+
+impl Handler<Disconnect> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) {
+        self.machine.disconnect(msg.0);
+        self.run_actions(ctx);
+    }
+}
+
+impl Handler<GetStats> for PeerActor {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.snapshot())
+    }
+}
+
+impl Handler<Subscribe> for PeerActor {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.subscribers.add(msg.0))
+    }
+}
+
+impl Handler<WriterReport> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: WriterReport, ctx: &mut Context<Self>) {
+        match msg.0 {
+            WriteEvent::Written { command, len } => {
+                self.budget.release(len);
+                self.stats.sent(command, len, SystemTime::now());
+            }
+            WriteEvent::Failed(error) => {
+                self.machine.disconnect(DisconnectReason::Io { error });
+                self.run_actions(ctx);
+            }
+        }
+    }
+}

@@ -1,0 +1,602 @@
+//! The per-connection protocol state machine: handshake, feature negotiation, keep-alive,
+//! timeouts and inbound limits. It does no I/O and never reads the clock: every input carries
+//! `now`, and decisions come out as [`Action`]s for the actor to execute.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::Rng;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::reason::{DisconnectReason, Misbehavior};
+use super::{Link, NonceSet, PeerState};
+use crate::wire::limits::{
+    BIP0031_VERSION, MAX_ADDR_TO_SEND, MAX_GETDATA_SZ, MAX_HEADERS_RESULTS, MAX_INV_SZ,
+    MAX_SUBVERSION_LENGTH, MIN_PEER_PROTO_VERSION, PROTOCOL_VERSION, SENDHEADERS_VERSION,
+    WTXID_RELAY_VERSION,
+};
+use crate::wire::version::{self, LocalVersion};
+use crate::wire::{CodecError, Inventory, Message, ServiceFlags};
+
+/// Core's handshake window (`DEFAULT_PEER_CONNECT_TIMEOUT`, `net.h`): 60 s from connect.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Core's ping interval (`PING_INTERVAL`, `net_processing.cpp`): 2 min.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
+/// Core drops a peer whose ping is unanswered for 20 min (`TIMEOUT_INTERVAL`, `net.h`).
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// Core drops a peer silent for 20 min (`TIMEOUT_INTERVAL` in `InactivityCheck`).
+pub const DEFAULT_INACTIVITY_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// How many requested transaction ids we remember per peer so one announcement is fetched once;
+/// Core tracks 5,000 announcements per peer (`MAX_PEER_TX_ANNOUNCEMENTS`).
+pub const MAX_REQUESTED_TXS: usize = 5_000;
+
+/// Protocol settings of one connection.
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    /// Protocol version we advertise.
+    pub protocol_version: u32,
+    /// Service bits we advertise.
+    pub services: ServiceFlags,
+    /// Our BIP14 user agent (at most 256 bytes).
+    pub user_agent: String,
+    /// Ask the peer to announce transactions to us.
+    pub relay: bool,
+    /// Peers below this protocol version are disconnected.
+    pub min_peer_version: u32,
+    /// Outbound peers must offer all of these service bits.
+    pub required_services: ServiceFlags,
+    /// Time from connect until the handshake must be complete.
+    pub handshake_timeout: Duration,
+    /// Time between our pings.
+    pub ping_interval: Duration,
+    /// Time a ping may stay unanswered.
+    pub ping_timeout: Duration,
+    /// Time without any received byte before we give up.
+    pub inactivity_timeout: Duration,
+    /// Send one `getaddr` when the handshake completes.
+    pub send_getaddr: bool,
+    /// Answer transaction announcements with `getdata`, so `tx` messages arrive.
+    pub request_announced_txs: bool,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig {
+            protocol_version: PROTOCOL_VERSION,
+            services: ServiceFlags::NONE,
+            user_agent: version::user_agent(None),
+            relay: true,
+            min_peer_version: MIN_PEER_PROTO_VERSION,
+            required_services: ServiceFlags::NONE,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
+            inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
+            send_getaddr: false,
+            request_announced_txs: false,
+        }
+    }
+}
+
+/// Compact-block mode the peer asked for (BIP152 `sendcmpct`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CompactBlocks {
+    /// The peer wants unsolicited `cmpctblock` announcements.
+    pub high_bandwidth: bool,
+    /// Compact-block version.
+    pub version: u64,
+}
+
+/// What was negotiated with the peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Features {
+    /// Both sides sent `wtxidrelay` (BIP339): transactions are announced by wtxid.
+    pub wtxid_relay: bool,
+    /// The peer sent `sendaddrv2` (BIP155): it wants `addrv2`.
+    pub addr_v2: bool,
+    /// The peer sent `sendheaders` (BIP130): announce blocks to it with `headers`.
+    pub send_headers: bool,
+    /// The peer's `sendcmpct`, if any.
+    pub compact_blocks: Option<CompactBlocks>,
+    /// The peer's `feefilter` in sat/kvB, if any.
+    pub fee_filter: Option<i64>,
+}
+
+/// What the peer told us in its `version`, plus negotiated features.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerInfo {
+    /// Who opened the connection.
+    pub link: Link,
+    /// The peer's protocol version.
+    pub version: u32,
+    /// The peer's service bits.
+    pub services: u64,
+    /// The peer's user agent.
+    pub user_agent: String,
+    /// The peer's best height when it connected.
+    pub start_height: i32,
+    /// Whether the peer wants transactions announced.
+    pub relay: bool,
+    /// Negotiated features.
+    pub features: Features,
+}
+
+/// What the actor must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Queue this message for the peer.
+    Send(Message),
+    /// The connection state changed.
+    State(PeerState),
+    /// The handshake completed.
+    Ready(PeerInfo),
+    /// Close the connection for this reason (always follows `State(Disconnected)`).
+    Disconnect(DisconnectReason),
+}
+
+/// Whether a received message should reach typed subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Ordinary traffic after the handshake: publish it.
+    Deliver,
+    /// Handshake/control traffic or dropped input: only the catch-all sees it.
+    Consumed,
+}
+
+/// Bounded set of recently seen 32-byte ids, oldest evicted first.
+#[derive(Debug)]
+struct RecentSet {
+    order: VecDeque<[u8; 32]>,
+    set: HashSet<[u8; 32]>,
+    cap: usize,
+}
+
+impl RecentSet {
+    fn new(cap: usize) -> Self {
+        RecentSet { order: VecDeque::new(), set: HashSet::new(), cap }
+    }
+
+    /// Inserts; returns false if already present.
+    fn insert(&mut self, id: [u8; 32]) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub struct PeerMachine {
+    config: MachineConfig,
+    link: Link,
+    state: PeerState,
+    nonces: NonceSet,
+    rng: StdRng,
+    our_nonce: Option<u64>,
+    connected_at: Option<Instant>,
+    last_recv: Option<Instant>,
+    remote: Option<PeerInfo>,
+    sent_verack: bool,
+    got_verack: bool,
+    pending_version: Option<(i64, i32, Option<std::net::SocketAddr>)>,
+    closed: bool,
+    ping: Option<(u64, Instant)>,
+    next_ping_at: Option<Instant>,
+    latency: Option<Duration>,
+    requested_txs: RecentSet,
+    dropped_frames: u64,
+    actions: VecDeque<Action>,
+}
+
+impl PeerMachine {
+    /// A machine for a connection that has not started.
+    pub fn new(config: MachineConfig, link: Link, nonces: NonceSet, rng: StdRng) -> Self {
+        PeerMachine {
+            config,
+            link,
+            state: PeerState::Disconnected,
+            nonces,
+            rng,
+            our_nonce: None,
+            connected_at: None,
+            last_recv: None,
+            remote: None,
+            sent_verack: false,
+            got_verack: false,
+            pending_version: None,
+            closed: false,
+            ping: None,
+            next_ping_at: None,
+            latency: None,
+            requested_txs: RecentSet::new(MAX_REQUESTED_TXS),
+            dropped_frames: 0,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Next action to execute, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Current state.
+    pub fn state(&self) -> PeerState {
+        self.state
+    }
+
+    /// Direction of the link.
+    pub fn link(&self) -> Link {
+        self.link
+    }
+
+    /// The peer's version information, once received (features are live).
+    pub fn peer_info(&self) -> Option<&PeerInfo> {
+        self.remote.as_ref()
+    }
+
+    /// Last measured ping round trip.
+    pub fn latency(&self) -> Option<Duration> {
+        self.latency
+    }
+
+    /// Our nonce for this connection.
+    pub fn nonce(&self) -> Option<u64> {
+        self.our_nonce
+    }
+
+    /// Frames dropped for bad checksum, invalid command, malformed payload or arriving out of order.
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped_frames
+    }
+
+    /// The dial has started.
+    pub fn connecting(&mut self) {
+        if self.state == PeerState::Disconnected && self.connected_at.is_none() {
+            self.set_state(PeerState::Connecting);
+        }
+    }
+
+    /// The byte stream is up: start the handshake. Outbound links speak first.
+    pub fn connected(&mut self, now: Instant, unix_time: i64, start_height: i32, remote: Option<std::net::SocketAddr>) {
+        if self.connected_at.is_some() {
+            return;
+        }
+        self.connected_at = Some(now);
+        self.last_recv = Some(now);
+        let rng = &mut self.rng;
+        self.our_nonce = Some(self.nonces.issue(|| rng.gen()));
+        self.set_state(PeerState::Handshaking);
+        match self.link {
+            Link::Outbound => self.send_version(unix_time, start_height, remote),
+            // Inbound: we answer their version with ours (Core waits for the initiator).
+            Link::Inbound => self.pending_version = Some((unix_time, start_height, remote)),
+        }
+    }
+
+    fn send_version(&mut self, unix_time: i64, start_height: i32, remote: Option<std::net::SocketAddr>) {
+        let local = LocalVersion {
+            version: self.config.protocol_version,
+            services: self.config.services,
+            user_agent: self.config.user_agent.clone(),
+            start_height,
+            relay: self.config.relay,
+            nonce: self.our_nonce.unwrap_or_default(),
+            timestamp: unix_time,
+        };
+        self.send(Message::Version(version::build(&local, remote)));
+    }
+
+    /// A frame could not be decoded; it is dropped (as Core does) but still counts as activity.
+    pub fn on_invalid_frame(&mut self, now: Instant, _error: &CodecError) {
+        self.last_recv = Some(now);
+        self.dropped_frames += 1;
+    }
+
+    /// A message arrived.
+    pub fn on_message(&mut self, now: Instant, msg: &Message) -> Verdict {
+        if self.state == PeerState::Disconnected {
+            return Verdict::Consumed;
+        }
+        self.last_recv = Some(now);
+        if let Message::Version(v) = msg {
+            self.on_version(v);
+            return Verdict::Consumed;
+        }
+        if self.remote.is_none() {
+            // Core ignores everything before `version`.
+            self.dropped_frames += 1;
+            return Verdict::Consumed;
+        }
+        match msg {
+            Message::Verack => {
+                if !self.got_verack {
+                    self.got_verack = true;
+                    self.maybe_ready(now);
+                }
+                Verdict::Consumed
+            }
+            Message::WtxidRelay => {
+                if self.got_verack {
+                    return self.misbehaving(Misbehavior::NegotiationAfterVerack { command: "wtxidrelay".into() });
+                }
+                let their_version = self.remote.as_ref().map_or(0, |r| r.version);
+                if their_version >= WTXID_RELAY_VERSION && self.config.protocol_version >= WTXID_RELAY_VERSION {
+                    self.features_mut().wtxid_relay = true;
+                }
+                Verdict::Consumed
+            }
+            Message::SendAddrV2 => {
+                if self.got_verack {
+                    return self.misbehaving(Misbehavior::NegotiationAfterVerack { command: "sendaddrv2".into() });
+                }
+                self.features_mut().addr_v2 = true;
+                Verdict::Consumed
+            }
+            Message::SendHeaders => {
+                self.features_mut().send_headers = true;
+                Verdict::Consumed
+            }
+            Message::SendCmpct(c) => {
+                self.features_mut().compact_blocks =
+                    Some(CompactBlocks { high_bandwidth: c.send_compact, version: c.version });
+                Verdict::Consumed
+            }
+            Message::FeeFilter(rate) => {
+                self.features_mut().fee_filter = Some(*rate);
+                Verdict::Consumed
+            }
+            Message::Ping(nonce) => {
+                self.send(Message::Pong(*nonce));
+                Verdict::Consumed
+            }
+            Message::Pong(nonce) => {
+                self.on_pong(now, *nonce);
+                Verdict::Consumed
+            }
+            _ if self.state != PeerState::Ready => {
+                // Core acts on nothing else before the handshake completes.
+                self.dropped_frames += 1;
+                Verdict::Consumed
+            }
+            Message::Inv(items) => {
+                if items.len() > MAX_INV_SZ {
+                    return self.too_many("inv", items.len(), MAX_INV_SZ);
+                }
+                self.request_transactions(items);
+                Verdict::Deliver
+            }
+            Message::GetData(items) | Message::NotFound(items) if items.len() > MAX_INV_SZ => {
+                self.too_many(msg.cmd(), items.len(), MAX_INV_SZ)
+            }
+            Message::Headers(h) if h.len() > MAX_HEADERS_RESULTS => {
+                self.too_many("headers", h.len(), MAX_HEADERS_RESULTS)
+            }
+            Message::Addr(a) if a.len() > MAX_ADDR_TO_SEND => self.too_many("addr", a.len(), MAX_ADDR_TO_SEND),
+            Message::AddrV2(a) if a.len() > MAX_ADDR_TO_SEND => {
+                self.too_many("addrv2", a.len(), MAX_ADDR_TO_SEND)
+            }
+            _ => Verdict::Deliver,
+        }
+    }
+
+    fn on_version(&mut self, v: &crate::wire::VersionMessage) {
+        if self.remote.is_some() {
+            // Core ignores a second version.
+            self.dropped_frames += 1;
+            return;
+        }
+        if v.user_agent.len() > MAX_SUBVERSION_LENGTH {
+            self.misbehaving(Misbehavior::UserAgentTooLong { len: v.user_agent.len() });
+            return;
+        }
+        if v.version < self.config.min_peer_version {
+            self.disconnect(DisconnectReason::ObsoleteVersion { version: v.version, min: self.config.min_peer_version });
+            return;
+        }
+        if self.link == Link::Outbound && !v.services.has(self.config.required_services) {
+            self.disconnect(DisconnectReason::MissingServices {
+                offered: v.services.to_u64(),
+                required: self.config.required_services.to_u64(),
+            });
+            return;
+        }
+        if self.link == Link::Inbound && self.nonces.contains(v.nonce) {
+            self.disconnect(DisconnectReason::SelfConnection);
+            return;
+        }
+        self.remote = Some(PeerInfo {
+            link: self.link,
+            version: v.version,
+            services: v.services.to_u64(),
+            user_agent: v.user_agent.clone(),
+            start_height: v.start_height,
+            relay: v.relay,
+            features: Features::default(),
+        });
+        if self.link == Link::Inbound {
+            if let Some((unix_time, height, remote)) = self.pending_version.take() {
+                self.send_version(unix_time, height, remote);
+            }
+        }
+        // Feature negotiation goes between version and verack (peer-etiquette.md §2.3).
+        if v.version >= WTXID_RELAY_VERSION && self.config.protocol_version >= WTXID_RELAY_VERSION {
+            self.send(Message::WtxidRelay);
+            self.send(Message::SendAddrV2);
+        }
+        self.send(Message::Verack);
+        self.sent_verack = true;
+    }
+
+    fn maybe_ready(&mut self, now: Instant) {
+        if !(self.sent_verack && self.got_verack) || self.state != PeerState::Handshaking {
+            return;
+        }
+        let Some(remote) = self.remote.clone() else { return };
+        self.set_state(PeerState::Ready);
+        self.actions.push_back(Action::Ready(remote.clone()));
+        if remote.version >= SENDHEADERS_VERSION {
+            self.send(Message::SendHeaders);
+        }
+        if self.config.send_getaddr {
+            self.send(Message::GetAddr);
+        }
+        self.next_ping_at = Some(now);
+        self.maybe_ping(now);
+    }
+
+    fn on_pong(&mut self, now: Instant, nonce: u64) {
+        let Some((expected, sent)) = self.ping else { return };
+        if nonce == expected {
+            self.latency = Some(now.saturating_duration_since(sent));
+            self.ping = None;
+            self.next_ping_at = Some(sent + self.config.ping_interval);
+        } else if nonce == 0 {
+            // Core: a zero nonce cancels the outstanding ping.
+            self.ping = None;
+            self.next_ping_at = Some(sent + self.config.ping_interval);
+        }
+    }
+
+    fn maybe_ping(&mut self, now: Instant) {
+        let peer_version = self.remote.as_ref().map_or(0, |r| r.version);
+        if self.state != PeerState::Ready || self.ping.is_some() || peer_version <= BIP0031_VERSION {
+            return;
+        }
+        if self.next_ping_at.is_some_and(|at| now >= at) {
+            let nonce = loop {
+                let n: u64 = self.rng.gen();
+                if n != 0 {
+                    break n;
+                }
+            };
+            self.ping = Some((nonce, now));
+            self.send(Message::Ping(nonce));
+        }
+    }
+
+    /// Periodic check of timers; call about once a second.
+    pub fn tick(&mut self, now: Instant) {
+        let (Some(connected_at), Some(last_recv)) = (self.connected_at, self.last_recv) else { return };
+        match self.state {
+            PeerState::Handshaking => {
+                if now.saturating_duration_since(connected_at) >= self.config.handshake_timeout {
+                    self.disconnect(DisconnectReason::HandshakeTimeout { after: self.config.handshake_timeout });
+                }
+            }
+            PeerState::Ready => {
+                if let Some((_, sent)) = self.ping {
+                    if now.saturating_duration_since(sent) >= self.config.ping_timeout {
+                        self.disconnect(DisconnectReason::PingTimeout { after: self.config.ping_timeout });
+                        return;
+                    }
+                }
+                if now.saturating_duration_since(last_recv) >= self.config.inactivity_timeout {
+                    self.disconnect(DisconnectReason::InactivityTimeout { after: self.config.inactivity_timeout });
+                    return;
+                }
+                self.maybe_ping(now);
+            }
+            PeerState::Connecting | PeerState::Disconnected => {}
+        }
+    }
+
+    /// Ends the connection (idempotent): emits `State(Disconnected)` then `Disconnect(reason)`.
+    pub fn disconnect(&mut self, reason: DisconnectReason) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if let Some(n) = self.our_nonce.take() {
+            self.nonces.release(n);
+        }
+        self.set_state(PeerState::Disconnected);
+        self.actions.push_back(Action::Disconnect(reason));
+    }
+
+    /// True once the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn request_transactions(&mut self, items: &[Inventory]) {
+        if !(self.config.request_announced_txs && self.config.relay) {
+            return;
+        }
+        let witness = self
+            .remote
+            .as_ref()
+            .is_some_and(|r| ServiceFlags::from(r.services).has(ServiceFlags::WITNESS));
+        let mut wanted = Vec::new();
+        for item in items {
+            let request = match item {
+                Inventory::Transaction(txid) | Inventory::WitnessTransaction(txid) => {
+                    use bitcoin::hashes::Hash;
+                    if !self.requested_txs.insert(txid.to_byte_array()) {
+                        continue;
+                    }
+                    if witness { Inventory::WitnessTransaction(*txid) } else { Inventory::Transaction(*txid) }
+                }
+                Inventory::WTx(wtxid) => {
+                    use bitcoin::hashes::Hash;
+                    if !self.requested_txs.insert(wtxid.to_byte_array()) {
+                        continue;
+                    }
+                    Inventory::WTx(*wtxid)
+                }
+                _ => continue,
+            };
+            wanted.push(request);
+            if wanted.len() == MAX_GETDATA_SZ {
+                self.send(Message::GetData(std::mem::take(&mut wanted)));
+            }
+        }
+        if !wanted.is_empty() {
+            self.send(Message::GetData(wanted));
+        }
+    }
+
+    fn too_many(&mut self, command: &str, count: usize, max: usize) -> Verdict {
+        self.misbehaving(Misbehavior::TooManyEntries { command: command.to_owned(), count, max })
+    }
+
+    fn misbehaving(&mut self, m: Misbehavior) -> Verdict {
+        self.disconnect(DisconnectReason::Misbehaving(m));
+        Verdict::Consumed
+    }
+
+    fn features_mut(&mut self) -> &mut Features {
+        // Only called once `remote` is set (checked by `on_message`).
+        &mut self.remote.as_mut().expect("features are negotiated after version").features
+    }
+
+    fn send(&mut self, msg: Message) {
+        self.actions.push_back(Action::Send(msg));
+    }
+
+    fn set_state(&mut self, state: PeerState) {
+        if self.state != state {
+            self.state = state;
+            self.actions.push_back(Action::State(state));
+        }
+    }
+}
+
+impl Drop for PeerMachine {
+    fn drop(&mut self) {
+        if let Some(n) = self.our_nonce.take() {
+            self.nonces.release(n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,347 @@
+use super::*;
+use crate::wire::{SendCmpct, VersionMessage};
+use rand::SeedableRng;
+
+fn config() -> MachineConfig {
+    MachineConfig { send_getaddr: true, request_announced_txs: true, ..MachineConfig::default() }
+}
+
+fn machine(link: Link, nonces: &NonceSet) -> PeerMachine {
+    PeerMachine::new(config(), link, nonces.clone(), StdRng::seed_from_u64(1))
+}
+
+fn their_version(version: u32, nonce: u64) -> VersionMessage {
+    let local = LocalVersion {
+        version,
+        services: ServiceFlags::NETWORK | ServiceFlags::WITNESS,
+        user_agent: "/Satoshi:27.0.0/".into(),
+        start_height: 100,
+        relay: true,
+        nonce,
+        timestamp: 0,
+    };
+    version::build(&local, None)
+}
+
+fn drain(m: &mut PeerMachine) -> Vec<Action> {
+    std::iter::from_fn(|| m.poll_action()).collect()
+}
+
+fn sent(actions: &[Action]) -> Vec<&'static str> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(m) => Some(m.cmd()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn disconnect_reason(actions: &[Action]) -> Option<&DisconnectReason> {
+    actions.iter().find_map(|a| match a {
+        Action::Disconnect(r) => Some(r),
+        _ => None,
+    })
+}
+
+/// Drives an outbound handshake to Ready and returns the machine and the start instant.
+fn ready_outbound() -> (PeerMachine, Instant) {
+    let nonces = NonceSet::default();
+    let mut m = machine(Link::Outbound, &nonces);
+    let t0 = Instant::now();
+    m.connecting();
+    m.connected(t0, 0, 0, None);
+    m.on_message(t0, &Message::Version(their_version(70016, 5)));
+    m.on_message(t0, &Message::WtxidRelay);
+    m.on_message(t0, &Message::SendAddrV2);
+    m.on_message(t0, &Message::Verack);
+    drain(&mut m);
+    assert_eq!(m.state(), PeerState::Ready);
+    (m, t0)
+}
+
+#[test]
+fn outbound_sends_version_first_then_features_then_verack() {
+    let nonces = NonceSet::default();
+    let mut m = machine(Link::Outbound, &nonces);
+    let t0 = Instant::now();
+    m.connecting();
+    m.connected(t0, 0, 7, None);
+    let a = drain(&mut m);
+    assert_eq!(a[0], Action::State(PeerState::Connecting));
+    assert_eq!(a[1], Action::State(PeerState::Handshaking));
+    assert_eq!(sent(&a), ["version"]);
+    match &a[2] {
+        Action::Send(Message::Version(v)) => {
+            assert_eq!(v.version, 70016);
+            assert_eq!(v.start_height, 7);
+            assert!(v.relay);
+            assert!(nonces.contains(v.nonce));
+        }
+        other => panic!("expected our version, got {other:?}"),
+    }
+    // Their version: we answer with the BIP339/BIP155 messages and verack, in that order.
+    m.on_message(t0, &Message::Version(their_version(70016, 5)));
+    assert_eq!(sent(&drain(&mut m)), ["wtxidrelay", "sendaddrv2", "verack"]);
+    m.on_message(t0, &Message::WtxidRelay);
+    m.on_message(t0, &Message::SendAddrV2);
+    assert_eq!(m.state(), PeerState::Handshaking);
+    m.on_message(t0, &Message::Verack);
+    let a = drain(&mut m);
+    assert_eq!(a[0], Action::State(PeerState::Ready));
+    let Action::Ready(info) = &a[1] else { panic!("expected Ready, got {:?}", a[1]) };
+    assert_eq!(info.user_agent, "/Satoshi:27.0.0/");
+    assert!(info.features.wtxid_relay && info.features.addr_v2);
+    // After verack: sendheaders (peer >= 70012), the one getaddr, and the first ping at once.
+    assert_eq!(sent(&a), ["sendheaders", "getaddr", "ping"]);
+}
+
+#[test]
+fn old_peer_gets_no_bip339_messages_and_no_wtxid_relay() {
+    let nonces = NonceSet::default();
+    let mut m = machine(Link::Outbound, &nonces);
+    let t0 = Instant::now();
+    m.connected(t0, 0, 0, None);
+    drain(&mut m);
+    m.on_message(t0, &Message::Version(their_version(70015, 5)));
+    assert_eq!(sent(&drain(&mut m)), ["verack"]);
+    m.on_message(t0, &Message::WtxidRelay); // ignored: common version < 70016
+    m.on_message(t0, &Message::Verack);
+    assert!(!m.peer_info().unwrap().features.wtxid_relay);
+}
+
+#[test]
+fn inbound_waits_for_their_version_and_answers() {
+    let nonces = NonceSet::default();
+    let mut m = machine(Link::Inbound, &nonces);
+    let t0 = Instant::now();
+    m.connected(t0, 0, 3, None);
+    let a = drain(&mut m);
+    assert!(sent(&a).is_empty(), "inbound must not speak first: {a:?}");
+    m.on_message(t0, &Message::Version(their_version(70016, 99)));
+    assert_eq!(sent(&drain(&mut m)), ["version", "wtxidrelay", "sendaddrv2", "verack"]);
+    m.on_message(t0, &Message::Verack);
+    assert_eq!(m.state(), PeerState::Ready);
+}
+
+#[test]
+fn messages_before_version_are_dropped() {
+    let nonces = NonceSet::default();
+    let mut m = machine(Link::Inbound, &nonces);
+    let t0 = Instant::now();
+    m.connected(t0, 0, 0, None);
+    assert_eq!(m.on_message(t0, &Message::Verack), Verdict::Consumed);
+    assert_eq!(m.on_message(t0, &Message::Inv(vec![])), Verdict::Consumed);
+    assert!(sent(&drain(&mut m)).is_empty());
+    assert_eq!(m.dropped_frames(), 2);
+    assert_eq!(m.state(), PeerState::Handshaking);
+}
+
+#[test]
+fn self_connection_is_detected_through_the_shared_nonce_set() {
+    let nonces = NonceSet::default();
+    let mut out = machine(Link::Outbound, &nonces);
+    let mut inb = machine(Link::Inbound, &nonces);
+    let t0 = Instant::now();
+    out.connected(t0, 0, 0, None);
+    inb.connected(t0, 0, 0, None);
+    let our_version = drain(&mut out)
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Send(m @ Message::Version(_)) => Some(m),
+            _ => None,
+        })
+        .unwrap();
+    inb.on_message(t0, &our_version);
+    assert_eq!(disconnect_reason(&drain(&mut inb)), Some(&DisconnectReason::SelfConnection));
+    // Nonces are released when connections end.
+    drop(inb);
+    out.disconnect(DisconnectReason::Requested);
+    assert!(nonces.is_empty());
+}
+
+#[test]
+fn version_checks_disconnect_with_typed_reasons() {
+    let t0 = Instant::now();
+    let nonces = NonceSet::default();
+
+    let mut m = machine(Link::Outbound, &nonces);
+    m.connected(t0, 0, 0, None);
+    m.on_message(t0, &Message::Version(their_version(31_799, 1)));
+    assert_eq!(
+        disconnect_reason(&drain(&mut m)),
+        Some(&DisconnectReason::ObsoleteVersion { version: 31_799, min: 31_800 })
+    );
+
+    let cfg = MachineConfig { required_services: ServiceFlags::COMPACT_FILTERS, ..config() };
+    let mut m = PeerMachine::new(cfg, Link::Outbound, nonces.clone(), StdRng::seed_from_u64(2));
+    m.connected(t0, 0, 0, None);
+    m.on_message(t0, &Message::Version(their_version(70016, 1)));
+    let a = drain(&mut m);
+    assert!(matches!(disconnect_reason(&a), Some(DisconnectReason::MissingServices { .. })));
+    assert_eq!(disconnect_reason(&a).unwrap().kind(), super::super::ReasonKind::Incompatible);
+
+    let mut m = machine(Link::Outbound, &nonces);
+    m.connected(t0, 0, 0, None);
+    let mut v = their_version(70016, 1);
+    v.user_agent = "x".repeat(257);
+    m.on_message(t0, &Message::Version(v));
+    let r = disconnect_reason(&drain(&mut m)).cloned().unwrap();
+    assert!(r.is_misbehavior(), "{r:?}");
+}
+
+#[test]
+fn negotiation_after_verack_is_misbehaviour() {
+    let (mut m, t0) = ready_outbound();
+    m.on_message(t0, &Message::SendAddrV2);
+    let r = disconnect_reason(&drain(&mut m)).cloned().unwrap();
+    assert_eq!(r, DisconnectReason::Misbehaving(Misbehavior::NegotiationAfterVerack { command: "sendaddrv2".into() }));
+}
+
+#[test]
+fn sendheaders_sendcmpct_and_feefilter_are_recorded_any_time() {
+    let (mut m, t0) = ready_outbound();
+    m.on_message(t0, &Message::SendHeaders);
+    m.on_message(t0, &Message::SendCmpct(SendCmpct { send_compact: false, version: 2 }));
+    m.on_message(t0, &Message::FeeFilter(1000));
+    let f = &m.peer_info().unwrap().features;
+    assert!(f.send_headers);
+    assert_eq!(f.compact_blocks, Some(CompactBlocks { high_bandwidth: false, version: 2 }));
+    assert_eq!(f.fee_filter, Some(1000));
+}
+
+#[test]
+fn handshake_times_out() {
+    let nonces = NonceSet::default();
+    let mut m = machine(Link::Outbound, &nonces);
+    let t0 = Instant::now();
+    m.connected(t0, 0, 0, None);
+    drain(&mut m);
+    m.tick(t0 + Duration::from_secs(59));
+    assert!(disconnect_reason(&drain(&mut m)).is_none());
+    m.tick(t0 + Duration::from_secs(60));
+    assert_eq!(
+        disconnect_reason(&drain(&mut m)),
+        Some(&DisconnectReason::HandshakeTimeout { after: Duration::from_secs(60) })
+    );
+    // Idempotent: a second tick emits nothing.
+    m.tick(t0 + Duration::from_secs(61));
+    assert!(drain(&mut m).is_empty());
+}
+
+#[test]
+fn ping_pong_measures_latency_and_schedules_next_ping() {
+    let (mut m, t0) = ready_outbound();
+    // The first ping went out at t0 (drained by ready_outbound). Answer it 250 ms later.
+    let nonce = {
+        // Peek at the outstanding nonce by sending a wrong pong first: it must be ignored.
+        m.on_message(t0, &Message::Pong(12345));
+        assert!(m.latency().is_none());
+        m.ping.unwrap().0
+    };
+    m.on_message(t0 + Duration::from_millis(250), &Message::Pong(nonce));
+    assert_eq!(m.latency(), Some(Duration::from_millis(250)));
+    // No new ping before the interval.
+    m.tick(t0 + Duration::from_secs(119));
+    assert!(sent(&drain(&mut m)).is_empty());
+    m.tick(t0 + Duration::from_secs(120));
+    assert_eq!(sent(&drain(&mut m)), ["ping"]);
+}
+
+#[test]
+fn we_answer_pings_with_the_same_nonce() {
+    let (mut m, t0) = ready_outbound();
+    m.on_message(t0, &Message::Ping(0xdead_beef));
+    assert_eq!(drain(&mut m), vec![Action::Send(Message::Pong(0xdead_beef))]);
+}
+
+#[test]
+fn unanswered_ping_times_out() {
+    let (mut m, t0) = ready_outbound();
+    // Keep the link otherwise active so the ping timeout, not inactivity, fires.
+    for minute in 1..20 {
+        m.on_message(t0 + Duration::from_secs(minute * 60), &Message::SendHeaders);
+        m.tick(t0 + Duration::from_secs(minute * 60));
+    }
+    assert!(disconnect_reason(&drain(&mut m)).is_none());
+    m.tick(t0 + Duration::from_secs(20 * 60));
+    assert_eq!(
+        disconnect_reason(&drain(&mut m)),
+        Some(&DisconnectReason::PingTimeout { after: DEFAULT_PING_TIMEOUT })
+    );
+}
+
+#[test]
+fn silence_times_out() {
+    let cfg = MachineConfig { ping_timeout: Duration::from_secs(3600), ..config() };
+    let nonces = NonceSet::default();
+    let mut m = PeerMachine::new(cfg, Link::Outbound, nonces, StdRng::seed_from_u64(3));
+    let t0 = Instant::now();
+    m.connected(t0, 0, 0, None);
+    m.on_message(t0, &Message::Version(their_version(70016, 5)));
+    m.on_message(t0, &Message::Verack);
+    drain(&mut m);
+    m.tick(t0 + DEFAULT_INACTIVITY_TIMEOUT);
+    assert_eq!(
+        disconnect_reason(&drain(&mut m)),
+        Some(&DisconnectReason::InactivityTimeout { after: DEFAULT_INACTIVITY_TIMEOUT })
+    );
+}
+
+#[test]
+fn oversized_lists_are_misbehaviour() {
+    let (mut m, t0) = ready_outbound();
+    let inv = vec![Inventory::Block({ use bitcoin::hashes::Hash; bitcoin::BlockHash::all_zeros() }); MAX_INV_SZ + 1];
+    m.on_message(t0, &Message::Inv(inv));
+    let r = disconnect_reason(&drain(&mut m)).cloned().unwrap();
+    assert_eq!(
+        r,
+        DisconnectReason::Misbehaving(Misbehavior::TooManyEntries { command: "inv".into(), count: 50_001, max: 50_000 })
+    );
+    let (mut m, t0) = ready_outbound();
+    let headers = vec![bitcoin::constants::genesis_block(bitcoin::Network::Regtest).header; 2_001];
+    m.on_message(t0, &Message::Headers(headers));
+    assert!(disconnect_reason(&drain(&mut m)).unwrap().is_misbehavior());
+}
+
+#[test]
+fn announced_transactions_are_requested_once_by_the_right_type() {
+    use bitcoin::hashes::Hash;
+    let (mut m, t0) = ready_outbound();
+    let txid = bitcoin::Txid::from_byte_array([1; 32]);
+    let wtxid = bitcoin::Wtxid::from_byte_array([2; 32]);
+    let block = bitcoin::BlockHash::from_byte_array([3; 32]);
+    let inv = vec![Inventory::Transaction(txid), Inventory::WTx(wtxid), Inventory::Block(block)];
+    assert_eq!(m.on_message(t0, &Message::Inv(inv.clone())), Verdict::Deliver);
+    assert_eq!(
+        drain(&mut m),
+        vec![Action::Send(Message::GetData(vec![Inventory::WitnessTransaction(txid), Inventory::WTx(wtxid)]))]
+    );
+    // The same announcement again is not requested twice.
+    m.on_message(t0, &Message::Inv(inv));
+    assert!(drain(&mut m).is_empty());
+}
+
+#[test]
+fn data_before_ready_is_not_delivered() {
+    let nonces = NonceSet::default();
+    let mut m = machine(Link::Outbound, &nonces);
+    let t0 = Instant::now();
+    m.connected(t0, 0, 0, None);
+    m.on_message(t0, &Message::Version(their_version(70016, 5)));
+    assert_eq!(m.on_message(t0, &Message::Inv(vec![])), Verdict::Consumed);
+    m.on_message(t0, &Message::Verack);
+    assert_eq!(m.on_message(t0, &Message::Inv(vec![])), Verdict::Deliver);
+}
+
+#[test]
+fn recent_set_is_bounded() {
+    let mut s = RecentSet::new(3);
+    for i in 0..10u8 {
+        assert!(s.insert([i; 32]));
+    }
+    assert_eq!(s.set.len(), 3);
+    assert_eq!(s.order.len(), 3);
+    assert!(!s.insert([9; 32]));
+    assert!(s.insert([0; 32]), "evicted entries may be inserted again");
+}

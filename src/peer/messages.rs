@@ -1,0 +1,34 @@
+//! actix messages a [`PeerActor`](super::PeerActor) accepts.
+
+use actix::Message as ActixMessage;
+
+use super::outbound::{SendError, WriteEvent};
+use super::{DisconnectReason, PeerStats};
+use crate::events::{SubscriberId, Subscription};
+use crate::wire::Message;
+
+/// Sends a message to the peer. The reply arrives once the bytes were written to the socket
+/// (btcd's done channel); use `do_send` when you do not need it.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "Result<(), SendError>")]
+pub struct SendMessage(pub Message);
+
+/// Closes the connection; the peer emits `PeerDisconnected` with this reason and stops.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+pub struct Disconnect(pub DisconnectReason);
+
+/// Asks for a statistics snapshot.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "PeerStats")]
+pub struct GetStats;
+
+/// Adds a subscriber to this peer's notifications.
+#[derive(ActixMessage)]
+#[rtype(result = "SubscriberId")]
+pub struct Subscribe(pub Subscription);
+
+/// Writer task report (internal).
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+pub(crate) struct WriterReport(pub WriteEvent);

@@ -1,0 +1,158 @@
+//! Why a connection ended. Reasons are not errors: the group reads [`DisconnectReason::kind`] to
+//! decide between retrying with backoff, banning, or doing nothing.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Why a peer connection ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// Our side asked for it (API call).
+    #[error("disconnect requested")]
+    Requested,
+    /// The process is shutting down.
+    #[error("shutting down")]
+    Shutdown,
+    /// Dialing failed (refused, unreachable, timeout, proxy error).
+    #[error("connect failed: {error}")]
+    ConnectFailed {
+        /// What failed.
+        error: String,
+    },
+    /// The remote closed the connection.
+    #[error("connection closed by peer")]
+    ClosedByPeer,
+    /// Reading or writing the socket failed.
+    #[error("i/o error: {error}")]
+    Io {
+        /// The OS error.
+        error: String,
+    },
+    /// version/verack did not complete in time.
+    #[error("handshake timed out after {secs}s", secs = after.as_secs())]
+    HandshakeTimeout {
+        /// The configured limit.
+        after: Duration,
+    },
+    /// Our ping stayed unanswered too long.
+    #[error("ping unanswered for {secs}s", secs = after.as_secs())]
+    PingTimeout {
+        /// The configured limit.
+        after: Duration,
+    },
+    /// Nothing was received for too long.
+    #[error("no data received for {secs}s", secs = after.as_secs())]
+    InactivityTimeout {
+        /// The configured limit.
+        after: Duration,
+    },
+    /// The peer does not read fast enough: our outbound byte budget is exhausted.
+    #[error("send queue full ({queued} bytes queued)")]
+    SendQueueFull {
+        /// Bytes waiting when we gave up.
+        queued: usize,
+    },
+    /// The peer speaks an older protocol than we accept.
+    #[error("peer protocol version {version} is below the minimum {min}")]
+    ObsoleteVersion {
+        /// What the peer advertised.
+        version: u32,
+        /// Our minimum.
+        min: u32,
+    },
+    /// An outbound peer lacks the service bits we require.
+    #[error("peer services {offered:#x} lack required {required:#x}")]
+    MissingServices {
+        /// What the peer offers.
+        offered: u64,
+        /// What we require.
+        required: u64,
+    },
+    /// The remote is this process (its `version` nonce is one of ours).
+    #[error("connected to self")]
+    SelfConnection,
+    /// The peer broke the protocol.
+    #[error("misbehaving: {0}")]
+    Misbehaving(Misbehavior),
+}
+
+/// Protocol violations that justify a ban.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "violation", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Misbehavior {
+    /// Frame from another network (wrong magic).
+    #[error("wrong network magic")]
+    BadMagic,
+    /// Frame longer than the protocol allows.
+    #[error("{command} message of {len} bytes exceeds the limit")]
+    Oversized {
+        /// Command.
+        command: String,
+        /// Announced length.
+        len: usize,
+    },
+    /// A list message with more entries than Core allows.
+    #[error("{command} with {count} entries exceeds {max}")]
+    TooManyEntries {
+        /// Command.
+        command: String,
+        /// Entries received.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// User agent longer than 256 bytes.
+    #[error("user agent of {len} bytes exceeds 256")]
+    UserAgentTooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// A pre-verack negotiation message after verack.
+    #[error("{command} after verack")]
+    NegotiationAfterVerack {
+        /// Command.
+        command: String,
+    },
+}
+
+/// How the group should treat a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonKind {
+    /// We ended it; nothing to do.
+    Local,
+    /// The network or the peer's availability failed: retry with backoff, never ban.
+    Network,
+    /// The peer is fine but not for us (old version, missing services, ourselves).
+    Incompatible,
+    /// The peer broke the protocol: ban.
+    Misbehavior,
+}
+
+impl DisconnectReason {
+    /// The category the group acts on.
+    pub fn kind(&self) -> ReasonKind {
+        use DisconnectReason::*;
+        match self {
+            Requested | Shutdown => ReasonKind::Local,
+            ConnectFailed { .. }
+            | ClosedByPeer
+            | Io { .. }
+            | HandshakeTimeout { .. }
+            | PingTimeout { .. }
+            | InactivityTimeout { .. }
+            | SendQueueFull { .. } => ReasonKind::Network,
+            ObsoleteVersion { .. } | MissingServices { .. } | SelfConnection => ReasonKind::Incompatible,
+            Misbehaving(_) => ReasonKind::Misbehavior,
+        }
+    }
+
+    /// True when the peer broke the protocol.
+    pub fn is_misbehavior(&self) -> bool {
+        self.kind() == ReasonKind::Misbehavior
+    }
+}
