@@ -1,7 +1,342 @@
-//! Settings.
-/// Configuration error.
-#[derive(Debug, thiserror::Error)]
+//! The settings tree `btcpeerd` loads (defaults → `config/default.toml` → network overlay →
+//! `--config FILE` → `BTCPEER_…` environment → flags; see `daemon::settings`), and its
+//! validation. Every key is documented in `config/default.toml`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::network::Network;
+use crate::peer::dial::ProxyConfig;
+use crate::peer::machine::MachineConfig;
+use crate::peer::{PeerAddr, PeerConfig};
+use crate::wire::limits::MAX_SUBVERSION_LENGTH;
+use crate::wire::{version, ServiceFlags};
+
+/// A configuration problem, naming the key (or file) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {problem}")]
-pub struct ConfigError { /// key
- pub key: String, /// problem
- pub problem: String }
+pub struct ConfigError {
+    /// The key (`peer.ping_interval_secs`) or file the problem is in.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// A problem with `key`.
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError { key: key.into(), problem: problem.into() }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything `btcpeerd` can be told.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Which network.
+    pub network: Network,
+    /// Peers to keep connected (`HOST:PORT`).
+    pub connect: Vec<String>,
+    /// Addresses to accept inbound peers on (`IP:PORT`).
+    pub listen: Vec<String>,
+    /// Where to write the JSON event log: a path, `-` for stdout; unset for none.
+    pub events: Option<String>,
+    /// Per-connection settings.
+    pub peer: PeerSettings,
+    /// SOCKS5 proxy.
+    pub proxy: ProxySettings,
+    /// Reconnection backoff.
+    pub retry: RetrySettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Inbound limits.
+    pub inbound: InboundSettings,
+}
+
+/// Per-connection settings (`[peer]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeerSettings {
+    /// Service bits we advertise.
+    pub services: u64,
+    /// Ask peers to announce transactions to us.
+    pub relay: bool,
+    /// Appended to our BIP14 user agent: `/btcpeer:x.y.z/<comment>/`.
+    pub user_agent_comment: Option<String>,
+    /// Lowest peer protocol version accepted.
+    pub min_peer_version: u32,
+    /// Service bits outbound peers must offer.
+    pub required_services: u64,
+    /// TCP/SOCKS5 connect timeout.
+    pub connect_timeout_secs: u64,
+    /// Handshake must complete within this time after connect.
+    pub handshake_timeout_secs: u64,
+    /// Time between our pings.
+    pub ping_interval_secs: u64,
+    /// Disconnect when a ping stays unanswered this long.
+    pub ping_timeout_secs: u64,
+    /// Disconnect when nothing is received this long.
+    pub inactivity_timeout_secs: u64,
+    /// Cap on bytes waiting to be written to one peer.
+    pub max_send_queue_bytes: usize,
+    /// Request announced transactions so `tx` events arrive.
+    pub request_transactions: bool,
+    /// Send one `getaddr` after the handshake.
+    pub getaddr: bool,
+}
+
+/// SOCKS5 proxy (`[proxy]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySettings {
+    /// Proxy `HOST:PORT`; unset for direct connections.
+    pub addr: Option<String>,
+    /// Username for proxy authentication.
+    pub username: Option<String>,
+    /// Password for proxy authentication.
+    pub password: Option<String>,
+}
+
+/// Reconnection backoff (`[retry]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySettings {
+    /// First delay after a failure.
+    pub initial_backoff_ms: u64,
+    /// Longest delay between attempts.
+    pub max_backoff_secs: u64,
+}
+
+/// Logging (`[log]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `tracing` filter (overridden by `RUST_LOG`).
+    pub filter: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+/// Inbound limits (`[inbound]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundSettings {
+    /// Most inbound peers at once.
+    pub max_peers: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            network: Network::Mainnet,
+            connect: Vec::new(),
+            listen: Vec::new(),
+            events: None,
+            peer: PeerSettings::default(),
+            proxy: ProxySettings::default(),
+            retry: RetrySettings::default(),
+            log: LogSettings::default(),
+            inbound: InboundSettings::default(),
+        }
+    }
+}
+
+impl Default for PeerSettings {
+    fn default() -> Self {
+        let m = MachineConfig::default();
+        PeerSettings {
+            services: 0,
+            relay: true,
+            user_agent_comment: None,
+            min_peer_version: m.min_peer_version,
+            required_services: 0,
+            connect_timeout_secs: crate::peer::dial::DEFAULT_CONNECT_TIMEOUT.as_secs(),
+            handshake_timeout_secs: m.handshake_timeout.as_secs(),
+            ping_interval_secs: m.ping_interval.as_secs(),
+            ping_timeout_secs: m.ping_timeout.as_secs(),
+            inactivity_timeout_secs: m.inactivity_timeout.as_secs(),
+            max_send_queue_bytes: crate::peer::outbound::DEFAULT_MAX_SEND_QUEUE_BYTES,
+            request_transactions: true,
+            getaddr: true,
+        }
+    }
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings { initial_backoff_ms: 1_000, max_backoff_secs: 300 }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings { filter: "info".into(), format: LogFormat::Pretty }
+    }
+}
+
+impl Default for InboundSettings {
+    fn default() -> Self {
+        // Core's 125 connections minus 8 outbound (btcd and bitcoin-net use the same number).
+        InboundSettings { max_peers: 117 }
+    }
+}
+
+fn positive(key: &str, v: u64) -> Result<(), ConfigError> {
+    if v == 0 {
+        return Err(ConfigError::new(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// Checks every value; the error names the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.static_peers()?;
+        self.listen_addrs()?;
+        self.proxy()?;
+        let p = &self.peer;
+        positive("peer.connect_timeout_secs", p.connect_timeout_secs)?;
+        positive("peer.handshake_timeout_secs", p.handshake_timeout_secs)?;
+        positive("peer.ping_interval_secs", p.ping_interval_secs)?;
+        positive("peer.ping_timeout_secs", p.ping_timeout_secs)?;
+        positive("peer.inactivity_timeout_secs", p.inactivity_timeout_secs)?;
+        positive("retry.initial_backoff_ms", self.retry.initial_backoff_ms)?;
+        positive("retry.max_backoff_secs", self.retry.max_backoff_secs)?;
+        if p.max_send_queue_bytes < 1_000 {
+            return Err(ConfigError::new("peer.max_send_queue_bytes", "must be at least 1000"));
+        }
+        if let Some(comment) = &p.user_agent_comment {
+            if comment.chars().any(|c| matches!(c, '/' | '(' | ')') || c.is_control()) {
+                return Err(ConfigError::new(
+                    "peer.user_agent_comment",
+                    "must not contain '/', '(', ')' or control characters (BIP14)",
+                ));
+            }
+            let ua = version::user_agent(Some(comment));
+            if ua.len() > MAX_SUBVERSION_LENGTH {
+                return Err(ConfigError::new(
+                    "peer.user_agent_comment",
+                    format!("user agent would be {} bytes; Core ignores versions above {MAX_SUBVERSION_LENGTH}", ua.len()),
+                ));
+            }
+        }
+        if self.log.filter.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            return Err(ConfigError::new("log.filter", format!("invalid filter {:?}", self.log.filter)));
+        }
+        if let Some(events) = &self.events {
+            if events.is_empty() {
+                return Err(ConfigError::new("events", "must be a path or '-'"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `connect` entries as peer addresses (default port of the network when omitted).
+    pub fn static_peers(&self) -> Result<Vec<PeerAddr>, ConfigError> {
+        self.connect
+            .iter()
+            .map(|s| {
+                PeerAddr::parse_with_default_port(s, self.network.default_port())
+                    .map_err(|e| ConfigError::new("connect", e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The `listen` entries.
+    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        self.listen
+            .iter()
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::new("listen", format!("invalid address {s:?} (expected IP:PORT)")))
+            })
+            .collect()
+    }
+
+    /// The proxy, if configured.
+    pub fn proxy(&self) -> Result<Option<ProxyConfig>, ConfigError> {
+        let Some(addr) = &self.proxy.addr else { return Ok(None) };
+        let addr = addr.parse::<PeerAddr>().map_err(|e| ConfigError::new("proxy.addr", e.to_string()))?;
+        let credentials = match (&self.proxy.username, &self.proxy.password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::new("proxy.username", "username and password must be set together"));
+            }
+        };
+        Ok(Some(ProxyConfig { addr, credentials }))
+    }
+
+    /// The per-connection configuration these settings describe.
+    pub fn peer_config(&self) -> Result<PeerConfig, ConfigError> {
+        let p = &self.peer;
+        let mut cfg = PeerConfig::new(self.network);
+        cfg.machine = MachineConfig {
+            services: ServiceFlags::from(p.services),
+            user_agent: version::user_agent(p.user_agent_comment.as_deref()),
+            relay: p.relay,
+            min_peer_version: p.min_peer_version,
+            required_services: ServiceFlags::from(p.required_services),
+            handshake_timeout: Duration::from_secs(p.handshake_timeout_secs),
+            ping_interval: Duration::from_secs(p.ping_interval_secs),
+            ping_timeout: Duration::from_secs(p.ping_timeout_secs),
+            inactivity_timeout: Duration::from_secs(p.inactivity_timeout_secs),
+            send_getaddr: p.getaddr,
+            request_announced_txs: p.request_transactions,
+            ..MachineConfig::default()
+        };
+        cfg.connect_timeout = Duration::from_secs(p.connect_timeout_secs);
+        cfg.max_send_queue_bytes = p.max_send_queue_bytes;
+        cfg.proxy = self.proxy()?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut s = Settings::default();
+        s.peer.ping_interval_secs = 0;
+        assert_eq!(s.validate().unwrap_err().key, "peer.ping_interval_secs");
+        let mut s = Settings::default();
+        s.connect = vec!["not an address".into()];
+        assert_eq!(s.validate().unwrap_err().key, "connect");
+        let mut s = Settings::default();
+        s.listen = vec!["localhost:1".into()];
+        assert_eq!(s.validate().unwrap_err().key, "listen");
+        let mut s = Settings::default();
+        s.peer.user_agent_comment = Some("x".repeat(300));
+        assert_eq!(s.validate().unwrap_err().key, "peer.user_agent_comment");
+        let mut s = Settings::default();
+        s.proxy.addr = Some("127.0.0.1:9050".into());
+        s.proxy.username = Some("u".into());
+        assert_eq!(s.validate().unwrap_err().key, "proxy.username");
+    }
+
+    #[test]
+    fn connect_uses_the_network_default_port() {
+        let s = Settings { network: Network::Regtest, connect: vec!["127.0.0.1".into()], ..Settings::default() };
+        assert_eq!(s.static_peers().unwrap()[0].to_string(), "127.0.0.1:18444");
+    }
+}

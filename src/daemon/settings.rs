@@ -1,0 +1,190 @@
+//! Loading [`Settings`] for the daemon: built-in defaults → `config/default.toml` (embedded) →
+//! `config/<network>.toml` (embedded) → `--config FILE` → `BTCPEER_…` environment → flags.
+
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+
+use crate::config::{ConfigError, Settings};
+use crate::network::Network;
+
+const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+fn overlay(network: Network) -> &'static str {
+    match network {
+        Network::Mainnet => include_str!("../../config/mainnet.toml"),
+        Network::Testnet3 => include_str!("../../config/testnet3.toml"),
+        Network::Testnet4 => include_str!("../../config/testnet4.toml"),
+        Network::Signet => include_str!("../../config/signet.toml"),
+        Network::Regtest => include_str!("../../config/regtest.toml"),
+    }
+}
+
+/// Values given on the command line; they win over every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config FILE`.
+    pub config_file: Option<PathBuf>,
+    /// `--network`.
+    pub network: Option<String>,
+    /// `--connect` (replaces the configured list when given).
+    pub connect: Vec<String>,
+    /// `--listen` (replaces the configured list when given).
+    pub listen: Vec<String>,
+    /// `--proxy`.
+    pub proxy: Option<String>,
+    /// `--events`.
+    pub events: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<String>,
+}
+
+/// Loads and validates the settings. `env` is the process environment (passed in so tests can
+/// supply their own).
+pub fn load(overrides: &Overrides, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings, ConfigError> {
+    let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("BTCPEER_")).collect();
+    if let Some(path) = &overrides.config_file {
+        check_readable(path)?;
+    }
+    // The network decides the overlay, so find it first from the layers that can set it.
+    let first = build(overrides, &env, None)?;
+    let network: Network = match first.get_string("network") {
+        Ok(name) => name.parse().map_err(|e: crate::network::UnknownNetwork| ConfigError::new("network", e.to_string()))?,
+        Err(_) => Network::Mainnet,
+    };
+    let settings: Settings = build(overrides, &env, Some(network))?
+        .try_deserialize()
+        .map_err(|e| describe(e, overrides.config_file.as_deref()))?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+fn check_readable(path: &Path) -> Result<(), ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|_| ())
+        .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read config file: {e}")))
+}
+
+fn build(overrides: &Overrides, env: &[(String, String)], network: Option<Network>) -> Result<Config, ConfigError> {
+    let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+    if let Some(net) = network {
+        b = b.add_source(File::from_str(overlay(net), FileFormat::Toml));
+    }
+    if let Some(path) = &overrides.config_file {
+        b = b.add_source(File::from(path.as_path()).format(FileFormat::Toml).required(true));
+    }
+    let env_map: config::Map<String, String> = env.iter().cloned().collect();
+    b = b.add_source(
+        Environment::with_prefix("BTCPEER")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("connect")
+            .with_list_parse_key("listen")
+            .source(Some(env_map)),
+    );
+    let set = |b: config::ConfigBuilder<config::builder::DefaultState>, key: &str, v: Option<&String>| match v {
+        Some(v) => b.set_override(key, v.as_str()),
+        None => Ok(b),
+    };
+    let err = |e: config::ConfigError| describe(e, overrides.config_file.as_deref());
+    b = set(b, "network", overrides.network.as_ref()).map_err(err)?;
+    b = set(b, "proxy.addr", overrides.proxy.as_ref()).map_err(err)?;
+    b = set(b, "events", overrides.events.as_ref()).map_err(err)?;
+    b = set(b, "log.format", overrides.log_format.as_ref()).map_err(err)?;
+    if !overrides.connect.is_empty() {
+        b = b.set_override("connect", overrides.connect.clone()).map_err(err)?;
+    }
+    if !overrides.listen.is_empty() {
+        b = b.set_override("listen", overrides.listen.clone()).map_err(err)?;
+    }
+    b.build().map_err(err)
+}
+
+/// Turns the `config` crate's message into "key: problem".
+fn describe(e: config::ConfigError, file: Option<&Path>) -> ConfigError {
+    let text = e.to_string();
+    let quoted = |marker: &str| -> Option<String> {
+        let start = text.find(marker)? + marker.len();
+        let rest = &text[start..];
+        let end = rest.find('`')?;
+        Some(rest[..end].to_owned())
+    };
+    let parent = quoted("for key `");
+    let problem = text.split(" for key `").next().unwrap_or(&text).to_owned();
+    if let Some(field) = quoted("unknown field `") {
+        let key = match parent {
+            Some(p) if !p.is_empty() => format!("{p}.{field}"),
+            _ => field,
+        };
+        return ConfigError::new(key, format!("unknown key ({problem})"));
+    }
+    if let Some(key) = parent {
+        return ConfigError::new(key, problem);
+    }
+    if let Some(variant) = quoted("unknown variant `") {
+        return ConfigError::new(variant, text);
+    }
+    match file {
+        Some(f) => ConfigError::new(f.display().to_string(), text),
+        None => ConfigError::new("configuration", text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_load_and_match_the_struct_defaults() {
+        let s = load(&Overrides::default(), env(&[])).unwrap();
+        assert_eq!(s, Settings::default(), "config/default.toml and Settings::default() drifted");
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "network = \"regtest\"\nconnect = [\"127.0.0.1:1\"]\n[peer]\nping_interval_secs = 30").unwrap();
+        let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
+        let s = load(&o, env(&[("BTCPEER_PEER__PING_INTERVAL_SECS", "45"), ("BTCPEER_CONNECT", "127.0.0.1:2,127.0.0.1:3")])).unwrap();
+        assert_eq!(s.network, Network::Regtest);
+        assert_eq!(s.peer.ping_interval_secs, 45, "env beats file");
+        assert_eq!(s.connect, ["127.0.0.1:2", "127.0.0.1:3"]);
+        assert_eq!(s.retry.initial_backoff_ms, 250, "regtest overlay applies");
+        let o = Overrides { connect: vec!["127.0.0.1:9".into()], network: Some("signet".into()), ..o };
+        let s = load(&o, env(&[("BTCPEER_CONNECT", "127.0.0.1:2")])).unwrap();
+        assert_eq!(s.connect, ["127.0.0.1:9"], "flags beat env");
+        assert_eq!(s.network, Network::Signet);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[peer]\nping_intervall_secs = 30").unwrap();
+        let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
+        assert_eq!(load(&o, env(&[])).unwrap_err().key, "peer.ping_intervall_secs");
+
+        let e = load(&Overrides::default(), env(&[("BTCPEER_PEER__PING_INTERVAL_SECS", "soon")])).unwrap_err();
+        assert_eq!(e.key, "peer.ping_interval_secs", "{e}");
+
+        let e = load(&Overrides { network: Some("moon".into()), ..Default::default() }, env(&[])).unwrap_err();
+        assert_eq!(e.key, "network");
+
+        let e = load(&Overrides { connect: vec!["::nonsense::".into()], ..Default::default() }, env(&[])).unwrap_err();
+        assert_eq!(e.key, "connect");
+
+        let o = Overrides { config_file: Some("/nonexistent/btcpeer.toml".into()), ..Default::default() };
+        assert_eq!(load(&o, env(&[])).unwrap_err().key, "/nonexistent/btcpeer.toml");
+
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "this is = = not toml").unwrap();
+        let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
+        assert_eq!(load(&o, env(&[])).unwrap_err().key, f.path().display().to_string());
+    }
+}
