@@ -2,8 +2,8 @@
 //!
 //! Every frame is decoded by the codec exactly as `FramedRead` would do it: from a `BytesMut`
 //! holding the whole frame. Each message is encoded once; every iteration decodes a fresh copy
-//! of it. The copy is made in criterion's untimed setup (`iter_batched`), and the decoded frame
-//! is returned from the routine so that criterion drops it outside the timed region too.
+//! of it. The copy is made in criterion's untimed setup (`iter_batched_ref`), and both the
+//! emptied buffer and the decoded frame are dropped by criterion outside the timed region.
 //!
 //! Decoding verifies the frame's checksum, which is itself a SHA-256d of the payload, so the
 //! `sha256d` benchmarks give the ceiling our decoder can approach.
@@ -18,8 +18,8 @@ use bitcoin::hashes::{sha256d, Hash};
 use bitcoin::pow::CompactTarget;
 use bitcoin::transaction::Version as TxVersion;
 use bitcoin::{
-    Amount, Block, BlockHash, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxMerkleNode, TxOut, Txid, Witness,
-    Wtxid,
+    Amount, Block, BlockHash, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxMerkleNode,
+    TxOut, Txid, Witness, Wtxid,
 };
 use btcpeer::wire::limits::HEADER_SIZE;
 use btcpeer::wire::{Codec, Inventory, Message};
@@ -86,7 +86,10 @@ impl Rng {
     }
 
     fn outpoint(&mut self) -> OutPoint {
-        OutPoint { txid: Txid::from_byte_array(self.bytes()), vout: self.below(4) as u32 }
+        OutPoint {
+            txid: Txid::from_byte_array(self.bytes()),
+            vout: self.below(4) as u32,
+        }
     }
 }
 
@@ -119,7 +122,10 @@ fn script_pubkey(rng: &mut Rng, kind: Kind) -> ScriptBuf {
 
 fn spend(rng: &mut Rng, kind: Kind) -> TxIn {
     let (script_sig, witness) = match kind {
-        Kind::P2wpkh => (ScriptBuf::new(), Witness::from_slice(&[rng.ecdsa_sig(), rng.pubkey()])),
+        Kind::P2wpkh => (
+            ScriptBuf::new(),
+            Witness::from_slice(&[rng.ecdsa_sig(), rng.pubkey()]),
+        ),
         // Key-path spend: one 64-byte Schnorr signature (default sighash).
         Kind::P2tr => (ScriptBuf::new(), Witness::from_slice(&[rng.bytes::<64>()])),
         Kind::P2pkh => {
@@ -132,7 +138,12 @@ fn spend(rng: &mut Rng, kind: Kind) -> TxIn {
             (ScriptBuf::from_bytes(s), Witness::new())
         }
     };
-    TxIn { previous_output: rng.outpoint(), script_sig, sequence: Sequence::ENABLE_RBF_NO_LOCKTIME, witness }
+    TxIn {
+        previous_output: rng.outpoint(),
+        script_sig,
+        sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+        witness,
+    }
 }
 
 /// One transaction of a typical mix: mostly segwit v0 and taproot, some legacy, a few
@@ -154,7 +165,10 @@ fn transaction(rng: &mut Rng) -> Transaction {
         output: (0..outputs)
             .map(|_| {
                 let out_kind = out_kinds[rng.below(3) as usize];
-                TxOut { value: Amount::from_sat(546 + rng.below(50_000_000)), script_pubkey: script_pubkey(rng, out_kind) }
+                TxOut {
+                    value: Amount::from_sat(546 + rng.below(50_000_000)),
+                    script_pubkey: script_pubkey(rng, out_kind),
+                }
             })
             .collect(),
     }
@@ -177,8 +191,14 @@ fn coinbase(height: u32) -> Transaction {
             witness: Witness::from_slice(&[[0u8; 32]]),
         }],
         output: vec![
-            TxOut { value: Amount::from_sat(312_500_000), script_pubkey: script_pubkey(&mut Rng(7), Kind::P2wpkh) },
-            TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::from_bytes(commitment) },
+            TxOut {
+                value: Amount::from_sat(312_500_000),
+                script_pubkey: script_pubkey(&mut Rng(7), Kind::P2wpkh),
+            },
+            TxOut {
+                value: Amount::ZERO,
+                script_pubkey: ScriptBuf::from_bytes(commitment),
+            },
         ],
     }
 }
@@ -194,7 +214,10 @@ fn build_block() -> Block {
         bits: CompactTarget::from_consensus(0x1703_1abe),
         nonce: rng.next() as u32,
     };
-    let mut block = Block { header, txdata: vec![coinbase(850_000)] };
+    let mut block = Block {
+        header,
+        txdata: vec![coinbase(850_000)],
+    };
     // 80-byte header + 3-byte tx count varint + transactions.
     let mut size = 80 + 3 + block.txdata[0].total_size();
     loop {
@@ -225,7 +248,7 @@ fn build_headers() -> Vec<Header> {
     for _ in 0..HEADER_COUNT {
         time += 300 + rng.below(600) as u32;
         let mut header = Header {
-            version: BlockVersion::from_consensus(0x2000_0000 | (rng.below(4) as i32) << 1),
+            version: BlockVersion::from_consensus(0x2000_0000 | ((rng.below(4) as i32) << 1)),
             prev_blockhash: prev,
             merkle_root: TxMerkleNode::from_byte_array(rng.bytes()),
             time,
@@ -253,7 +276,11 @@ struct Sample {
 impl Sample {
     fn new(codec: &Codec, name: &'static str, message: Message) -> Self {
         let frame = codec.encode_to_bytes(&message);
-        Sample { name, message, frame }
+        Sample {
+            name,
+            message,
+            frame,
+        }
     }
 
     fn payload(&self) -> &[u8] {
@@ -262,9 +289,17 @@ impl Sample {
 
     /// Decodes one copy and checks the result, so we never measure a failure path.
     fn check(&self, codec: &mut Codec) {
-        let frame = codec.decode(&mut BytesMut::from(&self.frame[..])).unwrap().expect("a whole frame");
+        let frame = codec
+            .decode(&mut BytesMut::from(&self.frame[..]))
+            .unwrap()
+            .expect("a whole frame");
         assert_eq!(frame.wire_len, self.frame.len());
-        assert_eq!(frame.message.as_ref(), Ok(&self.message), "{} round trip", self.name);
+        assert_eq!(
+            frame.message.as_ref(),
+            Ok(&self.message),
+            "{} round trip",
+            self.name
+        );
     }
 }
 
@@ -275,7 +310,11 @@ fn bench_codec(c: &mut Criterion) {
     let samples = [
         Sample::new(&codec, "block", Message::Block(block)),
         Sample::new(&codec, "headers", Message::Headers(build_headers())),
-        Sample::new(&codec, "inv", Message::Inv(vec![Inventory::WTx(Wtxid::from_byte_array(Rng(1).bytes()))])),
+        Sample::new(
+            &codec,
+            "inv",
+            Message::Inv(vec![Inventory::WTx(Wtxid::from_byte_array(Rng(1).bytes()))]),
+        ),
     ];
     for sample in &samples {
         sample.check(&mut codec);
@@ -298,16 +337,22 @@ fn bench_codec(c: &mut Criterion) {
         }
         // Big frames are copied right before each decode (as if just read from the socket, so
         // cache-warm); small ones in batches, where per-iteration timing would dominate.
-        let batch = if small { BatchSize::SmallInput } else { BatchSize::PerIteration };
+        let batch = if small {
+            BatchSize::SmallInput
+        } else {
+            BatchSize::PerIteration
+        };
         group.bench_function("decode", |b| {
-            b.iter_batched(
+            b.iter_batched_ref(
                 || BytesMut::from(&sample.frame[..]),
-                |mut buf| codec.decode(black_box(&mut buf)),
+                |buf| codec.decode(black_box(buf)),
                 batch,
             )
         });
         if !small {
-            group.bench_function("sha256d", |b| b.iter(|| sha256d::Hash::hash(black_box(sample.payload()))));
+            group.bench_function("sha256d", |b| {
+                b.iter(|| sha256d::Hash::hash(black_box(sample.payload())))
+            });
         }
         group.finish();
     }
