@@ -229,7 +229,10 @@ impl Settings {
             if ua.len() > MAX_SUBVERSION_LENGTH {
                 return Err(ConfigError::new(
                     "peer.user_agent_comment",
-                    format!("user agent would be {} bytes; Core ignores versions above {MAX_SUBVERSION_LENGTH}", ua.len()),
+                    format!(
+                        "user agent would be {} bytes; Core ignores versions above {MAX_SUBVERSION_LENGTH}",
+                        ua.len()
+                    ),
                 ));
             }
         }
@@ -260,8 +263,9 @@ impl Settings {
         self.listen
             .iter()
             .map(|s| {
-                s.parse::<SocketAddr>()
-                    .map_err(|_| ConfigError::new("listen", format!("invalid address {s:?} (expected IP:PORT)")))
+                s.parse::<SocketAddr>().map_err(|_| {
+                    ConfigError::new("listen", format!("invalid address {s:?} (expected IP:PORT)"))
+                })
             })
             .collect()
     }
@@ -319,11 +323,9 @@ mod tests {
         let mut s = Settings::default();
         s.peer.ping_interval_secs = 0;
         assert_eq!(s.validate().unwrap_err().key, "peer.ping_interval_secs");
-        let mut s = Settings::default();
-        s.connect = vec!["not an address".into()];
+        let s = Settings { connect: vec!["not an address".into()], ..Settings::default() };
         assert_eq!(s.validate().unwrap_err().key, "connect");
-        let mut s = Settings::default();
-        s.listen = vec!["localhost:1".into()];
+        let s = Settings { listen: vec!["localhost:1".into()], ..Settings::default() };
         assert_eq!(s.validate().unwrap_err().key, "listen");
         let mut s = Settings::default();
         s.peer.user_agent_comment = Some("x".repeat(300));
@@ -336,7 +338,8 @@ mod tests {
 
     #[test]
     fn connect_uses_the_network_default_port() {
-        let s = Settings { network: Network::Regtest, connect: vec!["127.0.0.1".into()], ..Settings::default() };
+        let s =
+            Settings { network: Network::Regtest, connect: vec!["127.0.0.1".into()], ..Settings::default() };
         assert_eq!(s.static_peers().unwrap()[0].to_string(), "127.0.0.1:18444");
     }
 }

@@ -241,11 +241,19 @@ impl Subscribers {
 
     /// Delivery counters of every subscription.
     pub fn stats(&self) -> Vec<SubscriberStats> {
-        fn collect<M: ActixMessage + Send>(out: &mut Vec<SubscriberStats>, kind: &'static str, sinks: &[Sink<M>])
-        where
+        fn collect<M: ActixMessage + Send>(
+            out: &mut Vec<SubscriberStats>,
+            kind: &'static str,
+            sinks: &[Sink<M>],
+        ) where
             M::Result: Send,
         {
-            out.extend(sinks.iter().map(|s| SubscriberStats { id: s.id, kind, delivered: s.delivered, dropped: s.dropped }));
+            out.extend(sinks.iter().map(|s| SubscriberStats {
+                id: s.id,
+                kind,
+                delivered: s.delivered,
+                dropped: s.dropped,
+            }));
         }
         let mut out = Vec::new();
         collect(&mut out, "state", &self.state);
@@ -292,7 +300,9 @@ impl Subscribers {
         }
         let addr = addr.clone();
         match msg {
-            Message::Inv(items) => publish(&mut self.inv, || InvReceived { peer, addr, items: Arc::new(items) }),
+            Message::Inv(items) => {
+                publish(&mut self.inv, || InvReceived { peer, addr, items: Arc::new(items) })
+            }
             Message::Tx(tx) => publish(&mut self.tx, || TxReceived { peer, addr, tx: Arc::new(tx) }),
             Message::Addr(list) => publish(&mut self.addr, || AddrReceived {
                 peer,
@@ -306,7 +316,9 @@ impl Subscribers {
             Message::Headers(headers) => {
                 publish(&mut self.headers, || HeadersReceived { peer, addr, headers: Arc::new(headers) })
             }
-            Message::Block(block) => publish(&mut self.block, || BlockReceived { peer, addr, block: Arc::new(block) }),
+            Message::Block(block) => {
+                publish(&mut self.block, || BlockReceived { peer, addr, block: Arc::new(block) })
+            }
             _ => {}
         }
     }

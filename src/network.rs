@@ -31,13 +31,8 @@ pub enum Network {
 }
 
 /// Every supported network, for help texts and tests.
-pub const ALL_NETWORKS: [Network; 5] = [
-    Network::Mainnet,
-    Network::Testnet3,
-    Network::Testnet4,
-    Network::Signet,
-    Network::Regtest,
-];
+pub const ALL_NETWORKS: [Network; 5] =
+    [Network::Mainnet, Network::Testnet3, Network::Testnet4, Network::Signet, Network::Regtest];
 
 impl Network {
     /// Lower-case name used in configuration and logs.
@@ -144,11 +139,36 @@ mod tests {
     #[test]
     fn magic_port_and_genesis_match_core() {
         let table = [
-            (Network::Mainnet, "f9beb4d9", 8333, "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f"),
-            (Network::Testnet3, "0b110907", 18333, "000000000933ea01ad0ee984209779baaec3ced90fa3f408719526f8d77f4943"),
-            (Network::Testnet4, "1c163f28", 48333, "00000000da84f2bafbbc53dee25a72ae507ff4914b867c565be350b0da8bf043"),
-            (Network::Signet, "0a03cf40", 38333, "00000008819873e925422c1ff0f99f7cc9bbb232af63a077a480a3633bee1ef6"),
-            (Network::Regtest, "fabfb5da", 18444, "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206"),
+            (
+                Network::Mainnet,
+                "f9beb4d9",
+                8333,
+                "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f",
+            ),
+            (
+                Network::Testnet3,
+                "0b110907",
+                18333,
+                "000000000933ea01ad0ee984209779baaec3ced90fa3f408719526f8d77f4943",
+            ),
+            (
+                Network::Testnet4,
+                "1c163f28",
+                48333,
+                "00000000da84f2bafbbc53dee25a72ae507ff4914b867c565be350b0da8bf043",
+            ),
+            (
+                Network::Signet,
+                "0a03cf40",
+                38333,
+                "00000008819873e925422c1ff0f99f7cc9bbb232af63a077a480a3633bee1ef6",
+            ),
+            (
+                Network::Regtest,
+                "fabfb5da",
+                18444,
+                "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206",
+            ),
         ];
         for (net, magic, port, genesis) in table {
             let hex: String = net.magic().iter().map(|b| format!("{b:02x}")).collect();

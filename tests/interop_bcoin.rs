@@ -27,14 +27,17 @@ async fn ready_peer(node: &Bcoin, catch_all: bool) -> (Addr<PeerActor>, Events, 
 async fn outbound_handshake_reaches_ready_with_negotiated_details() {
     let node = Bcoin::start();
     let (peer, mut events, _probe) = ready_peer(&node, false).await;
-    let info = events.expect(WAIT, "ready", |e| if let Ev::Ready(r) = e { Some(r.info.clone()) } else { None }).await;
+    let info = events
+        .expect(WAIT, "ready", |e| if let Ev::Ready(r) = e { Some(r.info.clone()) } else { None })
+        .await;
     assert_eq!(info.user_agent, "/bcoin:v1.0.2/");
     assert_eq!(info.version, 70015);
     assert_eq!(info.link, Link::Outbound);
     // bcoin is below 70016: no wtxidrelay/addrv2 negotiated.
     assert!(!info.features.wtxid_relay && !info.features.addr_v2);
     // The state sequence was observed in order.
-    let states: Vec<_> = events.seen.iter().filter_map(|e| if let Ev::State(s) = e { Some(s.state) } else { None }).collect();
+    let states: Vec<_> =
+        events.seen.iter().filter_map(|e| if let Ev::State(s) = e { Some(s.state) } else { None }).collect();
     use btcpeer::peer::PeerState::*;
     assert_eq!(states, [Connecting, Handshaking, Ready]);
     // bcoin sees our version, user agent and relay flag.
@@ -134,7 +137,13 @@ async fn killing_the_node_is_a_network_failure() {
     let (_peer, mut events, _probe) = ready_peer(&node, false).await;
     node.kill();
     let reason = events
-        .expect(WAIT, "PeerDisconnected", |e| if let Ev::Disconnected(d) = e { Some(d.reason.clone()) } else { None })
+        .expect(WAIT, "PeerDisconnected", |e| {
+            if let Ev::Disconnected(d) = e {
+                Some(d.reason.clone())
+            } else {
+                None
+            }
+        })
         .await;
     assert_eq!(reason.kind(), ReasonKind::Network, "{reason:?}");
     assert!(!reason.is_misbehavior());

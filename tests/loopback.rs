@@ -26,7 +26,13 @@ async fn handshake_through_proxy(credentials: Option<(&str, &str)>) {
     let target = PeerAddr::Host("localhost".into(), node.p2p.port());
     let _peer = PeerActor::outbound(cfg, target, subs).start();
     let info = events
-        .expect(WAIT, "ready through the proxy", |e| if let Ev::Ready(r) = e { Some(r.info.clone()) } else { None })
+        .expect(WAIT, "ready through the proxy", |e| {
+            if let Ev::Ready(r) = e {
+                Some(r.info.clone())
+            } else {
+                None
+            }
+        })
         .await;
     assert_eq!(info.user_agent, "/bcoin:v1.0.2/");
     // bcoin sees the connection coming from the proxy, not from us directly: one peer.
@@ -48,11 +54,18 @@ async fn socks5_proxy_with_username_and_password() {
 async fn socks5_proxy_with_wrong_password_is_a_connect_failure() {
     let proxy = Socks5::start(Some(("btcpeer", "s3cret")));
     let mut cfg = regtest_config();
-    cfg.proxy = Some(ProxyConfig { addr: PeerAddr::Ip(proxy.addr), credentials: Some(("btcpeer".into(), "nope".into())) });
+    cfg.proxy = Some(ProxyConfig {
+        addr: PeerAddr::Ip(proxy.addr),
+        credentials: Some(("btcpeer".into(), "nope".into())),
+    });
     let (_probe, subs, mut events) = probe(false);
     let _peer = PeerActor::outbound(cfg, PeerAddr::Host("localhost".into(), 1), subs).start();
     let reason = events
-        .expect(WAIT, "disconnect", |e| if let Ev::Disconnected(d) = e { Some(d.reason.clone()) } else { None })
+        .expect(
+            WAIT,
+            "disconnect",
+            |e| if let Ev::Disconnected(d) = e { Some(d.reason.clone()) } else { None },
+        )
         .await;
     assert!(matches!(reason, DisconnectReason::ConnectFailed { .. }), "{reason:?}");
     assert_eq!(reason.kind(), ReasonKind::Network);
@@ -83,7 +96,8 @@ async fn connecting_to_our_own_listener_is_detected_as_self() {
     let cfg = regtest_config();
     let (probe, _, mut events) = probe(false);
     // The group and the outbound peer share one nonce set, as all peers of a process should.
-    let group = PeerGroup::new(group_config(cfg.clone(), 8), btcpeer::daemon::all_subscriptions(&probe)).start();
+    let group =
+        PeerGroup::new(group_config(cfg.clone(), 8), btcpeer::daemon::all_subscriptions(&probe)).start();
     let addr = listen_addr(&group).await;
     let mut subs = btcpeer::events::Subscribers::new();
     for s in btcpeer::daemon::all_subscriptions(&probe) {
@@ -104,7 +118,8 @@ async fn connecting_to_our_own_listener_is_detected_as_self() {
 async fn inbound_limit_refuses_extra_peers() {
     let cfg = regtest_config();
     let (probe, _, mut events) = probe(false);
-    let group = PeerGroup::new(group_config(cfg.clone(), 2), btcpeer::daemon::all_subscriptions(&probe)).start();
+    let group =
+        PeerGroup::new(group_config(cfg.clone(), 2), btcpeer::daemon::all_subscriptions(&probe)).start();
     let addr = listen_addr(&group).await;
     // Five plain TCP clients that never speak: two are taken, three are closed at once.
     let mut clients = Vec::new();

@@ -72,7 +72,9 @@ fn setup(cfg: PeerConfig, link: Link, buffer: usize, subs: Subscribers) -> (Addr
     let (ours, theirs) = tokio::io::duplex(buffer);
     let (r, w) = tokio::io::split(theirs);
     let codec = Codec::new(Network::Regtest.magic());
-    let peer = PeerActor::with_stream(cfg, PeerAddr::Ip("127.0.0.9:18444".parse().unwrap()), link, ours, subs).start();
+    let peer =
+        PeerActor::with_stream(cfg, PeerAddr::Ip("127.0.0.9:18444".parse().unwrap()), link, ours, subs)
+            .start();
     (peer, Remote { read: FramedRead::new(r, codec.clone()), write: w, codec })
 }
 
@@ -105,7 +107,9 @@ async fn handshake_then_unanswered_ping_times_out() {
     let (_probe, subs, mut events) = probe(false);
     let (_peer, mut remote) = setup(cfg, Link::Outbound, 1 << 16, subs);
     handshake(&mut remote).await;
-    let info = events.expect(LONG, "ready", |e| if let Ev::Ready(r) = e { Some(r.info.clone()) } else { None }).await;
+    let info = events
+        .expect(LONG, "ready", |e| if let Ev::Ready(r) = e { Some(r.info.clone()) } else { None })
+        .await;
     assert!(info.features.wtxid_relay && info.features.addr_v2);
     assert!(matches!(remote.recv_cmd("ping").await, Message::Ping(n) if n != 0));
     // Never answer: after 20 virtual minutes the peer gives up.
@@ -134,7 +138,9 @@ async fn inbound_answers_their_version_and_pings() {
     assert_eq!(remote.recv().await, Message::SendAddrV2);
     assert_eq!(remote.recv().await, Message::Verack);
     remote.send(Message::Verack).await;
-    let info = events.expect(LONG, "ready", |e| if let Ev::Ready(r) = e { Some(r.info.clone()) } else { None }).await;
+    let info = events
+        .expect(LONG, "ready", |e| if let Ev::Ready(r) = e { Some(r.info.clone()) } else { None })
+        .await;
     assert_eq!(info.link, Link::Inbound);
     remote.send(Message::Ping(42)).await;
     assert_eq!(remote.recv_cmd("pong").await, Message::Pong(42));
@@ -162,7 +168,10 @@ async fn oversized_header_disconnects_before_any_payload() {
     header.extend_from_slice(&[0, 0, 0, 0]);
     remote.send_raw(&header).await; // and nothing more
     let reason = events.expect(LONG, "disconnect", disconnected).await;
-    assert_eq!(reason, DisconnectReason::Misbehaving(Misbehavior::Oversized { command: "block".into(), len: 4_000_001 }));
+    assert_eq!(
+        reason,
+        DisconnectReason::Misbehaving(Misbehavior::Oversized { command: "block".into(), len: 4_000_001 })
+    );
     assert!(reason.is_misbehavior());
 }
 
@@ -253,7 +262,8 @@ async fn a_stuck_subscriber_never_stalls_the_peer_and_drops_are_counted() {
     assert_eq!(remote.recv_cmd("pong").await, Message::Pong(99));
     let stats = peer.send(GetStats).await.unwrap();
     let inv_subs: Vec<_> = stats.subscribers.iter().filter(|s| s.kind == "inv").collect();
-    let stuck_stats = inv_subs.iter().find(|s| s.dropped > 0).expect("the stuck subscriber dropped notifications");
+    let stuck_stats =
+        inv_subs.iter().find(|s| s.dropped > 0).expect("the stuck subscriber dropped notifications");
     assert_eq!(stuck_stats.delivered + stuck_stats.dropped, 20);
     assert!(stuck_stats.delivered <= 3, "{stuck_stats:?}");
     // The healthy probe got all twenty.

@@ -144,7 +144,8 @@ impl Handler<InvReceived> for EventLog {
 impl Handler<TxReceived> for EventLog {
     type Result = ();
     fn handle(&mut self, m: TxReceived, _: &mut Context<Self>) {
-        let fields = json!({"txid": m.tx.compute_txid().to_string(), "wtxid": m.tx.compute_wtxid().to_string()});
+        let fields =
+            json!({"txid": m.tx.compute_txid().to_string(), "wtxid": m.tx.compute_wtxid().to_string()});
         self.write("tx", m.peer, &m.addr, fields);
     }
 }

@@ -44,11 +44,10 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         None => None,
         Some("-") => Some(Box::new(std::io::stdout())),
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|source| Error::Io { context: format!("cannot open events file {path}"), source })?;
+            let file =
+                std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|source| {
+                    Error::Io { context: format!("cannot open events file {path}"), source }
+                })?;
             Some(Box::new(file))
         }
     };

@@ -41,7 +41,10 @@ pub struct Overrides {
 
 /// Loads and validates the settings. `env` is the process environment (passed in so tests can
 /// supply their own).
-pub fn load(overrides: &Overrides, env: impl IntoIterator<Item = (String, String)>) -> Result<Settings, ConfigError> {
+pub fn load(
+    overrides: &Overrides,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
     let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("BTCPEER_")).collect();
     if let Some(path) = &overrides.config_file {
         check_readable(path)?;
@@ -49,7 +52,9 @@ pub fn load(overrides: &Overrides, env: impl IntoIterator<Item = (String, String
     // The network decides the overlay, so find it first from the layers that can set it.
     let first = build(overrides, &env, None)?;
     let network: Network = match first.get_string("network") {
-        Ok(name) => name.parse().map_err(|e: crate::network::UnknownNetwork| ConfigError::new("network", e.to_string()))?,
+        Ok(name) => name
+            .parse()
+            .map_err(|e: crate::network::UnknownNetwork| ConfigError::new("network", e.to_string()))?,
         Err(_) => Network::Mainnet,
     };
     let settings: Settings = build(overrides, &env, Some(network))?
@@ -65,7 +70,11 @@ fn check_readable(path: &Path) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read config file: {e}")))
 }
 
-fn build(overrides: &Overrides, env: &[(String, String)], network: Option<Network>) -> Result<Config, ConfigError> {
+fn build(
+    overrides: &Overrides,
+    env: &[(String, String)],
+    network: Option<Network>,
+) -> Result<Config, ConfigError> {
     let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
     if let Some(net) = network {
         b = b.add_source(File::from_str(overlay(net), FileFormat::Toml));
@@ -84,7 +93,8 @@ fn build(overrides: &Overrides, env: &[(String, String)], network: Option<Networ
             .with_list_parse_key("listen")
             .source(Some(env_map)),
     );
-    let set = |b: config::ConfigBuilder<config::builder::DefaultState>, key: &str, v: Option<&String>| match v {
+    let set = |b: config::ConfigBuilder<config::builder::DefaultState>, key: &str, v: Option<&String>| match v
+    {
         Some(v) => b.set_override(key, v.as_str()),
         None => Ok(b),
     };
@@ -104,7 +114,14 @@ fn build(overrides: &Overrides, env: &[(String, String)], network: Option<Networ
 
 /// Turns the `config` crate's message into "key: problem".
 fn describe(e: config::ConfigError, file: Option<&Path>) -> ConfigError {
-    let text = e.to_string();
+    // Parser errors span several lines with a source excerpt; keep the message lines only.
+    let text = e
+        .to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains('|'))
+        .collect::<Vec<_>>()
+        .join(": ");
     let quoted = |marker: &str| -> Option<String> {
         let start = text.find(marker)? + marker.len();
         let rest = &text[start..];
@@ -150,9 +167,17 @@ mod tests {
     #[test]
     fn layers_apply_in_order() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
-        writeln!(f, "network = \"regtest\"\nconnect = [\"127.0.0.1:1\"]\n[peer]\nping_interval_secs = 30").unwrap();
+        writeln!(f, "network = \"regtest\"\nconnect = [\"127.0.0.1:1\"]\n[peer]\nping_interval_secs = 30")
+            .unwrap();
         let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
-        let s = load(&o, env(&[("BTCPEER_PEER__PING_INTERVAL_SECS", "45"), ("BTCPEER_CONNECT", "127.0.0.1:2,127.0.0.1:3")])).unwrap();
+        let s = load(
+            &o,
+            env(&[
+                ("BTCPEER_PEER__PING_INTERVAL_SECS", "45"),
+                ("BTCPEER_CONNECT", "127.0.0.1:2,127.0.0.1:3"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(s.network, Network::Regtest);
         assert_eq!(s.peer.ping_interval_secs, 45, "env beats file");
         assert_eq!(s.connect, ["127.0.0.1:2", "127.0.0.1:3"]);
@@ -170,13 +195,16 @@ mod tests {
         let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
         assert_eq!(load(&o, env(&[])).unwrap_err().key, "peer.ping_intervall_secs");
 
-        let e = load(&Overrides::default(), env(&[("BTCPEER_PEER__PING_INTERVAL_SECS", "soon")])).unwrap_err();
+        let e =
+            load(&Overrides::default(), env(&[("BTCPEER_PEER__PING_INTERVAL_SECS", "soon")])).unwrap_err();
         assert_eq!(e.key, "peer.ping_interval_secs", "{e}");
 
-        let e = load(&Overrides { network: Some("moon".into()), ..Default::default() }, env(&[])).unwrap_err();
+        let e =
+            load(&Overrides { network: Some("moon".into()), ..Default::default() }, env(&[])).unwrap_err();
         assert_eq!(e.key, "network");
 
-        let e = load(&Overrides { connect: vec!["::nonsense::".into()], ..Default::default() }, env(&[])).unwrap_err();
+        let e = load(&Overrides { connect: vec!["::nonsense::".into()], ..Default::default() }, env(&[]))
+            .unwrap_err();
         assert_eq!(e.key, "connect");
 
         let o = Overrides { config_file: Some("/nonexistent/btcpeer.toml".into()), ..Default::default() };

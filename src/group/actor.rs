@@ -92,7 +92,11 @@ impl PeerGroup {
         let slots = config
             .static_peers
             .iter()
-            .map(|t| Slot { target: t.clone(), backoff: Backoff::new(config.initial_backoff, config.max_backoff), peer: None })
+            .map(|t| Slot {
+                target: t.clone(),
+                backoff: Backoff::new(config.initial_backoff, config.max_backoff),
+                peer: None,
+            })
             .collect();
         let mut group = PeerGroup {
             config,

@@ -122,8 +122,19 @@ impl PeerActor {
     }
 
     /// A peer over an accepted inbound stream.
-    pub fn inbound(config: PeerConfig, remote: SocketAddr, stream: impl PeerStream, subscribers: Subscribers) -> Self {
-        Self::build(config, PeerAddr::Ip(remote), Link::Inbound, Some((Box::pin(stream), Some(remote))), subscribers)
+    pub fn inbound(
+        config: PeerConfig,
+        remote: SocketAddr,
+        stream: impl PeerStream,
+        subscribers: Subscribers,
+    ) -> Self {
+        Self::build(
+            config,
+            PeerAddr::Ip(remote),
+            Link::Inbound,
+            Some((Box::pin(stream), Some(remote))),
+            subscribers,
+        )
     }
 
     /// A peer over an already-open stream (any direction); used with `tokio::io::duplex` in tests
@@ -147,7 +158,8 @@ impl PeerActor {
         subscribers: Subscribers,
     ) -> Self {
         let id = PeerId::next();
-        let machine = PeerMachine::new(config.machine.clone(), link, config.nonces.clone(), StdRng::from_entropy());
+        let machine =
+            PeerMachine::new(config.machine.clone(), link, config.nonces.clone(), StdRng::from_entropy());
         let span = tracing::info_span!("peer", id = id.0, peer = %addr, link = ?link);
         PeerActor {
             id,
@@ -199,26 +211,26 @@ impl PeerActor {
     }
 
     /// Encodes and queues a frame; `done` is answered when it is written.
-    fn enqueue(&mut self, msg: &Message, done: Option<oneshot::Sender<Result<(), SendError>>>) -> Result<(), SendError> {
+    fn enqueue(
+        &mut self,
+        msg: &Message,
+        done: Option<oneshot::Sender<Result<(), SendError>>>,
+    ) -> Result<(), SendError> {
         let Some(writer) = &self.writer else { return Err(SendError::Disconnected) };
         let bytes = self.codec.encode_to_bytes(msg);
         self.budget.try_reserve(bytes.len())?;
         let command = wire::message_command(msg);
         let _g = self.span.enter();
         debug!(command, len = bytes.len(), "send");
-        writer
-            .send(WriteCmd::Frame { bytes, command, done })
-            .map_err(|_| SendError::Disconnected)
+        writer.send(WriteCmd::Frame { bytes, command, done }).map_err(|_| SendError::Disconnected)
     }
 
     fn run_actions(&mut self, ctx: &mut Context<Self>) {
         while let Some(action) = self.machine.poll_action() {
             match action {
                 Action::Send(msg) => {
-                    if let Err(e) = self.enqueue(&msg, None) {
-                        if let SendError::QueueFull { queued, .. } = e {
-                            self.machine.disconnect(DisconnectReason::SendQueueFull { queued });
-                        }
+                    if let Err(SendError::QueueFull { queued, .. }) = self.enqueue(&msg, None) {
+                        self.machine.disconnect(DisconnectReason::SendQueueFull { queued });
                     }
                 }
                 Action::State(state) => {
@@ -235,7 +247,9 @@ impl PeerActor {
                     {
                         let _g = self.span.enter();
                         match reason.kind() {
-                            super::ReasonKind::Misbehavior => warn!(%reason, "disconnecting misbehaving peer"),
+                            super::ReasonKind::Misbehavior => {
+                                warn!(%reason, "disconnecting misbehaving peer")
+                            }
                             _ => info!(%reason, "peer disconnected"),
                         }
                     }
@@ -335,7 +349,10 @@ impl StreamHandler<Result<Frame, CodecError>> for PeerActor {
                 let reason = match error {
                     CodecError::BadMagic { .. } => DisconnectReason::Misbehaving(Misbehavior::BadMagic),
                     CodecError::Oversized { command, len, .. } => {
-                        DisconnectReason::Misbehaving(Misbehavior::Oversized { command: command.to_owned(), len })
+                        DisconnectReason::Misbehaving(Misbehavior::Oversized {
+                            command: command.to_owned(),
+                            len,
+                        })
                     }
                     other => DisconnectReason::Io { error: other.to_string() },
                 };

@@ -101,8 +101,11 @@ pub async fn dial(
                         tokio_socks::tcp::Socks5Stream::connect_with_socket(proxy_stream, *addr).await
                     }
                     (PeerAddr::Host(host, port), None) => {
-                        tokio_socks::tcp::Socks5Stream::connect_with_socket(proxy_stream, (host.as_ref(), *port))
-                            .await
+                        tokio_socks::tcp::Socks5Stream::connect_with_socket(
+                            proxy_stream,
+                            (host.as_ref(), *port),
+                        )
+                        .await
                     }
                     (PeerAddr::Ip(addr), Some((user, pass))) => {
                         tokio_socks::tcp::Socks5Stream::connect_with_password_and_socket(

@@ -266,7 +266,13 @@ impl PeerMachine {
     }
 
     /// The byte stream is up: start the handshake. Outbound links speak first.
-    pub fn connected(&mut self, now: Instant, unix_time: i64, start_height: i32, remote: Option<std::net::SocketAddr>) {
+    pub fn connected(
+        &mut self,
+        now: Instant,
+        unix_time: i64,
+        start_height: i32,
+        remote: Option<std::net::SocketAddr>,
+    ) {
         if self.connected_at.is_some() {
             return;
         }
@@ -326,17 +332,20 @@ impl PeerMachine {
             }
             Message::WtxidRelay => {
                 if self.got_verack {
-                    return self.misbehaving(Misbehavior::NegotiationAfterVerack { command: "wtxidrelay".into() });
+                    return self
+                        .misbehaving(Misbehavior::NegotiationAfterVerack { command: "wtxidrelay".into() });
                 }
                 let their_version = self.remote.as_ref().map_or(0, |r| r.version);
-                if their_version >= WTXID_RELAY_VERSION && self.config.protocol_version >= WTXID_RELAY_VERSION {
+                if their_version >= WTXID_RELAY_VERSION && self.config.protocol_version >= WTXID_RELAY_VERSION
+                {
                     self.features_mut().wtxid_relay = true;
                 }
                 Verdict::Consumed
             }
             Message::SendAddrV2 => {
                 if self.got_verack {
-                    return self.misbehaving(Misbehavior::NegotiationAfterVerack { command: "sendaddrv2".into() });
+                    return self
+                        .misbehaving(Misbehavior::NegotiationAfterVerack { command: "sendaddrv2".into() });
                 }
                 self.features_mut().addr_v2 = true;
                 Verdict::Consumed
@@ -380,7 +389,9 @@ impl PeerMachine {
             Message::Headers(h) if h.len() > MAX_HEADERS_RESULTS => {
                 self.too_many("headers", h.len(), MAX_HEADERS_RESULTS)
             }
-            Message::Addr(a) if a.len() > MAX_ADDR_TO_SEND => self.too_many("addr", a.len(), MAX_ADDR_TO_SEND),
+            Message::Addr(a) if a.len() > MAX_ADDR_TO_SEND => {
+                self.too_many("addr", a.len(), MAX_ADDR_TO_SEND)
+            }
             Message::AddrV2(a) if a.len() > MAX_ADDR_TO_SEND => {
                 self.too_many("addrv2", a.len(), MAX_ADDR_TO_SEND)
             }
@@ -399,7 +410,10 @@ impl PeerMachine {
             return;
         }
         if v.version < self.config.min_peer_version {
-            self.disconnect(DisconnectReason::ObsoleteVersion { version: v.version, min: self.config.min_peer_version });
+            self.disconnect(DisconnectReason::ObsoleteVersion {
+                version: v.version,
+                min: self.config.min_peer_version,
+            });
             return;
         }
         if self.link == Link::Outbound && !v.services.has(self.config.required_services) {
@@ -489,7 +503,9 @@ impl PeerMachine {
         match self.state {
             PeerState::Handshaking => {
                 if now.saturating_duration_since(connected_at) >= self.config.handshake_timeout {
-                    self.disconnect(DisconnectReason::HandshakeTimeout { after: self.config.handshake_timeout });
+                    self.disconnect(DisconnectReason::HandshakeTimeout {
+                        after: self.config.handshake_timeout,
+                    });
                 }
             }
             PeerState::Ready => {
@@ -500,7 +516,9 @@ impl PeerMachine {
                     }
                 }
                 if now.saturating_duration_since(last_recv) >= self.config.inactivity_timeout {
-                    self.disconnect(DisconnectReason::InactivityTimeout { after: self.config.inactivity_timeout });
+                    self.disconnect(DisconnectReason::InactivityTimeout {
+                        after: self.config.inactivity_timeout,
+                    });
                     return;
                 }
                 self.maybe_ping(now);
@@ -531,10 +549,8 @@ impl PeerMachine {
         if !(self.config.request_announced_txs && self.config.relay) {
             return;
         }
-        let witness = self
-            .remote
-            .as_ref()
-            .is_some_and(|r| ServiceFlags::from(r.services).has(ServiceFlags::WITNESS));
+        let witness =
+            self.remote.as_ref().is_some_and(|r| ServiceFlags::from(r.services).has(ServiceFlags::WITNESS));
         let mut wanted = Vec::new();
         for item in items {
             let request = match item {
@@ -543,7 +559,11 @@ impl PeerMachine {
                     if !self.requested_txs.insert(txid.to_byte_array()) {
                         continue;
                     }
-                    if witness { Inventory::WitnessTransaction(*txid) } else { Inventory::Transaction(*txid) }
+                    if witness {
+                        Inventory::WitnessTransaction(*txid)
+                    } else {
+                        Inventory::Transaction(*txid)
+                    }
                 }
                 Inventory::WTx(wtxid) => {
                     use bitcoin::hashes::Hash;

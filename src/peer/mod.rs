@@ -176,6 +176,9 @@ mod tests {
         assert!("h:0".parse::<PeerAddr>().is_err());
         assert!("h:99999".parse::<PeerAddr>().is_err());
         assert_eq!(PeerAddr::parse_with_default_port("10.0.0.1", 8333).unwrap().to_string(), "10.0.0.1:8333");
-        assert_eq!(PeerAddr::parse_with_default_port("seed.example", 8333).unwrap().to_string(), "seed.example:8333");
+        assert_eq!(
+            PeerAddr::parse_with_default_port("seed.example", 8333).unwrap().to_string(),
+            "seed.example:8333"
+        );
     }
 }

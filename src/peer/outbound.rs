@@ -178,10 +178,12 @@ mod tests {
         let (client, mut server) = tokio::io::duplex(64);
         let (tx, rx) = mpsc::unbounded_channel();
         let (d1, r1) = oneshot::channel();
-        tx.send(WriteCmd::Frame { bytes: Bytes::from_static(b"hello"), command: "ping", done: Some(d1) }).unwrap();
+        tx.send(WriteCmd::Frame { bytes: Bytes::from_static(b"hello"), command: "ping", done: Some(d1) })
+            .unwrap();
         tx.send(WriteCmd::Close).unwrap();
         let (d2, r2) = oneshot::channel();
-        tx.send(WriteCmd::Frame { bytes: Bytes::from_static(b"late"), command: "ping", done: Some(d2) }).unwrap();
+        tx.send(WriteCmd::Frame { bytes: Bytes::from_static(b"late"), command: "ping", done: Some(d2) })
+            .unwrap();
         let mut events = Vec::new();
         run_writer(client, rx, |e| events.push(format!("{e:?}"))).await;
         assert_eq!(r1.await.unwrap(), Ok(()));

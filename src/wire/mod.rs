@@ -19,12 +19,44 @@ pub use codec::{Codec, CodecError, Frame};
 /// Command names we count separately in statistics; anything else is `*other*` (as Core's
 /// `getpeerinfo` does).
 const KNOWN_COMMANDS: [&str; 38] = [
-    "version", "verack", "addr", "addrv2", "inv", "getdata", "notfound", "getblocks",
-    "getheaders", "mempool", "tx", "block", "headers", "sendheaders", "getaddr", "ping", "pong",
-    "merkleblock", "filterload", "filteradd", "filterclear", "getcfilters", "cfilter",
-    "getcfheaders", "cfheaders", "getcfcheckpt", "cfcheckpt", "sendcmpct", "cmpctblock",
-    "getblocktxn", "blocktxn", "alert", "reject", "feefilter", "wtxidrelay", "sendaddrv2",
-    "sendtxrcncl", "feature",
+    "version",
+    "verack",
+    "addr",
+    "addrv2",
+    "inv",
+    "getdata",
+    "notfound",
+    "getblocks",
+    "getheaders",
+    "mempool",
+    "tx",
+    "block",
+    "headers",
+    "sendheaders",
+    "getaddr",
+    "ping",
+    "pong",
+    "merkleblock",
+    "filterload",
+    "filteradd",
+    "filterclear",
+    "getcfilters",
+    "cfilter",
+    "getcfheaders",
+    "cfheaders",
+    "getcfcheckpt",
+    "cfcheckpt",
+    "sendcmpct",
+    "cmpctblock",
+    "getblocktxn",
+    "blocktxn",
+    "alert",
+    "reject",
+    "feefilter",
+    "wtxidrelay",
+    "sendaddrv2",
+    "sendtxrcncl",
+    "feature",
 ];
 
 /// Statistics label for anything that is not a known command.
@@ -52,9 +84,7 @@ pub fn message_command(msg: &Message) -> &'static str {
 /// OnionCat-mapped (`fd87:d87e:eb43::/48`) entries become `TorV2`; IPv4-mapped become `Ipv4`.
 pub fn addr_v1_to_v2(time: u32, addr: &Address) -> AddrV2Message {
     let words = addr.address;
-    let ip = Ipv6Addr::new(
-        words[0], words[1], words[2], words[3], words[4], words[5], words[6], words[7],
-    );
+    let ip = Ipv6Addr::new(words[0], words[1], words[2], words[3], words[4], words[5], words[6], words[7]);
     let octets = ip.octets();
     let addr_v2 = if octets[..6] == [0xfd, 0x87, 0xd8, 0x7e, 0xeb, 0x43] {
         let mut tor = [0u8; 10];
@@ -109,11 +139,8 @@ pub fn addr_network(addr: &AddrV2) -> &'static str {
 /// Tor v3 address: base32(pubkey || checksum || version), per rend-spec-v3.
 fn torv3_name(pubkey: &[u8; 32]) -> String {
     use sha3::{Digest, Sha3_256};
-    let checksum = Sha3_256::new()
-        .chain_update(b".onion checksum")
-        .chain_update(pubkey)
-        .chain_update([3u8])
-        .finalize();
+    let checksum =
+        Sha3_256::new().chain_update(b".onion checksum").chain_update(pubkey).chain_update([3u8]).finalize();
     let mut full = Vec::with_capacity(35);
     full.extend_from_slice(pubkey);
     full.extend_from_slice(&checksum[..2]);

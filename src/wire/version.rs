@@ -94,7 +94,8 @@ mod tests {
 
     #[test]
     fn build_sets_our_fields_not_the_crate_defaults() {
-        let local = LocalVersion { nonce: 42, timestamp: 1_700_000_000, start_height: 7, ..Default::default() };
+        let local =
+            LocalVersion { nonce: 42, timestamp: 1_700_000_000, start_height: 7, ..Default::default() };
         let v = build(&local, Some("127.0.0.1:18444".parse().unwrap()));
         assert_eq!(v.version, 70_016);
         assert!(v.relay);

@@ -133,8 +133,10 @@ impl Drop for Bcoin {
 
 /// A transaction spending output 0 of `prev` (an OP_TRUE P2WSH coinbase) back to OP_TRUE.
 pub fn spend_op_true(prev: bitcoin::Txid, value_sat: u64, fee_sat: u64) -> bitcoin::Transaction {
-    use bitcoin::{absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, WScriptHash, Witness};
     use bitcoin::hashes::Hash;
+    use bitcoin::{
+        absolute, transaction, Amount, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, WScriptHash, Witness,
+    };
     let script = ScriptBuf::from_bytes(vec![0x51]);
     bitcoin::Transaction {
         version: transaction::Version::TWO,
@@ -212,7 +214,12 @@ macro_rules! wait_for {
             if $cond {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out after {:?} waiting for {}", limit, $what);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {:?} waiting for {}",
+                limit,
+                $what
+            );
             // Poll interval of a condition with a deadline, not a synchronisation sleep.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

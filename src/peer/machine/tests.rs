@@ -195,7 +195,10 @@ fn negotiation_after_verack_is_misbehaviour() {
     let (mut m, t0) = ready_outbound();
     m.on_message(t0, &Message::SendAddrV2);
     let r = disconnect_reason(&drain(&mut m)).cloned().unwrap();
-    assert_eq!(r, DisconnectReason::Misbehaving(Misbehavior::NegotiationAfterVerack { command: "sendaddrv2".into() }));
+    assert_eq!(
+        r,
+        DisconnectReason::Misbehaving(Misbehavior::NegotiationAfterVerack { command: "sendaddrv2".into() })
+    );
 }
 
 #[test]
@@ -291,12 +294,22 @@ fn silence_times_out() {
 #[test]
 fn oversized_lists_are_misbehaviour() {
     let (mut m, t0) = ready_outbound();
-    let inv = vec![Inventory::Block({ use bitcoin::hashes::Hash; bitcoin::BlockHash::all_zeros() }); MAX_INV_SZ + 1];
+    let inv = vec![
+        Inventory::Block({
+            use bitcoin::hashes::Hash;
+            bitcoin::BlockHash::all_zeros()
+        });
+        MAX_INV_SZ + 1
+    ];
     m.on_message(t0, &Message::Inv(inv));
     let r = disconnect_reason(&drain(&mut m)).cloned().unwrap();
     assert_eq!(
         r,
-        DisconnectReason::Misbehaving(Misbehavior::TooManyEntries { command: "inv".into(), count: 50_001, max: 50_000 })
+        DisconnectReason::Misbehaving(Misbehavior::TooManyEntries {
+            command: "inv".into(),
+            count: 50_001,
+            max: 50_000
+        })
     );
     let (mut m, t0) = ready_outbound();
     let headers = vec![bitcoin::constants::genesis_block(bitcoin::Network::Regtest).header; 2_001];
@@ -315,7 +328,10 @@ fn announced_transactions_are_requested_once_by_the_right_type() {
     assert_eq!(m.on_message(t0, &Message::Inv(inv.clone())), Verdict::Deliver);
     assert_eq!(
         drain(&mut m),
-        vec![Action::Send(Message::GetData(vec![Inventory::WitnessTransaction(txid), Inventory::WTx(wtxid)]))]
+        vec![Action::Send(Message::GetData(vec![
+            Inventory::WitnessTransaction(txid),
+            Inventory::WTx(wtxid)
+        ]))]
     );
     // The same announcement again is not requested twice.
     m.on_message(t0, &Message::Inv(inv));

@@ -1,0 +1,176 @@
+//! The `btcpeerd` binary as a user runs it: against bcoin, with an event log; bad configuration;
+//! unreachable peers; SIGTERM.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn btcpeerd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_btcpeerd"));
+    cmd.env_remove("RUST_LOG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BTCPEER_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn read_events(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("event line is not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn wait_for_event(path: &std::path::Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let mut found = None;
+    wait_until_blocking(WAIT, what, || {
+        found = read_events(path).into_iter().find(|e| pred(e));
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut status = None;
+    wait_until_blocking(WAIT, "btcpeerd to exit after SIGTERM", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.unwrap()
+}
+
+struct Daemon(Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn daemon_reports_bcoin_traffic_as_json_events_and_stops_on_sigterm() {
+    let node = Bcoin::start();
+    let hashes = node.mine(SEGWIT_HEIGHT);
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let mut daemon = Daemon(
+        btcpeerd()
+            .args(["--network", "regtest", "--connect", &node.p2p.to_string(), "--events"])
+            .arg(&events)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ready = wait_for_event(&events, "ready event", |e| e["event"] == "ready");
+    assert_eq!(ready["user_agent"], "/bcoin:v1.0.2/");
+    assert_eq!(ready["inbound"], false);
+    assert_eq!(ready["version"], 70015);
+    assert_eq!(ready["peer"], node.p2p.to_string());
+    assert!(ready["ts"].as_f64().unwrap() > 1.6e9);
+    assert!(ready["peer_id"].as_u64().is_some());
+    assert!(ready["features"].is_object());
+
+    // A new block shows up as a headers (or inv) event with its hash.
+    let hash = node.mine(1).remove(0);
+    wait_for_event(&events, "event with the new block hash", |e| {
+        (e["event"] == "headers" && e["hashes"].as_array().unwrap().iter().any(|h| *h == hash))
+            || (e["event"] == "inv" && e["items"].as_array().unwrap().iter().any(|i| i["hash"] == hash))
+    });
+
+    // A transaction: the daemon requests announced txs, so a tx event appears.
+    let block1 = node.rpc("getblock", serde_json::json!([hashes[0], true]));
+    let coinbase: bitcoin::Txid = block1["tx"][0].as_str().unwrap().parse().unwrap();
+    let tx = spend_op_true(coinbase, 5_000_000_000, 2_000);
+    node.rpc("sendrawtransaction", serde_json::json!([bitcoin::consensus::encode::serialize_hex(&tx)]));
+    let txid = tx.compute_txid().to_string();
+    let ev = wait_for_event(&events, "tx event", |e| e["event"] == "tx" && e["txid"] == txid);
+    assert_eq!(ev["wtxid"], tx.compute_wtxid().to_string());
+    assert!(read_events(&events).iter().any(|e| e["event"] == "inv"
+        && e["items"].as_array().unwrap().iter().any(|i| i["type"] == "tx" && i["hash"] == txid)));
+
+    let status = terminate(&mut daemon.0);
+    assert!(status.success(), "exit status {status:?}");
+    let last = read_events(&events).into_iter().rev().find(|e| e["event"] == "disconnected").unwrap();
+    assert_eq!(last["reason_kind"], "local");
+    assert_eq!(last["misbehavior"], false);
+}
+
+#[test]
+fn unreachable_peer_is_retried_and_the_daemon_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    // Port 1 on loopback: connection refused at once.
+    let mut daemon = Daemon(
+        btcpeerd()
+            .args(["--network", "regtest", "--connect", "127.0.0.1:1", "--events"])
+            .arg(&events)
+            .env("BTCPEER_RETRY__INITIAL_BACKOFF_MS", "20")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until_blocking(WAIT, "three failed dials", || {
+        read_events(&events)
+            .iter()
+            .filter(|e| e["event"] == "disconnected" && e["reason_kind"] == "network")
+            .count()
+            >= 3
+    });
+    assert!(daemon.0.try_wait().unwrap().is_none(), "daemon must keep running");
+    assert!(terminate(&mut daemon.0).success());
+}
+
+fn run_expecting_config_error(args: &[&str], env: &[(&str, &str)], key: &str) {
+    let out = btcpeerd().args(args).envs(env.iter().copied()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "args {args:?} env {env:?}: stderr {stderr}");
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].contains(key), "{key:?} not named in: {stderr}");
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_key() {
+    run_expecting_config_error(&["--network", "moon"], &[], "network");
+    run_expecting_config_error(&["--connect", "not an address"], &[], "connect");
+    run_expecting_config_error(&["--listen", "localhost"], &[], "listen");
+    run_expecting_config_error(&["--proxy", "nowhere"], &[], "proxy.addr");
+    run_expecting_config_error(&["--log-format", "xml"], &[], "xml");
+    run_expecting_config_error(
+        &[],
+        &[("BTCPEER_PEER__PING_INTERVAL_SECS", "soon")],
+        "peer.ping_interval_secs",
+    );
+    run_expecting_config_error(&[], &[("BTCPEER_PEER__PING_INTERVAL_SECS", "0")], "peer.ping_interval_secs");
+    run_expecting_config_error(
+        &["--config", "/nonexistent/btcpeerd.toml"],
+        &[],
+        "/nonexistent/btcpeerd.toml",
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let unknown = dir.path().join("unknown.toml");
+    writeln!(std::fs::File::create(&unknown).unwrap(), "[peer]\nping_interval = 5").unwrap();
+    run_expecting_config_error(&["--config", unknown.to_str().unwrap()], &[], "peer.ping_interval");
+    let wrong_type = dir.path().join("type.toml");
+    writeln!(std::fs::File::create(&wrong_type).unwrap(), "[inbound]\nmax_peers = \"many\"").unwrap();
+    run_expecting_config_error(&["--config", wrong_type.to_str().unwrap()], &[], "inbound.max_peers");
+    let broken = dir.path().join("broken.toml");
+    writeln!(std::fs::File::create(&broken).unwrap(), "network = = \"regtest\"").unwrap();
+    run_expecting_config_error(&["--config", broken.to_str().unwrap()], &[], broken.to_str().unwrap());
+}
