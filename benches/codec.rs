@@ -18,8 +18,8 @@ use bitcoin::hashes::{sha256d, Hash};
 use bitcoin::pow::CompactTarget;
 use bitcoin::transaction::Version as TxVersion;
 use bitcoin::{
-    Amount, Block, BlockHash, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxMerkleNode,
-    TxOut, Txid, Witness, Wtxid,
+    Amount, Block, BlockHash, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxMerkleNode, TxOut, Txid,
+    Witness, Wtxid,
 };
 use btcpeer::wire::limits::HEADER_SIZE;
 use btcpeer::wire::{Codec, Inventory, Message};
@@ -86,10 +86,7 @@ impl Rng {
     }
 
     fn outpoint(&mut self) -> OutPoint {
-        OutPoint {
-            txid: Txid::from_byte_array(self.bytes()),
-            vout: self.below(4) as u32,
-        }
+        OutPoint { txid: Txid::from_byte_array(self.bytes()), vout: self.below(4) as u32 }
     }
 }
 
@@ -122,10 +119,7 @@ fn script_pubkey(rng: &mut Rng, kind: Kind) -> ScriptBuf {
 
 fn spend(rng: &mut Rng, kind: Kind) -> TxIn {
     let (script_sig, witness) = match kind {
-        Kind::P2wpkh => (
-            ScriptBuf::new(),
-            Witness::from_slice(&[rng.ecdsa_sig(), rng.pubkey()]),
-        ),
+        Kind::P2wpkh => (ScriptBuf::new(), Witness::from_slice(&[rng.ecdsa_sig(), rng.pubkey()])),
         // Key-path spend: one 64-byte Schnorr signature (default sighash).
         Kind::P2tr => (ScriptBuf::new(), Witness::from_slice(&[rng.bytes::<64>()])),
         Kind::P2pkh => {
@@ -138,12 +132,7 @@ fn spend(rng: &mut Rng, kind: Kind) -> TxIn {
             (ScriptBuf::from_bytes(s), Witness::new())
         }
     };
-    TxIn {
-        previous_output: rng.outpoint(),
-        script_sig,
-        sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-        witness,
-    }
+    TxIn { previous_output: rng.outpoint(), script_sig, sequence: Sequence::ENABLE_RBF_NO_LOCKTIME, witness }
 }
 
 /// One transaction of a typical mix: mostly segwit v0 and taproot, some legacy, a few
@@ -195,10 +184,7 @@ fn coinbase(height: u32) -> Transaction {
                 value: Amount::from_sat(312_500_000),
                 script_pubkey: script_pubkey(&mut Rng(7), Kind::P2wpkh),
             },
-            TxOut {
-                value: Amount::ZERO,
-                script_pubkey: ScriptBuf::from_bytes(commitment),
-            },
+            TxOut { value: Amount::ZERO, script_pubkey: ScriptBuf::from_bytes(commitment) },
         ],
     }
 }
@@ -214,10 +200,7 @@ fn build_block() -> Block {
         bits: CompactTarget::from_consensus(0x1703_1abe),
         nonce: rng.next() as u32,
     };
-    let mut block = Block {
-        header,
-        txdata: vec![coinbase(850_000)],
-    };
+    let mut block = Block { header, txdata: vec![coinbase(850_000)] };
     // 80-byte header + 3-byte tx count varint + transactions.
     let mut size = 80 + 3 + block.txdata[0].total_size();
     loop {
@@ -276,11 +259,7 @@ struct Sample {
 impl Sample {
     fn new(codec: &Codec, name: &'static str, message: Message) -> Self {
         let frame = codec.encode_to_bytes(&message);
-        Sample {
-            name,
-            message,
-            frame,
-        }
+        Sample { name, message, frame }
     }
 
     fn payload(&self) -> &[u8] {
@@ -289,17 +268,9 @@ impl Sample {
 
     /// Decodes one copy and checks the result, so we never measure a failure path.
     fn check(&self, codec: &mut Codec) {
-        let frame = codec
-            .decode(&mut BytesMut::from(&self.frame[..]))
-            .unwrap()
-            .expect("a whole frame");
+        let frame = codec.decode(&mut BytesMut::from(&self.frame[..])).unwrap().expect("a whole frame");
         assert_eq!(frame.wire_len, self.frame.len());
-        assert_eq!(
-            frame.message.as_ref(),
-            Ok(&self.message),
-            "{} round trip",
-            self.name
-        );
+        assert_eq!(frame.message.as_ref(), Ok(&self.message), "{} round trip", self.name);
     }
 }
 
@@ -337,11 +308,7 @@ fn bench_codec(c: &mut Criterion) {
         }
         // Big frames are copied right before each decode (as if just read from the socket, so
         // cache-warm); small ones in batches, where per-iteration timing would dominate.
-        let batch = if small {
-            BatchSize::SmallInput
-        } else {
-            BatchSize::PerIteration
-        };
+        let batch = if small { BatchSize::SmallInput } else { BatchSize::PerIteration };
         group.bench_function("decode", |b| {
             b.iter_batched_ref(
                 || BytesMut::from(&sample.frame[..]),
@@ -350,9 +317,7 @@ fn bench_codec(c: &mut Criterion) {
             )
         });
         if !small {
-            group.bench_function("sha256d", |b| {
-                b.iter(|| sha256d::Hash::hash(black_box(sample.payload())))
-            });
+            group.bench_function("sha256d", |b| b.iter(|| sha256d::Hash::hash(black_box(sample.payload()))));
         }
         group.finish();
     }
