@@ -48,8 +48,16 @@ pub enum LogFormat {
 pub struct Settings {
     /// Which network.
     pub network: Network,
-    /// Peers to keep connected (`HOST:PORT`).
+    /// The only peers to connect to (`HOST:PORT`, Core's `-connect`): no automatic outbound.
     pub connect: Vec<String>,
+    /// Peers to keep connected in addition to automatic ones (`HOST:PORT`, Core's `-addnode`).
+    pub addnode: Vec<String>,
+    /// DNS seeds to query when the address book runs low; unset: the network's seeds.
+    pub seeds: Option<Vec<String>>,
+    /// DNS server for seed queries (`IP:PORT`); unset: the system's resolver.
+    pub dns_server: Option<String>,
+    /// Where the address book and bans are kept; unset: the user's data directory.
+    pub data_dir: Option<String>,
     /// Addresses to accept inbound peers on (`IP:PORT`).
     pub listen: Vec<String>,
     /// Where to write the JSON event log: a path, `-` for stdout; unset for none.
@@ -64,6 +72,39 @@ pub struct Settings {
     pub log: LogSettings,
     /// Inbound limits.
     pub inbound: InboundSettings,
+    /// Outbound targets, bans, persistence.
+    pub group: GroupSettings,
+}
+
+/// The peer group (`[group]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupSettings {
+    /// Outbound connections to keep.
+    pub max_outbound: usize,
+    /// At most one automatic outbound peer per network group (/16 IPv4, /32 IPv6).
+    pub one_per_netgroup: bool,
+    /// How long a misbehaving address stays banned.
+    pub ban_time_secs: u64,
+    /// How often the address book and bans are saved.
+    pub save_interval_secs: u64,
+    /// Query DNS seeds while the address book holds fewer addresses than this.
+    pub min_addresses: usize,
+    /// Threads for peer actors (0: one per core).
+    pub threads: usize,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        GroupSettings {
+            max_outbound: 8,
+            one_per_netgroup: true,
+            ban_time_secs: 24 * 3600,
+            save_interval_secs: 15 * 60,
+            min_addresses: 100,
+            threads: 0,
+        }
+    }
 }
 
 /// Per-connection settings (`[peer]`).
@@ -136,6 +177,8 @@ pub struct LogSettings {
 pub struct InboundSettings {
     /// Most inbound peers at once.
     pub max_peers: usize,
+    /// Most inbound peers from one IP (0: no limit).
+    pub max_per_ip: usize,
 }
 
 impl Default for Settings {
@@ -143,6 +186,10 @@ impl Default for Settings {
         Settings {
             network: Network::Mainnet,
             connect: Vec::new(),
+            addnode: Vec::new(),
+            seeds: None,
+            dns_server: None,
+            data_dir: None,
             listen: Vec::new(),
             events: None,
             peer: PeerSettings::default(),
@@ -150,6 +197,7 @@ impl Default for Settings {
             retry: RetrySettings::default(),
             log: LogSettings::default(),
             inbound: InboundSettings::default(),
+            group: GroupSettings::default(),
         }
     }
 }
@@ -190,7 +238,7 @@ impl Default for LogSettings {
 impl Default for InboundSettings {
     fn default() -> Self {
         // Core's 125 connections minus 8 outbound (btcd and bitcoin-net use the same number).
-        InboundSettings { max_peers: 117 }
+        InboundSettings { max_peers: 117, max_per_ip: 8 }
     }
 }
 
@@ -206,6 +254,25 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.static_peers()?;
         self.listen_addrs()?;
+        self.dns_server()?;
+        if let Some(seeds) = &self.seeds {
+            for seed in seeds {
+                if PeerAddr::parse_with_default_port(seed, 1)
+                    .map(|a| a.socket_addr().is_some())
+                    .unwrap_or(true)
+                {
+                    return Err(ConfigError::new("seeds", format!("invalid seed host name {seed:?}")));
+                }
+            }
+        }
+        if self.group.max_outbound > 1_000 {
+            return Err(ConfigError::new("group.max_outbound", "must be at most 1000"));
+        }
+        positive("group.ban_time_secs", self.group.ban_time_secs)?;
+        positive("group.save_interval_secs", self.group.save_interval_secs)?;
+        if self.data_dir.as_deref() == Some("") {
+            return Err(ConfigError::new("data_dir", "must not be empty"));
+        }
         self.proxy()?;
         let p = &self.peer;
         positive("peer.connect_timeout_secs", p.connect_timeout_secs)?;
@@ -247,15 +314,45 @@ impl Settings {
         Ok(())
     }
 
-    /// The `connect` entries as peer addresses (default port of the network when omitted).
+    /// The `connect` then `addnode` entries as peer addresses (the network's default port when
+    /// omitted).
     pub fn static_peers(&self) -> Result<Vec<PeerAddr>, ConfigError> {
-        self.connect
-            .iter()
+        let parse = |key: &'static str, list: &[String]| -> Result<Vec<PeerAddr>, ConfigError> {
+            list.iter()
+                .map(|s| {
+                    PeerAddr::parse_with_default_port(s, self.network.default_port())
+                        .map_err(|e| ConfigError::new(key, e.to_string()))
+                })
+                .collect()
+        };
+        let mut all = parse("connect", &self.connect)?;
+        all.extend(parse("addnode", &self.addnode)?);
+        Ok(all)
+    }
+
+    /// True when only the `connect` peers are used (Core's `-connect`).
+    pub fn connect_only(&self) -> bool {
+        !self.connect.is_empty()
+    }
+
+    /// The DNS seeds to use.
+    pub fn dns_seeds(&self) -> Vec<String> {
+        match &self.seeds {
+            Some(s) => s.clone(),
+            None => self.network.dns_seeds().iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// The DNS server for seed queries, if configured.
+    pub fn dns_server(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.dns_server
+            .as_ref()
             .map(|s| {
-                PeerAddr::parse_with_default_port(s, self.network.default_port())
-                    .map_err(|e| ConfigError::new("connect", e.to_string()))
+                s.parse::<SocketAddr>().map_err(|_| {
+                    ConfigError::new("dns_server", format!("invalid address {s:?} (expected IP:PORT)"))
+                })
             })
-            .collect()
+            .transpose()
     }
 
     /// The `listen` entries.

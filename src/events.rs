@@ -13,6 +13,7 @@ use actix::{Message as ActixMessage, Recipient};
 use bitcoin::{Block, Transaction};
 use serde::Serialize;
 
+use crate::group::bans::Ban;
 use crate::peer::{DisconnectReason, PeerAddr, PeerId, PeerInfo, PeerState};
 use crate::wire::{self, AddrV2Message, Inventory, Message};
 
@@ -70,6 +71,24 @@ notification!(
     MessageReceived { /// The message.
         message: Arc<Message> });
 
+/// An address was banned (a group notification).
+#[derive(Debug, Clone, ActixMessage)]
+#[rtype(result = "()")]
+pub struct AddressBanned {
+    /// The ban.
+    pub ban: Ban,
+}
+
+/// A ban ended (a group notification).
+#[derive(Debug, Clone, ActixMessage)]
+#[rtype(result = "()")]
+pub struct AddressUnbanned {
+    /// The ban that ended.
+    pub ban: Ban,
+    /// True if it expired; false if it was lifted.
+    pub expired: bool,
+}
+
 /// One subscription: which notification kind, and who receives it.
 #[derive(Clone)]
 pub enum Subscription {
@@ -91,6 +110,10 @@ pub enum Subscription {
     Block(Recipient<BlockReceived>),
     /// Every message.
     Message(Recipient<MessageReceived>),
+    /// Bans made by a group.
+    Banned(Recipient<AddressBanned>),
+    /// Bans ended in a group.
+    Unbanned(Recipient<AddressUnbanned>),
 }
 
 /// Identifies one subscription in statistics.
@@ -179,6 +202,8 @@ pub struct Subscribers {
     headers: Vec<Sink<HeadersReceived>>,
     block: Vec<Sink<BlockReceived>>,
     message: Vec<Sink<MessageReceived>>,
+    banned: Vec<Sink<AddressBanned>>,
+    unbanned: Vec<Sink<AddressUnbanned>>,
 }
 
 impl std::fmt::Debug for Subscribers {
@@ -236,7 +261,32 @@ impl Subscribers {
             Subscription::Headers(r) => self.headers.push(sink(id, r)),
             Subscription::Block(r) => self.block.push(sink(id, r)),
             Subscription::Message(r) => self.message.push(sink(id, r)),
+            Subscription::Banned(r) => self.banned.push(sink(id, r)),
+            Subscription::Unbanned(r) => self.unbanned.push(sink(id, r)),
         }
+    }
+
+    /// Removes every subscription with this id; returns how many were removed.
+    pub fn remove(&mut self, id: SubscriberId) -> usize {
+        fn drop_id<M: ActixMessage + Send>(sinks: &mut Vec<Sink<M>>, id: SubscriberId) -> usize
+        where
+            M::Result: Send,
+        {
+            let before = sinks.len();
+            sinks.retain(|s| s.id != id);
+            before - sinks.len()
+        }
+        drop_id(&mut self.state, id)
+            + drop_id(&mut self.ready, id)
+            + drop_id(&mut self.disconnected, id)
+            + drop_id(&mut self.inv, id)
+            + drop_id(&mut self.tx, id)
+            + drop_id(&mut self.addr, id)
+            + drop_id(&mut self.headers, id)
+            + drop_id(&mut self.block, id)
+            + drop_id(&mut self.message, id)
+            + drop_id(&mut self.banned, id)
+            + drop_id(&mut self.unbanned, id)
     }
 
     /// Delivery counters of every subscription.
@@ -265,6 +315,8 @@ impl Subscribers {
         collect(&mut out, "headers", &self.headers);
         collect(&mut out, "block", &self.block);
         collect(&mut out, "message", &self.message);
+        collect(&mut out, "banned", &self.banned);
+        collect(&mut out, "unbanned", &self.unbanned);
         out
     }
 
@@ -286,6 +338,21 @@ impl Subscribers {
     /// Publishes the end of a connection.
     pub fn disconnected(&mut self, peer: PeerId, addr: &PeerAddr, reason: DisconnectReason) {
         publish(&mut self.disconnected, || PeerDisconnected { peer, addr: addr.clone(), reason });
+    }
+
+    /// Publishes a new ban.
+    pub fn banned(&mut self, ban: &Ban) {
+        publish(&mut self.banned, || AddressBanned { ban: ban.clone() });
+    }
+
+    /// Publishes the end of a ban.
+    pub fn unbanned(&mut self, ban: &Ban, expired: bool) {
+        publish(&mut self.unbanned, || AddressUnbanned { ban: ban.clone(), expired });
+    }
+
+    /// True if nobody listens to per-peer notifications (only to group ones).
+    pub fn is_empty(&self) -> bool {
+        self.stats().is_empty()
     }
 
     /// Publishes a received message: to the catch-all subscribers, and when `typed` is set (the

@@ -49,13 +49,16 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod addrbook;
 pub mod config;
 pub mod daemon;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod group;
 pub mod network;
 pub mod peer;
+pub mod persist;
 pub mod wire;
 
 pub use error::Error;

@@ -67,7 +67,9 @@ fn daemon_reports_bcoin_traffic_as_json_events_and_stops_on_sigterm() {
     let events = dir.path().join("events.jsonl");
     let mut daemon = Daemon(
         btcpeerd()
-            .args(["--network", "regtest", "--connect", &node.p2p.to_string(), "--events"])
+            .args(["--network", "regtest", "--connect", &node.p2p.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .arg("--events")
             .arg(&events)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -115,7 +117,9 @@ fn unreachable_peer_is_retried_and_the_daemon_keeps_running() {
     // Port 1 on loopback: connection refused at once.
     let mut daemon = Daemon(
         btcpeerd()
-            .args(["--network", "regtest", "--connect", "127.0.0.1:1", "--events"])
+            .args(["--network", "regtest", "--connect", "127.0.0.1:1", "--data-dir"])
+            .arg(dir.path())
+            .arg("--events")
             .arg(&events)
             .env("BTCPEER_RETRY__INITIAL_BACKOFF_MS", "20")
             .stdout(Stdio::null())

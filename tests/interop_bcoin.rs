@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use actix::prelude::*;
-use btcpeer::group::{GetListenAddrs, GroupConfig, PeerGroup};
+use btcpeer::group::{GetListenAddrs, PeerGroup};
 use btcpeer::peer::messages::{GetStats, SendMessage};
 use btcpeer::peer::{Link, PeerActor, PeerAddr, ReasonKind};
 use btcpeer::wire::{AddrV2, Message};
@@ -169,18 +169,7 @@ async fn inbound_peer_completes_the_handshake() {
     let mut cfg = regtest_config();
     // bcoin drops peers it dialed that do not offer NETWORK|WITNESS.
     cfg.machine.services = btcpeer::wire::ServiceFlags::NETWORK | btcpeer::wire::ServiceFlags::WITNESS;
-    let group = PeerGroup::new(
-        GroupConfig {
-            peer: cfg,
-            static_peers: vec![],
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            max_inbound: 8,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-        },
-        btcpeer::daemon::all_subscriptions(&probe),
-    )
-    .start();
+    let group = PeerGroup::new(group_config(cfg, true), btcpeer::daemon::all_subscriptions(&probe)).start();
     let mut listen;
     wait_for!(WAIT, "listener bound", {
         listen = group.send(GetListenAddrs).await.unwrap();

@@ -71,15 +71,10 @@ async fn socks5_proxy_with_wrong_password_is_a_connect_failure() {
     assert_eq!(reason.kind(), ReasonKind::Network);
 }
 
-fn group_config(cfg: btcpeer::peer::PeerConfig, max_inbound: usize) -> GroupConfig {
-    GroupConfig {
-        peer: cfg,
-        static_peers: vec![],
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        max_inbound,
-        initial_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_secs(1),
-    }
+fn inbound_group(cfg: btcpeer::peer::PeerConfig, max_inbound: usize) -> GroupConfig {
+    let mut g = group_config(cfg, true);
+    g.max_inbound = max_inbound;
+    g
 }
 
 async fn listen_addr(group: &Addr<PeerGroup>) -> std::net::SocketAddr {
@@ -97,7 +92,7 @@ async fn connecting_to_our_own_listener_is_detected_as_self() {
     let (probe, _, mut events) = probe(false);
     // The group and the outbound peer share one nonce set, as all peers of a process should.
     let group =
-        PeerGroup::new(group_config(cfg.clone(), 8), btcpeer::daemon::all_subscriptions(&probe)).start();
+        PeerGroup::new(inbound_group(cfg.clone(), 8), btcpeer::daemon::all_subscriptions(&probe)).start();
     let addr = listen_addr(&group).await;
     let mut subs = btcpeer::events::Subscribers::new();
     for s in btcpeer::daemon::all_subscriptions(&probe) {
@@ -119,7 +114,7 @@ async fn inbound_limit_refuses_extra_peers() {
     let cfg = regtest_config();
     let (probe, _, mut events) = probe(false);
     let group =
-        PeerGroup::new(group_config(cfg.clone(), 2), btcpeer::daemon::all_subscriptions(&probe)).start();
+        PeerGroup::new(inbound_group(cfg.clone(), 2), btcpeer::daemon::all_subscriptions(&probe)).start();
     let addr = listen_addr(&group).await;
     // Five plain TCP clients that never speak: two are taken, three are closed at once.
     let mut clients = Vec::new();

@@ -16,9 +16,30 @@ struct Cli {
     /// Network: mainnet, testnet3, testnet4, signet or regtest.
     #[arg(long)]
     network: Option<String>,
-    /// Peer to keep connected, HOST:PORT (repeatable; host names allowed).
+    /// Connect only to this peer, HOST:PORT (repeatable; host names allowed; no automatic peers).
     #[arg(long, value_name = "HOST:PORT")]
     connect: Vec<String>,
+    /// Keep this peer connected besides automatic ones (repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    addnode: Vec<String>,
+    /// DNS seed to query instead of the network's (repeatable).
+    #[arg(long = "seed", value_name = "NAME")]
+    seeds: Vec<String>,
+    /// DNS server for seed queries.
+    #[arg(long, value_name = "IP:PORT")]
+    dns_server: Option<String>,
+    /// Outbound connections to keep.
+    #[arg(long, value_name = "N")]
+    max_outbound: Option<String>,
+    /// Most inbound connections.
+    #[arg(long, value_name = "N")]
+    max_inbound: Option<String>,
+    /// Directory for the address book and bans.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
+    /// Ban duration for misbehaving peers, in seconds.
+    #[arg(long, value_name = "SECS")]
+    ban_time: Option<String>,
     /// Accept inbound peers on IP:PORT (repeatable).
     #[arg(long, value_name = "IP:PORT")]
     listen: Vec<String>,
@@ -40,6 +61,13 @@ fn main() -> ExitCode {
         network: cli.network,
         connect: cli.connect,
         listen: cli.listen,
+        addnode: cli.addnode,
+        seeds: cli.seeds,
+        dns_server: cli.dns_server,
+        data_dir: cli.data_dir,
+        max_outbound: cli.max_outbound,
+        max_inbound: cli.max_inbound,
+        ban_time: cli.ban_time,
         proxy: cli.proxy,
         events: cli.events,
         log_format: cli.log_format,

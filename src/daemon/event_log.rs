@@ -40,6 +40,10 @@ impl EventLog {
             map.insert("peer".into(), json!(addr.to_string()));
             map.insert("peer_id".into(), json!(peer.0));
         }
+        self.write_line(fields);
+    }
+
+    fn write_line(&mut self, fields: Value) {
         let mut line = fields.to_string();
         line.push('\n');
         if let Err(e) = self.out.write_all(line.as_bytes()).and_then(|_| self.out.flush()) {
@@ -53,7 +57,41 @@ impl EventLog {
 
 /// The event log's subscriptions.
 pub fn subscriptions(log: &Addr<EventLog>) -> Vec<Subscription> {
-    super::all_subscriptions(log)
+    let mut subs = super::all_subscriptions(log);
+    subs.push(Subscription::Banned(log.clone().recipient()));
+    subs.push(Subscription::Unbanned(log.clone().recipient()));
+    subs
+}
+
+/// Writes a group-level event (no peer).
+impl EventLog {
+    fn write_group(&mut self, event: &str, mut fields: Value) {
+        let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        if let Value::Object(map) = &mut fields {
+            map.insert("ts".into(), json!(ts));
+            map.insert("event".into(), json!(event));
+        }
+        self.write_line(fields);
+    }
+}
+
+impl Handler<AddressBanned> for EventLog {
+    type Result = ();
+    fn handle(&mut self, m: AddressBanned, _: &mut Context<Self>) {
+        let b = &m.ban;
+        self.write_group(
+            "banned",
+            json!({"addr": b.target.to_string(), "until": b.until, "reason": b.reason}),
+        );
+    }
+}
+
+impl Handler<AddressUnbanned> for EventLog {
+    type Result = ();
+    fn handle(&mut self, m: AddressUnbanned, _: &mut Context<Self>) {
+        let b = &m.ban;
+        self.write_group("unbanned", json!({"addr": b.target.to_string(), "expired": m.expired}));
+    }
 }
 
 impl Actor for EventLog {

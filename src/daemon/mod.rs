@@ -6,13 +6,17 @@ pub mod event_log;
 pub mod settings;
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tracing::info;
 
 use crate::config::{LogFormat, Settings};
+use crate::discovery::{DnsResolver, SeedResolver};
 use crate::events::Subscription;
+use crate::group::policy::PolicyConfig;
 use crate::group::{GroupConfig, PeerGroup, Shutdown};
 use crate::Error;
 
@@ -31,15 +35,7 @@ pub fn init_logging(settings: &Settings) {
 /// Runs the daemon until SIGINT or SIGTERM, then closes every peer and returns.
 pub fn run(settings: Settings) -> Result<(), Error> {
     settings.validate()?;
-    let peer = settings.peer_config()?;
-    let config = GroupConfig {
-        peer,
-        static_peers: settings.static_peers()?,
-        listen: settings.listen_addrs()?,
-        max_inbound: settings.inbound.max_peers,
-        initial_backoff: Duration::from_millis(settings.retry.initial_backoff_ms),
-        max_backoff: Duration::from_secs(settings.retry.max_backoff_secs),
-    };
+    let config = group_config(&settings)?;
     let sink: Option<Box<dyn Write + Send>> = match settings.events.as_deref() {
         None => None,
         Some("-") => Some(Box::new(std::io::stdout())),
@@ -59,7 +55,14 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         if let Some(log) = &log {
             subscriptions.extend(event_log::subscriptions(log));
         }
-        info!(%network, peers = config.static_peers.len(), listen = config.listen.len(), "btcpeerd starting");
+        info!(
+            %network,
+            static_peers = config.policy.static_peers.len(),
+            connect_only = config.policy.connect_only,
+            listen = config.listen.len(),
+            data_dir = ?config.data_dir,
+            "btcpeerd starting"
+        );
         let group = PeerGroup::new(config, subscriptions).start();
         wait_for_signal().await;
         info!("shutting down");
@@ -70,6 +73,55 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         info!("stopped");
     });
     Ok(())
+}
+
+/// The group configuration the settings describe (the daemon's defaults: data directory under
+/// the user's data directory, the system resolver unless a DNS server is given).
+pub fn group_config(settings: &Settings) -> Result<GroupConfig, Error> {
+    let mut config = GroupConfig::new(settings.peer_config()?);
+    config.policy = PolicyConfig {
+        max_outbound: settings.group.max_outbound,
+        static_peers: settings.static_peers()?,
+        connect_only: settings.connect_only(),
+        diverse_netgroups: settings.group.one_per_netgroup,
+        initial_backoff: Duration::from_millis(settings.retry.initial_backoff_ms),
+        max_backoff: Duration::from_secs(settings.retry.max_backoff_secs),
+    };
+    config.listen = settings.listen_addrs()?;
+    config.max_inbound = settings.inbound.max_peers;
+    config.max_inbound_per_ip = settings.inbound.max_per_ip;
+    config.dns_seeds = settings.dns_seeds();
+    config.min_book_size = settings.group.min_addresses;
+    config.ban_time = Duration::from_secs(settings.group.ban_time_secs);
+    config.save_interval = Duration::from_secs(settings.group.save_interval_secs);
+    config.arbiters = settings.group.threads;
+    config.data_dir = Some(match &settings.data_dir {
+        Some(dir) => PathBuf::from(dir),
+        None => default_data_dir(settings.network),
+    });
+    if !config.policy.connect_only && !config.dns_seeds.is_empty() {
+        let resolver: Arc<dyn SeedResolver> = match settings.dns_server()? {
+            Some(server) => Arc::new(DnsResolver::with_server(server)),
+            None => Arc::new(DnsResolver::system().map_err(|e| Error::Io {
+                context: "cannot read the system's DNS configuration".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?),
+        };
+        config.resolver = Some(resolver);
+    }
+    Ok(config)
+}
+
+/// `$XDG_DATA_HOME/btcpeer/<network>`, else `~/.local/share/btcpeer/<network>`, else
+/// `./btcpeer-data/<network>`.
+pub fn default_data_dir(network: crate::Network) -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map(|p| p.join("btcpeer"))
+        .unwrap_or_else(|| PathBuf::from("btcpeer-data"));
+    base.join(network.name())
 }
 
 async fn wait_for_signal() {

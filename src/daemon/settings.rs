@@ -31,6 +31,20 @@ pub struct Overrides {
     pub connect: Vec<String>,
     /// `--listen` (replaces the configured list when given).
     pub listen: Vec<String>,
+    /// `--addnode` (replaces the configured list when given).
+    pub addnode: Vec<String>,
+    /// `--seed` (replaces the seeds when given).
+    pub seeds: Vec<String>,
+    /// `--dns-server`.
+    pub dns_server: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<String>,
+    /// `--max-outbound`.
+    pub max_outbound: Option<String>,
+    /// `--max-inbound`.
+    pub max_inbound: Option<String>,
+    /// `--ban-time` (seconds).
+    pub ban_time: Option<String>,
     /// `--proxy`.
     pub proxy: Option<String>,
     /// `--events`.
@@ -90,6 +104,8 @@ fn build(
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("connect")
+            .with_list_parse_key("addnode")
+            .with_list_parse_key("seeds")
             .with_list_parse_key("listen")
             .source(Some(env_map)),
     );
@@ -103,6 +119,16 @@ fn build(
     b = set(b, "proxy.addr", overrides.proxy.as_ref()).map_err(err)?;
     b = set(b, "events", overrides.events.as_ref()).map_err(err)?;
     b = set(b, "log.format", overrides.log_format.as_ref()).map_err(err)?;
+    b = set(b, "dns_server", overrides.dns_server.as_ref()).map_err(err)?;
+    b = set(b, "data_dir", overrides.data_dir.as_ref()).map_err(err)?;
+    b = set(b, "group.max_outbound", overrides.max_outbound.as_ref()).map_err(err)?;
+    b = set(b, "inbound.max_peers", overrides.max_inbound.as_ref()).map_err(err)?;
+    b = set(b, "group.ban_time_secs", overrides.ban_time.as_ref()).map_err(err)?;
+    for (key, list) in [("addnode", &overrides.addnode), ("seeds", &overrides.seeds)] {
+        if !list.is_empty() {
+            b = b.set_override(key, list.clone()).map_err(err)?;
+        }
+    }
     if !overrides.connect.is_empty() {
         b = b.set_override("connect", overrides.connect.clone()).map_err(err)?;
     }

@@ -1,112 +1,187 @@
-//! The `PeerGroup` actor.
+//! The `PeerGroup` actor: owns the peers, the listeners, the address book and the ban list,
+//! and executes the decisions of [`Policy`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use futures_util::future::join_all;
+use rand::rngs::StdRng;
+use rand::seq::IteratorRandom;
+use rand::{Rng, SeedableRng};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
 
-use super::backoff::Backoff;
-use crate::events::{PeerDisconnected, PeerReady, SubscriberId, Subscribers, Subscription};
-use crate::peer::messages::{Disconnect, GetStats};
-use crate::peer::{DisconnectReason, PeerActor, PeerAddr, PeerConfig, PeerId, PeerStats};
+use super::bans::{Ban, BanList, BanSnapshot, BanTarget};
+use super::inbound::{self, Candidate};
+use super::messages::*;
+use super::policy::{Dial, Policy, PolicyConfig};
+use crate::addrbook::netgroup::netgroup;
+use crate::addrbook::{AddrBook, AddrBookConfig};
+use crate::discovery::{query_seeds, SeedResolver};
+use crate::events::{AddrReceived, PeerDisconnected, PeerReady, SubscriberId, Subscribers, Subscription};
+use crate::peer::messages::{
+    Disconnect, GetStats, SendMessage, Subscribe as PeerSubscribe, Unsubscribe as PeerUnsubscribe,
+};
+use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr, PeerConfig, PeerId, PeerStats, ReasonKind};
+use crate::persist;
+use crate::wire::{self, AddrV2};
 
 /// How long shutdown waits for peers to say goodbye.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often the group re-evaluates dials, bans and saving.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Mailbox room: lifecycle and addr notices of many peers arrive in bursts.
+const GROUP_MAILBOX: usize = 65_536;
+/// Minimum time between two rounds of DNS seed queries.
+pub const SEED_RETRY: Duration = Duration::from_secs(60);
+/// Most addresses taken from one round of seed queries.
+pub const MAX_SEED_ADDRESSES: usize = 1_000;
 
-/// What the group keeps connected.
-#[derive(Debug, Clone)]
+/// Everything the group needs.
+#[derive(Clone)]
 pub struct GroupConfig {
     /// Settings for every connection.
     pub peer: PeerConfig,
-    /// Peers to keep connected, redialed forever.
-    pub static_peers: Vec<PeerAddr>,
+    /// Outbound targets and retry rules.
+    pub policy: PolicyConfig,
     /// Addresses to accept inbound peers on.
     pub listen: Vec<SocketAddr>,
     /// Most inbound peers at once.
     pub max_inbound: usize,
-    /// First redial delay.
-    pub initial_backoff: Duration,
-    /// Longest redial delay.
-    pub max_backoff: Duration,
+    /// Most inbound peers from one IP (0 = no limit).
+    pub max_inbound_per_ip: usize,
+    /// DNS seed host names (queried when the address book runs low).
+    pub dns_seeds: Vec<String>,
+    /// Resolver for the seeds; `None` disables seeding.
+    pub resolver: Option<Arc<dyn SeedResolver>>,
+    /// Query seeds while the address book holds fewer addresses than this.
+    pub min_book_size: usize,
+    /// Where the address book and bans are saved; `None` keeps them in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// How often state is saved.
+    pub save_interval: Duration,
+    /// How long a misbehaving address stays banned.
+    pub ban_time: Duration,
+    /// Arbiter threads for peer actors (0: one per core).
+    pub arbiters: usize,
+    /// Address book sizing.
+    pub addrbook: AddrBookConfig,
 }
 
-/// Adds a subscriber to every present and future peer of the group.
-#[derive(Message)]
-#[rtype(result = "SubscriberId")]
-pub struct Subscribe(pub Subscription);
+impl GroupConfig {
+    /// Defaults around `peer`: 8 outbound, 117 inbound, no listeners, no seeds, in memory.
+    pub fn new(peer: PeerConfig) -> Self {
+        GroupConfig {
+            // Regtest peers live on local networks; elsewhere gossip must not point us there.
+            addrbook: AddrBookConfig {
+                accept_local: peer.network == crate::Network::Regtest,
+                ..AddrBookConfig::default()
+            },
+            peer,
+            policy: PolicyConfig {
+                max_outbound: 8,
+                static_peers: Vec::new(),
+                connect_only: false,
+                diverse_netgroups: true,
+                initial_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(300),
+            },
+            listen: Vec::new(),
+            max_inbound: 117,
+            max_inbound_per_ip: 8,
+            dns_seeds: Vec::new(),
+            resolver: None,
+            min_book_size: 100,
+            data_dir: None,
+            save_interval: Duration::from_secs(15 * 60),
+            ban_time: Duration::from_secs(24 * 3600),
+            arbiters: 0,
+        }
+    }
+}
 
-/// Statistics of every connected peer.
-#[derive(Message)]
-#[rtype(result = "Vec<PeerStats>")]
-pub struct GetPeers;
-
-/// Closes every peer, waits for their goodbyes (bounded by [`SHUTDOWN_GRACE`]), then answers.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
-
-/// Local addresses the listeners are bound to (useful with port 0).
-#[derive(Message)]
-#[rtype(result = "Vec<SocketAddr>")]
-pub struct GetListenAddrs;
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Accepted(tokio::net::TcpStream, SocketAddr);
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Listening(SocketAddr);
+impl std::fmt::Debug for GroupConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupConfig")
+            .field("policy", &self.policy)
+            .field("listen", &self.listen)
+            .field("max_inbound", &self.max_inbound)
+            .field("dns_seeds", &self.dns_seeds)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
 
 struct Entry {
-    addr: Addr<PeerActor>,
-    slot: Option<usize>,
-}
-
-struct Slot {
-    target: PeerAddr,
-    backoff: Backoff,
-    peer: Option<PeerId>,
+    actor: Addr<PeerActor>,
+    addr: PeerAddr,
+    link: Link,
+    ready: bool,
+    connected_at: Instant,
 }
 
 /// Supervisor of all connections.
 pub struct PeerGroup {
     config: GroupConfig,
+    policy: Policy,
+    book: AddrBook,
+    bans: BanList,
     subscriptions: Vec<(SubscriberId, Subscription)>,
+    group_events: Subscribers,
     peers: HashMap<PeerId, Entry>,
-    slots: Vec<Slot>,
-    inbound: usize,
-    listening: Vec<SocketAddr>,
+    inbound_per_ip: HashMap<IpAddr, usize>,
+    arbiters: Vec<ArbiterHandle>,
+    owned_arbiters: Vec<Arbiter>,
+    next_arbiter: usize,
+    accepting: bool,
     closing: bool,
+    closed: bool,
     waiting: Vec<oneshot::Sender<()>>,
+    listening: Vec<SocketAddr>,
+    seeding: bool,
+    last_seed_query: Option<Instant>,
+    last_save: Instant,
+    rng: StdRng,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl PeerGroup {
-    /// A group with these settings and initial subscriptions.
+    /// A group with these settings and initial subscriptions. Saved state in `data_dir` is
+    /// loaded here; problems with it are logged and the backup or an empty state is used.
     pub fn new(config: GroupConfig, subscriptions: Vec<Subscription>) -> Self {
-        let slots = config
-            .static_peers
-            .iter()
-            .map(|t| Slot {
-                target: t.clone(),
-                backoff: Backoff::new(config.initial_backoff, config.max_backoff),
-                peer: None,
-            })
-            .collect();
+        let now = Instant::now();
+        let mut rng = StdRng::from_entropy();
+        let (book, bans) = load_state(&config, &mut rng);
         let mut group = PeerGroup {
+            policy: Policy::new(config.policy.clone(), now),
             config,
+            book,
+            bans,
             subscriptions: Vec::new(),
+            group_events: Subscribers::new(),
             peers: HashMap::new(),
-            slots,
-            inbound: 0,
-            listening: Vec::new(),
+            inbound_per_ip: HashMap::new(),
+            arbiters: Vec::new(),
+            owned_arbiters: Vec::new(),
+            next_arbiter: 0,
+            accepting: true,
             closing: false,
+            closed: false,
             waiting: Vec::new(),
+            listening: Vec::new(),
+            seeding: false,
+            last_seed_query: None,
+            last_save: now,
+            rng,
         };
         for s in subscriptions {
             group.add_subscription(s);
@@ -115,62 +190,289 @@ impl PeerGroup {
     }
 
     fn add_subscription(&mut self, s: Subscription) -> SubscriberId {
-        let mut probe = Subscribers::new();
-        let id = probe.add(s.clone());
+        let id = self.group_events.add(s.clone());
         self.subscriptions.push((id, s));
         id
     }
 
+    /// The subscribers a new peer gets: the group's subscribers plus the group itself.
     fn subscribers(&self, ctx: &Context<Self>) -> Subscribers {
         let mut subs = Subscribers::new();
         for (id, s) in &self.subscriptions {
             subs.add_with_id(*id, s.clone());
         }
-        // The group's own bookkeeping rides on the same bounded fan-out; its mailbox is sized
-        // for every peer's lifecycle notices.
-        subs.add(Subscription::Disconnected(ctx.address().recipient()));
-        subs.add(Subscription::Ready(ctx.address().recipient()));
+        for s in own_subscriptions(ctx) {
+            subs.add(s);
+        }
         subs
     }
 
-    fn dial(&mut self, slot: usize, ctx: &mut Context<Self>) {
+    fn start_peer(&mut self, actor: PeerActor) -> Addr<PeerActor> {
+        if self.arbiters.is_empty() {
+            return actor.start();
+        }
+        let handle = &self.arbiters[self.next_arbiter % self.arbiters.len()];
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        PeerActor::start_in_arbiter(handle, move |_| actor)
+    }
+
+    fn run_policy(&mut self, ctx: &mut Context<Self>) {
         if self.closing {
             return;
         }
-        let target = self.slots[slot].target.clone();
-        let actor = PeerActor::outbound(self.config.peer.clone(), target, self.subscribers(ctx));
+        let now = Instant::now();
+        let unix = unix_now();
+        let bans = &self.bans;
+        let book = &mut self.book;
+        let rng = &mut self.rng;
+        let banned = |a: &PeerAddr| bans.is_banned(a, unix);
+        let mut pick = |exclude: &dyn Fn(&PeerAddr) -> bool| book.select(rng, unix, exclude);
+        let dials = self.policy.poll_dials(now, &banned, &mut pick);
+        for dial in dials {
+            self.dial(dial, ctx);
+        }
+        self.maybe_query_seeds(ctx);
+    }
+
+    fn dial(&mut self, dial: Dial, ctx: &mut Context<Self>) {
+        let actor = PeerActor::outbound(self.config.peer.clone(), dial.addr.clone(), self.subscribers(ctx));
         let id = actor.id();
-        self.slots[slot].peer = Some(id);
-        self.peers.insert(id, Entry { addr: actor.start(), slot: Some(slot) });
+        self.policy.dialing(id, &dial);
+        self.book.attempt(&dial.addr, unix_now());
+        let addr = self.start_peer(actor);
+        self.peers.insert(
+            id,
+            Entry {
+                actor: addr,
+                addr: dial.addr,
+                link: Link::Outbound,
+                ready: false,
+                connected_at: Instant::now(),
+            },
+        );
+    }
+
+    fn maybe_query_seeds(&mut self, ctx: &mut Context<Self>) {
+        let Some(resolver) = self.config.resolver.clone() else { return };
+        let due = self.last_seed_query.is_none_or(|t| t.elapsed() >= SEED_RETRY);
+        if self.seeding
+            || !due
+            || self.config.dns_seeds.is_empty()
+            || !self.policy.wants_addresses()
+            || self.book.len() >= self.config.min_book_size
+        {
+            return;
+        }
+        self.seeding = true;
+        self.last_seed_query = Some(Instant::now());
+        let seeds = self.config.dns_seeds.clone();
+        let port = self.config.peer.network.default_port();
+        info!(seeds = seeds.len(), "querying DNS seeds");
+        let fut = async move { query_seeds(resolver.as_ref(), &seeds, port, MAX_SEED_ADDRESSES).await };
+        ctx.spawn(fut.into_actor(self).map(|(found, errors), act, ctx| {
+            act.seeding = false;
+            for e in errors {
+                warn!(error = %e, "DNS seed failed");
+            }
+            let unix = unix_now();
+            let added = found.iter().filter(|a| act.book.add(a, 0, unix, None, unix)).count();
+            info!(found = found.len(), added, "DNS seeds answered");
+            act.run_policy(ctx);
+        }));
+    }
+
+    fn ban(&mut self, addr: &PeerAddr, duration: Duration, reason: &str) -> Ban {
+        let unix = unix_now();
+        let ban = self.bans.ban(BanTarget::of(addr), unix, unix + duration.as_secs(), reason).clone();
+        warn!(target = %ban.target, until = ban.until, reason, "banned");
+        self.group_events.banned(&ban);
+        // Every connection to or from the banned address goes (Core disconnects them all).
+        let target = BanTarget::of(addr);
+        for entry in self.peers.values() {
+            if BanTarget::of(&entry.addr) == target {
+                entry.actor.do_send(Disconnect(DisconnectReason::Banned));
+            }
+        }
+        ban
+    }
+
+    fn save(&mut self) {
+        let Some(dir) = self.config.data_dir.clone() else { return };
+        self.last_save = Instant::now();
+        let book = self.book.snapshot();
+        let bans = self.bans.snapshot();
+        // Serialising and writing are off the actor's thread; both files are written atomically.
+        let write = move || {
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                error!(dir = %dir.display(), error = %e, "cannot create data directory");
+                return;
+            }
+            if let Err(e) = persist::save_json(&dir.join(ADDRBOOK_FILE), &book) {
+                error!(error = %e, "cannot save the address book");
+            }
+            if let Err(e) = persist::save_json(&dir.join(BANS_FILE), &bans) {
+                error!(error = %e, "cannot save the ban list");
+            }
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Fire and forget; shutdown saves synchronously below.
+            tokio::task::spawn_blocking(write);
+        } else {
+            write();
+        }
+    }
+
+    fn save_now(&mut self) {
+        let Some(dir) = self.config.data_dir.clone() else { return };
+        self.last_save = Instant::now();
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            error!(dir = %dir.display(), error = %e, "cannot create data directory");
+            return;
+        }
+        if let Err(e) = persist::save_json(&dir.join(ADDRBOOK_FILE), &self.book.snapshot()) {
+            error!(error = %e, "cannot save the address book");
+        }
+        if let Err(e) = persist::save_json(&dir.join(BANS_FILE), &self.bans.snapshot()) {
+            error!(error = %e, "cannot save the ban list");
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let unix = unix_now();
+        for ban in self.bans.expire(unix) {
+            info!(target = %ban.target, "ban expired");
+            self.group_events.unbanned(&ban, true);
+        }
+        if self.last_save.elapsed() >= self.config.save_interval {
+            self.save();
+        }
+        self.run_policy(ctx);
     }
 
     fn finish_if_closed(&mut self) {
         if self.closing && self.peers.is_empty() {
-            for w in self.waiting.drain(..) {
-                let _ = w.send(());
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.save_now();
+            for a in self.owned_arbiters.drain(..) {
+                a.stop();
             }
         }
+        for w in self.waiting.drain(..) {
+            let _ = w.send(());
+        }
+    }
+
+    fn status(&self) -> GroupStatus {
+        let inbound = self.peers.values().filter(|e| e.link == Link::Inbound).count();
+        GroupStatus {
+            accepting: self.accepting && !self.closing,
+            closed: self.closed,
+            target_outbound: self.config.policy.max_outbound,
+            outbound: self.policy.outbound_count(),
+            outbound_ready: self.policy.ready_count(),
+            inbound,
+            max_inbound: self.config.max_inbound,
+            addrbook_new: self.book.new_len(),
+            addrbook_tried: self.book.tried_len(),
+            bans: self.bans.len(),
+            listening: self.listening.clone(),
+        }
+    }
+
+    fn accept(&mut self, stream: tokio::net::TcpStream, remote: SocketAddr, ctx: &mut Context<Self>) {
+        let _ = stream.set_nodelay(true);
+        *self.inbound_per_ip.entry(remote.ip()).or_default() += 1;
+        let actor = PeerActor::inbound(self.config.peer.clone(), remote, stream, self.subscribers(ctx));
+        let id = actor.id();
+        let addr = self.start_peer(actor);
+        self.peers.insert(
+            id,
+            Entry {
+                actor: addr,
+                addr: PeerAddr::Ip(remote),
+                link: Link::Inbound,
+                ready: false,
+                connected_at: Instant::now(),
+            },
+        );
     }
 }
 
-/// Mailbox room for the group: lifecycle notices of many peers arrive in bursts.
-const GROUP_MAILBOX: usize = 65_536;
+/// File names in the data directory.
+pub const ADDRBOOK_FILE: &str = "addrbook.json";
+/// Ban list file name.
+pub const BANS_FILE: &str = "bans.json";
+
+fn load_state(config: &GroupConfig, rng: &mut StdRng) -> (AddrBook, BanList) {
+    let fresh_book = |rng: &mut StdRng| AddrBook::new(config.addrbook.clone(), rng.gen());
+    let Some(dir) = &config.data_dir else { return (fresh_book(rng), BanList::new()) };
+    let loaded = persist::load_json(&dir.join(ADDRBOOK_FILE));
+    for p in &loaded.problems {
+        warn!(problem = %p, "address book");
+    }
+    let book = match loaded.value {
+        Some(snapshot) => match AddrBook::restore(config.addrbook.clone(), snapshot, unix_now()) {
+            Ok((book, report)) => {
+                if !report.is_clean() {
+                    warn!(%report, "address book repaired while loading");
+                }
+                book
+            }
+            Err(e) => {
+                warn!(error = %e, "address book rejected; starting empty");
+                fresh_book(rng)
+            }
+        },
+        None => fresh_book(rng),
+    };
+    let loaded = persist::load_json::<BanSnapshot>(&dir.join(BANS_FILE));
+    for p in &loaded.problems {
+        warn!(problem = %p, "ban list");
+    }
+    let bans = match loaded.value {
+        Some(snapshot) => {
+            let (bans, problems) = BanList::restore(snapshot, unix_now());
+            for p in problems {
+                warn!(problem = %p, "ban list");
+            }
+            bans
+        }
+        None => BanList::new(),
+    };
+    info!(addresses = book.len(), bans = bans.len(), dir = %dir.display(), "loaded saved state");
+    (book, bans)
+}
 
 impl Actor for PeerGroup {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(GROUP_MAILBOX);
-        for slot in 0..self.slots.len() {
-            self.dial(slot, ctx);
+        let n = if self.config.arbiters == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.config.arbiters
+        };
+        for _ in 0..n {
+            let arbiter = Arbiter::new();
+            self.arbiters.push(arbiter.handle());
+            self.owned_arbiters.push(arbiter);
         }
+        ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+        self.run_policy(ctx);
         for addr in self.config.listen.clone() {
             let me = ctx.address();
             actix::spawn(async move {
                 let listener = match TcpListener::bind(addr).await {
                     Ok(l) => l,
                     Err(e) => {
-                        tracing::error!(%addr, error = %e, "cannot listen");
+                        error!(%addr, error = %e, "cannot listen");
                         return;
                     }
                 };
@@ -188,6 +490,7 @@ impl Actor for PeerGroup {
                             }
                         }
                         Err(e) => {
+                            // Out of file descriptors and similar: pause instead of spinning.
                             warn!(error = %e, "accept failed");
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
@@ -197,6 +500,14 @@ impl Actor for PeerGroup {
         }
     }
 }
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Accepted(tokio::net::TcpStream, SocketAddr);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Listening(SocketAddr);
 
 impl Handler<Listening> for PeerGroup {
     type Result = ();
@@ -213,25 +524,66 @@ impl Handler<GetListenAddrs> for PeerGroup {
 }
 
 impl Handler<Accepted> for PeerGroup {
-    type Result = ();
-    fn handle(&mut self, Accepted(stream, remote): Accepted, ctx: &mut Context<Self>) {
-        if self.closing || self.inbound >= self.config.max_inbound {
-            info!(%remote, inbound = self.inbound, "refusing inbound peer: limit reached");
-            return;
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, Accepted(stream, remote): Accepted, ctx: &mut Context<Self>) -> Self::Result {
+        let done = || -> ResponseActFuture<Self, ()> { Box::pin(actix::fut::ready(())) };
+        let peer_addr = PeerAddr::Ip(remote);
+        if self.closing || !self.accepting || self.bans.is_banned(&peer_addr, unix_now()) {
+            info!(%remote, "refusing inbound connection (not accepting or banned)");
+            return done();
         }
-        let _ = stream.set_nodelay(true);
-        self.inbound += 1;
-        let actor = PeerActor::inbound(self.config.peer.clone(), remote, stream, self.subscribers(ctx));
-        let id = actor.id();
-        self.peers.insert(id, Entry { addr: actor.start(), slot: None });
+        if !inbound::admit(remote.ip(), &self.inbound_per_ip, self.config.max_inbound_per_ip) {
+            info!(%remote, "refusing inbound connection: per-IP limit");
+            return done();
+        }
+        let inbound: Vec<(PeerId, &Entry)> =
+            self.peers.iter().filter(|(_, e)| e.link == Link::Inbound).map(|(id, e)| (*id, e)).collect();
+        if inbound.len() < self.config.max_inbound {
+            self.accept(stream, remote, ctx);
+            return done();
+        }
+        // Full: ask the inbound peers for their latency, then evict one or refuse the newcomer.
+        let asks: Vec<_> = inbound
+            .iter()
+            .map(|(id, e)| {
+                let group = netgroup(&e.addr);
+                let connected_at = e.connected_at;
+                let id = *id;
+                let ask = e.actor.send(GetStats);
+                async move {
+                    let ping = ask
+                        .await
+                        .ok()
+                        .and_then(|s| s.ping_latency_ms)
+                        .map(|ms| Duration::from_secs_f64(ms / 1000.0));
+                    Candidate { id, group, connected_at, ping }
+                }
+            })
+            .collect();
+        Box::pin(join_all(asks).into_actor(self).map(move |candidates, act, ctx| {
+            match inbound::select_eviction(candidates) {
+                Some(victim) => {
+                    if let Some(e) = act.peers.get(&victim) {
+                        info!(victim = %e.addr, newcomer = %remote, "inbound slots full: evicting");
+                        e.actor.do_send(Disconnect(DisconnectReason::Evicted));
+                    }
+                    act.accept(stream, remote, ctx);
+                }
+                None => info!(%remote, "inbound slots full and all protected: refusing"),
+            }
+        }))
     }
 }
 
 impl Handler<PeerReady> for PeerGroup {
     type Result = ();
     fn handle(&mut self, msg: PeerReady, _: &mut Context<Self>) {
-        if let Some(slot) = self.peers.get(&msg.peer).and_then(|e| e.slot) {
-            self.slots[slot].backoff.reset();
+        let Some(entry) = self.peers.get_mut(&msg.peer) else { return };
+        entry.ready = true;
+        if entry.link == Link::Outbound {
+            self.policy.on_ready(msg.peer);
+            self.book.good(&entry.addr, unix_now());
         }
     }
 }
@@ -240,17 +592,52 @@ impl Handler<PeerDisconnected> for PeerGroup {
     type Result = ();
     fn handle(&mut self, msg: PeerDisconnected, ctx: &mut Context<Self>) {
         let Some(entry) = self.peers.remove(&msg.peer) else { return };
-        match entry.slot {
-            None => self.inbound = self.inbound.saturating_sub(1),
-            Some(slot) if !self.closing => {
-                self.slots[slot].peer = None;
-                let delay = self.slots[slot].backoff.next_delay(rand::random());
-                info!(peer = %msg.addr, reason = %msg.reason, retry_in_ms = delay.as_millis() as u64, "will redial");
-                ctx.run_later(delay, move |act, ctx| act.dial(slot, ctx));
+        if entry.link == Link::Inbound {
+            if let Some(ip) = entry.addr.socket_addr().map(|s| s.ip()) {
+                if let Some(n) = self.inbound_per_ip.get_mut(&ip) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.inbound_per_ip.remove(&ip);
+                    }
+                }
             }
-            Some(_) => {}
+        }
+        let unit: f64 = self.rng.gen();
+        let verdict = match entry.link {
+            Link::Outbound => self.policy.on_disconnected(msg.peer, &msg.reason, Instant::now(), unit),
+            Link::Inbound => self.policy.on_inbound_disconnected(&entry.addr, &msg.reason),
+        };
+        if let Some(addr) = &verdict.failed {
+            self.book.failed(addr, unix_now());
+        }
+        if let Some(addr) = verdict.ban {
+            if !self.closing {
+                let reason = msg.reason.to_string();
+                self.ban(&addr, self.config.ban_time, &reason);
+            }
+        }
+        if msg.reason.kind() != ReasonKind::Local || !self.closing {
+            self.run_policy(ctx);
         }
         self.finish_if_closed();
+    }
+}
+
+impl Handler<AddrReceived> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, msg: AddrReceived, _: &mut Context<Self>) {
+        let unix = unix_now();
+        for a in msg.addrs.iter() {
+            let addr = match &a.addr {
+                AddrV2::Ipv4(_) | AddrV2::Ipv6(_) => match wire::addr_ip(&a.addr) {
+                    Some(ip) => PeerAddr::Ip(SocketAddr::new(ip, a.port)),
+                    None => continue,
+                },
+                AddrV2::TorV3(_) => PeerAddr::Host(wire::addr_host(&a.addr).into(), a.port),
+                _ => continue,
+            };
+            self.book.add(&addr, a.services.to_u64(), u64::from(a.time), Some(&msg.addr), unix);
+        }
     }
 }
 
@@ -259,17 +646,159 @@ impl Handler<Subscribe> for PeerGroup {
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
         let id = self.add_subscription(msg.0.clone());
         for entry in self.peers.values() {
-            entry.addr.do_send(crate::peer::messages::Subscribe(msg.0.clone()));
+            entry.actor.do_send(PeerSubscribe(msg.0.clone()));
         }
         MessageResult(id)
+    }
+}
+
+impl Handler<Unsubscribe> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
+        self.subscriptions.retain(|(id, _)| *id != msg.0);
+        self.group_events.remove(msg.0);
+        for entry in self.peers.values() {
+            entry.actor.do_send(PeerUnsubscribe(msg.0));
+        }
     }
 }
 
 impl Handler<GetPeers> for PeerGroup {
     type Result = ResponseFuture<Vec<PeerStats>>;
     fn handle(&mut self, _: GetPeers, _: &mut Context<Self>) -> Self::Result {
-        let asks: Vec<_> = self.peers.values().map(|e| e.addr.send(GetStats)).collect();
+        let asks: Vec<_> = self.peers.values().map(|e| e.actor.send(GetStats)).collect();
         Box::pin(async move { join_all(asks).await.into_iter().filter_map(Result::ok).collect() })
+    }
+}
+
+impl Handler<GetRandomPeer> for PeerGroup {
+    type Result = MessageResult<GetRandomPeer>;
+    fn handle(&mut self, _: GetRandomPeer, _: &mut Context<Self>) -> Self::Result {
+        let choice = self.peers.iter().filter(|(_, e)| e.ready).choose(&mut self.rng);
+        MessageResult(choice.map(|(id, e)| PeerHandle {
+            id: *id,
+            addr: e.addr.clone(),
+            link: e.link,
+            actor: e.actor.clone(),
+        }))
+    }
+}
+
+impl Handler<Broadcast> for PeerGroup {
+    type Result = Result<usize, GroupError>;
+    fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> Self::Result {
+        if self.closing {
+            return Err(GroupError::Closed);
+        }
+        let ready: Vec<&Entry> = self.peers.values().filter(|e| e.ready).collect();
+        if ready.is_empty() && !msg.allow_none {
+            return Err(GroupError::NoPeers);
+        }
+        for e in &ready {
+            e.actor.do_send(SendMessage(msg.message.clone()));
+        }
+        Ok(ready.len())
+    }
+}
+
+impl Handler<AddPeer> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, msg: AddPeer, ctx: &mut Context<Self>) {
+        let own = own_subscriptions(ctx);
+        for s in self.subscriptions.iter().map(|(_, s)| s.clone()).chain(own) {
+            msg.actor.do_send(PeerSubscribe(s));
+        }
+        self.peers.insert(
+            msg.id,
+            Entry {
+                actor: msg.actor,
+                addr: msg.addr,
+                link: msg.link,
+                ready: true,
+                connected_at: Instant::now(),
+            },
+        );
+    }
+}
+
+/// What the group itself listens to on every peer.
+fn own_subscriptions(ctx: &Context<PeerGroup>) -> [Subscription; 3] {
+    let me = ctx.address();
+    [
+        Subscription::Disconnected(me.clone().recipient()),
+        Subscription::Ready(me.clone().recipient()),
+        Subscription::Addr(me.recipient()),
+    ]
+}
+
+impl Handler<DisconnectPeer> for PeerGroup {
+    type Result = Result<(), GroupError>;
+    fn handle(&mut self, msg: DisconnectPeer, _: &mut Context<Self>) -> Self::Result {
+        let entry = self.peers.get(&msg.0).ok_or(GroupError::UnknownPeer(msg.0))?;
+        entry.actor.do_send(Disconnect(DisconnectReason::Requested));
+        Ok(())
+    }
+}
+
+impl Handler<BanAddr> for PeerGroup {
+    type Result = MessageResult<BanAddr>;
+    fn handle(&mut self, msg: BanAddr, _: &mut Context<Self>) -> Self::Result {
+        let duration = msg.duration.unwrap_or(self.config.ban_time);
+        MessageResult(self.ban(&msg.addr, duration, &msg.reason))
+    }
+}
+
+impl Handler<UnbanAddr> for PeerGroup {
+    type Result = bool;
+    fn handle(&mut self, msg: UnbanAddr, _: &mut Context<Self>) -> bool {
+        let target = BanTarget::of(&msg.0);
+        let ban = self.bans.list().into_iter().find(|b| b.target == target);
+        match ban {
+            Some(ban) if self.bans.unban(&target) => {
+                info!(target = %ban.target, "unbanned");
+                self.group_events.unbanned(&ban, false);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Handler<GetBans> for PeerGroup {
+    type Result = MessageResult<GetBans>;
+    fn handle(&mut self, _: GetBans, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.bans.list())
+    }
+}
+
+impl Handler<StopAccepting> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, _: StopAccepting, _: &mut Context<Self>) {
+        self.accepting = false;
+    }
+}
+
+impl Handler<StartAccepting> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, _: StartAccepting, _: &mut Context<Self>) {
+        self.accepting = true;
+    }
+}
+
+impl Handler<GetStatus> for PeerGroup {
+    type Result = MessageResult<GetStatus>;
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+impl Handler<AddAddresses> for PeerGroup {
+    type Result = usize;
+    fn handle(&mut self, msg: AddAddresses, ctx: &mut Context<Self>) -> usize {
+        let unix = unix_now();
+        let added = msg.0.iter().filter(|a| self.book.add(a, 0, unix, None, unix)).count();
+        self.run_policy(ctx);
+        added
     }
 }
 
@@ -277,17 +806,14 @@ impl Handler<Shutdown> for PeerGroup {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         self.closing = true;
+        self.accepting = false;
         for entry in self.peers.values() {
-            entry.addr.do_send(Disconnect(DisconnectReason::Shutdown));
+            entry.actor.do_send(Disconnect(DisconnectReason::Shutdown));
         }
         let (tx, rx) = oneshot::channel();
         self.waiting.push(tx);
         self.finish_if_closed();
-        ctx.run_later(SHUTDOWN_GRACE, |act, _| {
-            for w in act.waiting.drain(..) {
-                let _ = w.send(());
-            }
-        });
+        ctx.run_later(SHUTDOWN_GRACE, |act, _| act.close());
         Box::pin(async move {
             let _ = rx.await;
         })

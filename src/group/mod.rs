@@ -1,8 +1,14 @@
-//! Keeping peers connected: `PeerGroup` dials the configured peers, redials them with jittered
-//! backoff when they drop (forever: configured peers are never given up), accepts inbound peers
-//! on its listeners up to a limit, and hands every peer the group's subscribers.
+//! Keeping N healthy connections: [`PeerGroup`] dials static peers and addresses from the
+//! address book (filled by DNS seeds and by peers' `addr` gossip), replaces lost peers with
+//! backoff, bans misbehaving addresses, and accepts inbound peers up to its limits. The
+//! decisions are pure ([`policy`], [`bans`], [`inbound`], [`backoff`]); [`actor`] executes them.
 
 pub mod actor;
 pub mod backoff;
+pub mod bans;
+pub mod inbound;
+pub mod messages;
+pub mod policy;
 
-pub use actor::{GetListenAddrs, GetPeers, GroupConfig, PeerGroup, Shutdown, Subscribe};
+pub use actor::{GroupConfig, PeerGroup};
+pub use messages::*;

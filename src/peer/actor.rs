@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIMEOUT};
 use super::machine::{Action, MachineConfig, PeerMachine, Verdict};
-use super::messages::{Disconnect, GetStats, SendMessage, Subscribe, WriterReport};
+use super::messages::{Disconnect, GetStats, SendMessage, Subscribe, Unsubscribe, WriterReport};
 use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
 use super::reason::{DisconnectReason, Misbehavior};
 use super::stats::{PeerStats, StatsRecorder};
@@ -406,6 +406,14 @@ impl Handler<Subscribe> for PeerActor {
 
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.subscribers.add(msg.0))
+    }
+}
+
+impl Handler<Unsubscribe> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Context<Self>) {
+        self.subscribers.remove(msg.0);
     }
 }
 

@@ -28,6 +28,11 @@ pub struct GetStats;
 #[rtype(result = "SubscriberId")]
 pub struct Subscribe(pub Subscription);
 
+/// Removes a subscriber added with [`Subscribe`].
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+pub struct Unsubscribe(pub SubscriberId);
+
 /// Writer task report (internal).
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "()")]

@@ -16,6 +16,12 @@ pub enum DisconnectReason {
     /// The process is shutting down.
     #[error("shutting down")]
     Shutdown,
+    /// An inbound peer made room for a newcomer (inbound slots full).
+    #[error("evicted to make room for another inbound peer")]
+    Evicted,
+    /// The address was banned (by the API or for misbehaviour on another connection).
+    #[error("address banned")]
+    Banned,
     /// Dialing failed (refused, unreachable, timeout, proxy error).
     #[error("connect failed: {error}")]
     ConnectFailed {
@@ -138,7 +144,7 @@ impl DisconnectReason {
     pub fn kind(&self) -> ReasonKind {
         use DisconnectReason::*;
         match self {
-            Requested | Shutdown => ReasonKind::Local,
+            Requested | Shutdown | Evicted | Banned => ReasonKind::Local,
             ConnectFailed { .. }
             | ClosedByPeer
             | Io { .. }

@@ -316,3 +316,17 @@ pub fn regtest_config() -> btcpeer::peer::PeerConfig {
     cfg.machine.request_announced_txs = true;
     cfg
 }
+
+/// A group config for loopback tests: no automatic peers unless addresses are given, quick
+/// retries, a listener on 127.0.0.1:0 when `listen`, in-memory state.
+pub fn group_config(peer: btcpeer::peer::PeerConfig, listen: bool) -> btcpeer::group::GroupConfig {
+    let mut cfg = btcpeer::group::GroupConfig::new(peer);
+    if listen {
+        cfg.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    }
+    cfg.policy.initial_backoff = Duration::from_millis(100);
+    cfg.policy.max_backoff = Duration::from_secs(1);
+    cfg.policy.diverse_netgroups = false;
+    cfg.arbiters = 1;
+    cfg
+}

@@ -1,0 +1,172 @@
+//! actix messages a [`PeerGroup`](super::PeerGroup) accepts, and the notifications it emits
+//! itself (bans).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use super::bans::Ban;
+use crate::events::{SubscriberId, Subscription};
+use crate::peer::{Link, PeerActor, PeerAddr, PeerId, PeerStats};
+use crate::wire::Message as WireMessage;
+
+/// Adds a subscriber to every present and future peer of the group (and to the group's own
+/// ban notifications).
+#[derive(Message)]
+#[rtype(result = "SubscriberId")]
+pub struct Subscribe(pub Subscription);
+
+/// Removes a subscriber everywhere.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe(pub SubscriberId);
+
+/// Why a group request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// No peer has completed its handshake.
+    #[error("no ready peers")]
+    NoPeers,
+    /// No such peer.
+    #[error("unknown peer {0}")]
+    UnknownPeer(PeerId),
+    /// The group is shutting down.
+    #[error("peer group is closed")]
+    Closed,
+}
+
+/// Sends a message to every ready peer; answers how many peers it went to.
+#[derive(Message)]
+#[rtype(result = "Result<usize, GroupError>")]
+pub struct Broadcast {
+    /// The message.
+    pub message: WireMessage,
+    /// Succeed with 0 instead of failing when no peer is ready.
+    pub allow_none: bool,
+}
+
+/// Statistics of every peer.
+#[derive(Message)]
+#[rtype(result = "Vec<PeerStats>")]
+pub struct GetPeers;
+
+/// A handle to one ready peer.
+#[derive(Debug, Clone)]
+pub struct PeerHandle {
+    /// Its id.
+    pub id: PeerId,
+    /// Its address.
+    pub addr: PeerAddr,
+    /// Direction.
+    pub link: Link,
+    /// The actor, for requests of your own.
+    pub actor: Addr<PeerActor>,
+}
+
+/// A random ready peer.
+#[derive(Message)]
+#[rtype(result = "Option<PeerHandle>")]
+pub struct GetRandomPeer;
+
+/// Adopts a peer actor started elsewhere (bitcoin-net's `addPeer`): the group subscribes it
+/// to its subscribers and counts it from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddPeer {
+    /// Its id (`PeerActor::id`).
+    pub id: PeerId,
+    /// Its address.
+    pub addr: PeerAddr,
+    /// Direction.
+    pub link: Link,
+    /// The actor.
+    pub actor: Addr<PeerActor>,
+}
+
+/// Disconnects one peer (reason `Requested`).
+#[derive(Message)]
+#[rtype(result = "Result<(), GroupError>")]
+pub struct DisconnectPeer(pub PeerId);
+
+/// Bans an address (its IP, or its host name) and disconnects matching peers.
+#[derive(Message)]
+#[rtype(result = "Ban")]
+pub struct BanAddr {
+    /// The address.
+    pub addr: PeerAddr,
+    /// How long; the configured ban time when `None`.
+    pub duration: Option<Duration>,
+    /// Why.
+    pub reason: String,
+}
+
+/// Lifts a ban; answers whether there was one.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct UnbanAddr(pub PeerAddr);
+
+/// Current bans.
+#[derive(Message)]
+#[rtype(result = "Vec<Ban>")]
+pub struct GetBans;
+
+/// Stops accepting inbound connections (bitcoin-net's `unaccept`); listeners stay bound.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAccepting;
+
+/// Accepts inbound connections again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StartAccepting;
+
+/// Closes every peer, saves the address book and bans, and answers once every peer said
+/// goodbye (bounded by a grace period). The group dials and accepts nothing afterwards.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Local addresses the listeners are bound to (useful with port 0).
+#[derive(Message)]
+#[rtype(result = "Vec<SocketAddr>")]
+pub struct GetListenAddrs;
+
+/// The group's state at a glance.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupStatus {
+    /// Accepting inbound connections.
+    pub accepting: bool,
+    /// Shut down.
+    pub closed: bool,
+    /// Outbound target.
+    pub target_outbound: usize,
+    /// Outbound connections (dialing or connected).
+    pub outbound: usize,
+    /// Outbound connections past the handshake.
+    pub outbound_ready: usize,
+    /// Inbound connections.
+    pub inbound: usize,
+    /// Inbound limit.
+    pub max_inbound: usize,
+    /// Addresses in the book (new, tried).
+    pub addrbook_new: usize,
+    /// Addresses in the tried table.
+    pub addrbook_tried: usize,
+    /// Active bans.
+    pub bans: usize,
+    /// Bound listeners.
+    pub listening: Vec<SocketAddr>,
+}
+
+/// Asks for a [`GroupStatus`].
+#[derive(Message)]
+#[rtype(result = "GroupStatus")]
+pub struct GetStatus;
+
+/// Adds addresses to the book (e.g. from your own source).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct AddAddresses(pub Vec<PeerAddr>);
