@@ -105,6 +105,9 @@ fn daemon_reports_bcoin_traffic_as_json_events_and_stops_on_sigterm() {
 
     let status = terminate(&mut daemon.0);
     assert!(status.success(), "exit status {status:?}");
+    // State is saved at shutdown.
+    assert!(dir.path().join("addrbook.json").exists(), "address book saved on SIGTERM");
+    assert!(dir.path().join("bans.json").exists(), "ban list saved on SIGTERM");
     let last = read_events(&events).into_iter().rev().find(|e| e["event"] == "disconnected").unwrap();
     assert_eq!(last["reason_kind"], "local");
     assert_eq!(last["misbehavior"], false);

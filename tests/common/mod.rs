@@ -42,6 +42,8 @@ pub struct Bcoin {
 #[derive(Default, Clone)]
 pub struct BcoinOptions {
     pub host: Option<String>,
+    /// P2P port (default: any free port).
+    pub port: Option<u16>,
     /// Make bcoin connect out to these peers only.
     pub connect: Vec<SocketAddr>,
     pub max_inbound: Option<usize>,
@@ -63,7 +65,8 @@ impl Bcoin {
         );
         let host = opts.host.unwrap_or_else(next_host);
         let mut cmd = Command::new("node");
-        cmd.arg(&script).args(["--host", &host, "--port", "0", "--log-level", "none"]);
+        let port = opts.port.unwrap_or(0).to_string();
+        cmd.arg(&script).args(["--host", &host, "--port", &port, "--log-level", "none"]);
         for c in &opts.connect {
             cmd.args(["--connect", &c.to_string()]);
         }
@@ -238,6 +241,7 @@ pub enum Ev {
     Headers(HeadersReceived),
     Block(BlockReceived),
     Message(MessageReceived),
+    Banned(AddressBanned),
 }
 
 /// Forwards every notification it receives into a channel.
@@ -264,7 +268,7 @@ macro_rules! forward {
 }
 forward!(PeerStateChanged => State, PeerReady => Ready, PeerDisconnected => Disconnected, InvReceived => Inv,
     TxReceived => Tx, AddrReceived => Addr, HeadersReceived => Headers, BlockReceived => Block,
-    MessageReceived => Message);
+    MessageReceived => Message, AddressBanned => Banned);
 
 /// The receiving end of a probe.
 pub struct Events {

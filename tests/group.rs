@@ -1,0 +1,230 @@
+//! PeerGroup against several real bcoin regtest nodes on 127.0.10.x (same port, as real
+//! networks have), with DNS seeds served by a real local DNS server (dnsmasq).
+
+mod common;
+#[path = "support/dns/mod.rs"]
+mod dns_support;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use btcpeer::discovery::DnsResolver;
+use btcpeer::group::*;
+use btcpeer::peer::{DisconnectReason, PeerAddr, ReasonKind};
+use btcpeer::wire::{Codec, Message};
+use btcpeer::Network;
+use common::*;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+const WAIT: Duration = Duration::from_secs(45);
+const PORT: u16 = 18444;
+
+fn node_at(host: &str) -> Bcoin {
+    Bcoin::start_with(BcoinOptions { host: Some(host.into()), port: Some(PORT), ..Default::default() })
+}
+
+fn addr_of(host: &str) -> PeerAddr {
+    PeerAddr::Ip(SocketAddr::new(host.parse().unwrap(), PORT))
+}
+
+fn ready_addrs(events: &Events) -> Vec<PeerAddr> {
+    events
+        .seen
+        .iter()
+        .filter_map(|e| if let Ev::Ready(r) = e { Some(r.addr.clone()) } else { None })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn dns_seeds_fill_the_outbound_target_and_a_lost_peer_is_replaced() {
+    let hosts = ["127.0.10.2", "127.0.10.3", "127.0.10.4"];
+    let records: Vec<(&str, IpAddr)> =
+        hosts.iter().map(|h| ("seed.btcpeer.test", h.parse().unwrap())).collect();
+    let dns = dns_support::Dnsmasq::start("btcpeer.test", &records);
+    let mut nodes: Vec<Bcoin> = hosts.iter().map(|h| node_at(h)).collect();
+
+    let mut cfg = group_config(regtest_config(), false);
+    cfg.policy.max_outbound = 2;
+    cfg.dns_seeds = vec!["seed.btcpeer.test".into()];
+    cfg.resolver = Some(Arc::new(DnsResolver::with_server(dns.addr)));
+    let (probe, _, mut events) = probe(false);
+    let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
+
+    // The target of two is reached, from addresses the seed returned.
+    let mut ready;
+    wait_for!(WAIT, "two ready outbound peers", {
+        ready = group.send(GetStatus).await.unwrap();
+        ready.outbound_ready == 2
+    });
+    let connected = wait_ready(&mut events, 2).await;
+    let seeded: HashSet<PeerAddr> = hosts.iter().map(|h| addr_of(h)).collect();
+    assert!(connected.iter().all(|a| seeded.contains(a)), "{connected:?}");
+    assert!(dns.log().contains("seed.btcpeer.test"), "the seed name was asked of our DNS server");
+
+    // Kill one connected node: the group replaces it with the third one.
+    let victim = connected[0].clone();
+    let idx = hosts.iter().position(|h| addr_of(h) == victim).unwrap();
+    nodes[idx].kill();
+    let reason = events
+        .expect(WAIT, "the victim's disconnect", |e| match e {
+            Ev::Disconnected(d) if d.addr == victim => Some(d.reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(reason.kind(), ReasonKind::Network);
+    let third = hosts.iter().map(|h| addr_of(h)).find(|a| !connected.contains(a)).unwrap();
+    events
+        .expect(WAIT, "the replacement", |e| matches!(e, Ev::Ready(r) if r.addr == third).then_some(()))
+        .await;
+    let status = group.send(GetStatus).await.unwrap();
+    assert_eq!(status.outbound_ready, 2);
+    group.send(Shutdown).await.unwrap();
+}
+
+/// Waits until `n` peers reached Ready; returns their addresses in order.
+async fn wait_ready(events: &mut Events, n: usize) -> Vec<PeerAddr> {
+    let mut count = 0;
+    events
+        .expect(WAIT, "PeerReady", |e| {
+            if matches!(e, Ev::Ready(_)) {
+                count += 1;
+            }
+            (count >= n).then_some(())
+        })
+        .await;
+    ready_addrs(events)
+}
+
+#[actix_rt::test]
+async fn a_static_peer_is_reconnected_after_it_restarts() {
+    let host = "127.0.10.6";
+    let mut node = node_at(host);
+    let mut cfg = group_config(regtest_config(), false);
+    cfg.policy.static_peers = vec![addr_of(host)];
+    cfg.policy.connect_only = true;
+    let (probe, _, mut events) = probe(false);
+    let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
+    events.expect(WAIT, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
+    node.kill();
+    events.expect(WAIT, "disconnect", |e| matches!(e, Ev::Disconnected(_)).then_some(())).await;
+    // While it is down the group keeps trying (connect failures), then it comes back.
+    events
+        .expect(WAIT, "a failed redial", |e| {
+            matches!(e, Ev::Disconnected(d) if matches!(d.reason, DisconnectReason::ConnectFailed { .. }))
+                .then_some(())
+        })
+        .await;
+    let _node = node_at(host);
+    let readies = |events: &Events| events.seen.iter().filter(|e| matches!(e, Ev::Ready(_))).count();
+    assert_eq!(readies(&events), 1);
+    events
+        .expect(WAIT, "ready again", |e| matches!(e, Ev::Ready(r) if r.addr == addr_of(host)).then_some(()))
+        .await;
+    group.send(Shutdown).await.unwrap();
+}
+
+#[actix_rt::test]
+async fn learned_addresses_enter_the_book_and_survive_a_restart() {
+    let host = "127.0.10.7";
+    let node = node_at(host);
+    node.rpc("addnode", json!(["127.0.10.9:18444", "add"]));
+    let dir = tempfile::tempdir().unwrap();
+    let make = || {
+        let mut cfg = group_config(regtest_config(), false);
+        cfg.policy.static_peers = vec![addr_of(host)];
+        cfg.policy.connect_only = true;
+        cfg.data_dir = Some(dir.path().to_path_buf());
+        cfg
+    };
+    let group = PeerGroup::new(make(), vec![]).start();
+    let mut status;
+    wait_for!(WAIT, "the address learned from bcoin's addr answer in the book", {
+        status = group.send(GetStatus).await.unwrap();
+        status.addrbook_new + status.addrbook_tried >= 1
+    });
+    group.send(Shutdown).await.unwrap();
+    assert!(dir.path().join("addrbook.json").exists());
+    assert!(dir.path().join("bans.json").exists());
+
+    let again = PeerGroup::new(make(), vec![]).start();
+    let restored = again.send(GetStatus).await.unwrap();
+    assert_eq!(
+        restored.addrbook_new + restored.addrbook_tried,
+        status.addrbook_new + status.addrbook_tried,
+        "the book was restored from disk"
+    );
+    again.send(Shutdown).await.unwrap();
+}
+
+/// A scripted peer that completes the handshake and then floods an oversized `inv`.
+async fn misbehaving_peer(host: &str) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let listener = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    actix::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let _ = tx.send(());
+            let codec = Codec::new(Network::Regtest.magic());
+            let version = btcpeer::wire::version::build(
+                &btcpeer::wire::version::LocalVersion { nonce: 4242, ..Default::default() },
+                None,
+            );
+            let too_many =
+                vec![btcpeer::wire::Inventory::Block(bitcoin::BlockHash::from_byte_array([1; 32])); 50_001];
+            for m in [Message::Version(version), Message::Verack, Message::Inv(too_many)] {
+                let _ = stream.write_all(&codec.encode_to_bytes(&m)).await;
+            }
+            // Keep the socket open until the group hangs up.
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut sink).await;
+        }
+    });
+    (addr, rx)
+}
+
+use bitcoin::hashes::Hash;
+
+#[actix_rt::test]
+async fn a_misbehaving_peer_is_banned_and_not_redialed() {
+    let (bad, mut accepted) = misbehaving_peer("127.0.10.11").await;
+    let good_host = "127.0.10.12";
+    let _good = node_at(good_host);
+    let mut cfg = group_config(regtest_config(), false);
+    cfg.policy.max_outbound = 2;
+    let (probe, _, mut events) = probe(false);
+    let mut subs = btcpeer::daemon::all_subscriptions(&probe);
+    subs.push(btcpeer::events::Subscription::Banned(probe.clone().recipient()));
+    let group = PeerGroup::new(cfg, subs).start();
+    group.send(AddAddresses(vec![PeerAddr::Ip(bad)])).await.unwrap();
+    accepted.recv().await.unwrap();
+    let reason = events
+        .expect(WAIT, "misbehaviour disconnect", |e| match e {
+            Ev::Disconnected(d) if d.addr == PeerAddr::Ip(bad) => Some(d.reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(reason.is_misbehavior(), "{reason:?}");
+    let mut bans;
+    wait_for!(WAIT, "the ban", {
+        bans = group.send(GetBans).await.unwrap();
+        !bans.is_empty()
+    });
+    assert_eq!(bans[0].target.to_string(), "127.0.10.11");
+    // Offer both addresses again: the good one is dialed, the banned one is not.
+    group.send(AddAddresses(vec![PeerAddr::Ip(bad), addr_of(good_host)])).await.unwrap();
+    events
+        .expect(WAIT, "the good peer", |e| {
+            matches!(e, Ev::Ready(r) if r.addr == addr_of(good_host)).then_some(())
+        })
+        .await;
+    assert!(accepted.try_recv().is_err(), "the banned address was dialed again");
+    // Unbanning lifts it.
+    assert!(group.send(UnbanAddr(PeerAddr::Ip(bad))).await.unwrap());
+    assert!(group.send(GetBans).await.unwrap().is_empty());
+    group.send(Shutdown).await.unwrap();
+}
