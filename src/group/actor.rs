@@ -368,8 +368,13 @@ impl PeerGroup {
         }
     }
 
+    /// Inbound connections (the per-IP counters add up to it).
+    fn inbound_count(&self) -> usize {
+        self.inbound_per_ip.values().sum()
+    }
+
     fn status(&self) -> GroupStatus {
-        let inbound = self.peers.values().filter(|e| e.link == Link::Inbound).count();
+        let inbound = self.inbound_count();
         GroupStatus {
             accepting: self.accepting && !self.closing,
             closed: self.closed,
@@ -537,13 +542,13 @@ impl Handler<Accepted> for PeerGroup {
             info!(%remote, "refusing inbound connection: per-IP limit");
             return done();
         }
-        let inbound: Vec<(PeerId, &Entry)> =
-            self.peers.iter().filter(|(_, e)| e.link == Link::Inbound).map(|(id, e)| (*id, e)).collect();
-        if inbound.len() < self.config.max_inbound {
+        if self.inbound_count() < self.config.max_inbound {
             self.accept(stream, remote, ctx);
             return done();
         }
         // Full: ask the inbound peers for their latency, then evict one or refuse the newcomer.
+        let inbound: Vec<(PeerId, &Entry)> =
+            self.peers.iter().filter(|(_, e)| e.link == Link::Inbound).map(|(id, e)| (*id, e)).collect();
         let asks: Vec<_> = inbound
             .iter()
             .map(|(id, e)| {
