@@ -139,3 +139,57 @@ async fn inbound_limit_refuses_extra_peers() {
         })
         .await;
 }
+
+/// A minimal scripted inbound client: version, wait for version+verack, verack. Returns the
+/// open stream, or None if the listener closed it first.
+async fn scripted_handshake(target: std::net::SocketAddr, nonce: u64) -> Option<tokio::net::TcpStream> {
+    use btcpeer::wire::{Codec, Message};
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let stream = tokio::net::TcpStream::connect(target).await.ok()?;
+    let (read, mut write) = stream.into_split();
+    let codec = Codec::new(btcpeer::Network::Regtest.magic());
+    let version = btcpeer::wire::version::build(
+        &btcpeer::wire::version::LocalVersion { nonce, ..Default::default() },
+        None,
+    );
+    write.write_all(&codec.encode_to_bytes(&Message::Version(version))).await.ok()?;
+    let mut frames = tokio_util::codec::FramedRead::new(read, codec.clone());
+    let (mut v, mut va) = (false, false);
+    while !(v && va) {
+        match frames.next().await?.ok()?.message {
+            Ok(Message::Version(_)) => v = true,
+            Ok(Message::Verack) => va = true,
+            _ => {}
+        }
+    }
+    write.write_all(&codec.encode_to_bytes(&Message::Verack)).await.ok()?;
+    frames.into_inner().reunite(write).ok()
+}
+
+#[actix_rt::test]
+async fn inbound_limit_holds_under_a_connection_flood() {
+    let mut cfg = inbound_group(regtest_config(), 20);
+    cfg.max_inbound_per_ip = 0;
+    let group = PeerGroup::new(cfg, vec![]).start();
+    let addr = listen_addr(&group).await;
+    let clients: Vec<_> = (0..300u64).map(|i| actix::spawn(scripted_handshake(addr, 1_000 + i))).collect();
+    let mut max_seen = 0;
+    let mut done = 0;
+    for c in clients {
+        let _ = c.await;
+        done += 1;
+        if done % 25 == 0 {
+            let s = group.send(btcpeer::group::GetStatus).await.unwrap();
+            max_seen = max_seen.max(s.inbound);
+        }
+    }
+    let mut status;
+    wait_for!(WAIT, "the inbound count to settle at the limit", {
+        status = group.send(btcpeer::group::GetStatus).await.unwrap();
+        max_seen = max_seen.max(status.inbound);
+        status.inbound == 20
+    });
+    assert!(max_seen <= 20, "inbound count reached {max_seen}");
+    group.send(btcpeer::group::Shutdown).await.unwrap();
+}

@@ -70,6 +70,8 @@ pub struct GroupConfig {
     pub ban_time: Duration,
     /// Arbiter threads for peer actors (0: one per core).
     pub arbiters: usize,
+    /// Most peers of any kind (bitcoin-net's `hardLimit`): the newest above it are dropped.
+    pub hard_limit: Option<usize>,
     /// Address book sizing.
     pub addrbook: AddrBookConfig,
 }
@@ -102,6 +104,7 @@ impl GroupConfig {
             save_interval: Duration::from_secs(15 * 60),
             ban_time: Duration::from_secs(24 * 3600),
             arbiters: 0,
+            hard_limit: None,
         }
     }
 }
@@ -368,6 +371,36 @@ impl PeerGroup {
         }
     }
 
+    /// Removes a peer from the books (and its inbound slot).
+    fn forget(&mut self, id: PeerId) -> Option<Entry> {
+        let entry = self.peers.remove(&id)?;
+        if entry.link == Link::Inbound {
+            if let Some(ip) = entry.addr.socket_addr().map(|s| s.ip()) {
+                if let Some(n) = self.inbound_per_ip.get_mut(&ip) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.inbound_per_ip.remove(&ip);
+                    }
+                }
+            }
+        }
+        Some(entry)
+    }
+
+    /// Drops the newest peers above the hard limit.
+    fn enforce_hard_limit(&mut self) {
+        let Some(limit) = self.config.hard_limit else { return };
+        if self.peers.len() <= limit {
+            return;
+        }
+        let mut newest: Vec<(&PeerId, &Entry)> = self.peers.iter().collect();
+        newest.sort_by_key(|(_, e)| std::cmp::Reverse(e.connected_at));
+        for (id, e) in newest.into_iter().take(self.peers.len() - limit) {
+            info!(peer = %e.addr, id = %id, limit, "above the hard limit: disconnecting");
+            e.actor.do_send(Disconnect(DisconnectReason::Evicted));
+        }
+    }
+
     /// Inbound connections (the per-IP counters add up to it).
     fn inbound_count(&self) -> usize {
         self.inbound_per_ip.values().sum()
@@ -406,6 +439,7 @@ impl PeerGroup {
                 connected_at: Instant::now(),
             },
         );
+        self.enforce_hard_limit();
     }
 }
 
@@ -569,7 +603,8 @@ impl Handler<Accepted> for PeerGroup {
         Box::pin(join_all(asks).into_actor(self).map(move |candidates, act, ctx| {
             match inbound::select_eviction(candidates) {
                 Some(victim) => {
-                    if let Some(e) = act.peers.get(&victim) {
+                    // Forget the victim now so the count never exceeds the limit while it closes.
+                    if let Some(e) = act.forget(victim) {
                         info!(victim = %e.addr, newcomer = %remote, "inbound slots full: evicting");
                         e.actor.do_send(Disconnect(DisconnectReason::Evicted));
                     }
@@ -596,17 +631,7 @@ impl Handler<PeerReady> for PeerGroup {
 impl Handler<PeerDisconnected> for PeerGroup {
     type Result = ();
     fn handle(&mut self, msg: PeerDisconnected, ctx: &mut Context<Self>) {
-        let Some(entry) = self.peers.remove(&msg.peer) else { return };
-        if entry.link == Link::Inbound {
-            if let Some(ip) = entry.addr.socket_addr().map(|s| s.ip()) {
-                if let Some(n) = self.inbound_per_ip.get_mut(&ip) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.inbound_per_ip.remove(&ip);
-                    }
-                }
-            }
-        }
+        let Some(entry) = self.forget(msg.peer) else { return };
         let unit: f64 = self.rng.gen();
         let verdict = match entry.link {
             Link::Outbound => self.policy.on_disconnected(msg.peer, &msg.reason, Instant::now(), unit),
@@ -713,6 +738,11 @@ impl Handler<AddPeer> for PeerGroup {
         for s in self.subscriptions.iter().map(|(_, s)| s.clone()).chain(own) {
             msg.actor.do_send(PeerSubscribe(s));
         }
+        if msg.link == Link::Inbound {
+            if let Some(ip) = msg.addr.socket_addr().map(|a| a.ip()) {
+                *self.inbound_per_ip.entry(ip).or_default() += 1;
+            }
+        }
         self.peers.insert(
             msg.id,
             Entry {
@@ -723,6 +753,7 @@ impl Handler<AddPeer> for PeerGroup {
                 connected_at: Instant::now(),
             },
         );
+        self.enforce_hard_limit();
     }
 }
 
