@@ -96,7 +96,15 @@ pub fn load_json<T: DeserializeOwned>(path: &Path) -> Loaded<T> {
     let primary_problem = match read(path) {
         Ok(Some(value)) => return Loaded { value: Some(value), problems: Vec::new() },
         Ok(None) => None,
-        Err(why) => Some(why),
+        // Move the bad file aside: the next save would otherwise make it the backup and
+        // overwrite the good backup we are about to use. It stays for inspection.
+        Err(why) => {
+            let aside = with_suffix(path, "corrupt");
+            match fs::rename(path, &aside) {
+                Ok(()) => Some(format!("{why} (kept as {})", aside.display())),
+                Err(_) => Some(why),
+            }
+        }
     };
     let (value, problems) = match (primary_problem, read(&bak)) {
         (None, Ok(None)) => (None, vec![]),
@@ -210,6 +218,11 @@ mod tests {
         assert!(msg.contains("addrbook.json: invalid JSON"), "{msg}");
         assert!(msg.contains("line 3 column"), "{msg}");
         assert!(msg.ends_with("addrbook.json.bak"), "{msg}");
+        // The bad file is kept aside, and saving again does not turn it into the backup.
+        assert!(dir.path().join("addrbook.json.corrupt").exists());
+        save_json(&path, &state(3)).expect("save");
+        assert_eq!(load_json::<State>(&path).value, Some(state(3)));
+        assert_eq!(load_json::<State>(&with_suffix(&path, "bak")).value, Some(state(1)));
     }
 
     #[test]

@@ -181,3 +181,31 @@ fn bad_configuration_exits_2_naming_the_key() {
     writeln!(std::fs::File::create(&broken).unwrap(), "network = = \"regtest\"").unwrap();
     run_expecting_config_error(&["--config", broken.to_str().unwrap()], &[], broken.to_str().unwrap());
 }
+
+#[test]
+fn a_corrupt_address_book_is_reported_and_the_daemon_still_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("addrbook.json"), "{\"version\": 1, \"key\": tru").unwrap();
+    let events = dir.path().join("events.jsonl");
+    let log = dir.path().join("stderr.log");
+    let mut daemon = Daemon(
+        btcpeerd()
+            .args(["--network", "regtest", "--connect", "127.0.0.1:1", "--data-dir"])
+            .arg(dir.path())
+            .arg("--events")
+            .arg(&events)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_event(&events, "the daemon running (a dial attempt)", |e| e["event"] == "disconnected");
+    assert!(terminate(&mut daemon.0).success());
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<_> = stderr.lines().filter(|l| l.contains("addrbook.json")).collect();
+    assert_eq!(lines.len(), 1, "one log line about the bad file: {stderr}");
+    assert!(lines[0].contains("truncated JSON") || lines[0].contains("invalid JSON"), "{}", lines[0]);
+    assert!(dir.path().join("addrbook.json.corrupt").exists(), "the bad file is kept for inspection");
+    assert!(dir.path().join("addrbook.json").exists(), "a good book was saved at shutdown");
+}
