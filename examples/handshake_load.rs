@@ -26,7 +26,7 @@ async fn handshake(target: SocketAddr, nonce: u64) -> Result<TcpStream, String> 
     let (mut got_version, mut got_verack) = (false, false);
     while !(got_version && got_verack) {
         let frame = frames.next().await.ok_or("closed")?.map_err(|e| e.to_string())?;
-        match frame.message {
+        match frame.into_message() {
             Ok(Message::Version(_)) => got_version = true,
             Ok(Message::Verack) => got_verack = true,
             _ => {}

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::group::bans::Ban;
 use crate::peer::{DisconnectReason, PeerAddr, PeerId, PeerInfo, PeerState};
-use crate::wire::{self, AddrV2Message, Inventory, Message};
+use crate::wire::{self, AddrV2Message, CodecError, Inventory, Message, RawBlock};
 
 macro_rules! notification {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
@@ -353,6 +353,30 @@ impl Subscribers {
     /// True if nobody listens to per-peer notifications (only to group ones).
     pub fn is_empty(&self) -> bool {
         self.stats().is_empty()
+    }
+
+    /// Publishes a received block, parsing it once if anyone wants it (typed subscribers when
+    /// `typed`, or the catch-all). A block that does not parse is an error and reaches nobody.
+    pub fn received_block(
+        &mut self,
+        peer: PeerId,
+        addr: &PeerAddr,
+        raw: RawBlock,
+        typed: bool,
+    ) -> Result<(), CodecError> {
+        let typed = typed && !self.block.is_empty();
+        if !typed && self.message.is_empty() {
+            return Ok(());
+        }
+        let block = Arc::new(raw.decode()?);
+        if !self.message.is_empty() {
+            let shared = Arc::new(Message::Block((*block).clone()));
+            publish(&mut self.message, || MessageReceived { peer, addr: addr.clone(), message: shared });
+        }
+        if typed {
+            publish(&mut self.block, || BlockReceived { peer, addr: addr.clone(), block });
+        }
+        Ok(())
     }
 
     /// Publishes a received message: to the catch-all subscribers, and when `typed` is set (the

@@ -157,7 +157,7 @@ async fn scripted_handshake(target: std::net::SocketAddr, nonce: u64) -> Option<
     let mut frames = tokio_util::codec::FramedRead::new(read, codec.clone());
     let (mut v, mut va) = (false, false);
     while !(v && va) {
-        match frames.next().await?.ok()?.message {
+        match frames.next().await?.ok()?.into_message() {
             Ok(Message::Version(_)) => v = true,
             Ok(Message::Verack) => va = true,
             _ => {}

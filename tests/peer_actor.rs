@@ -39,7 +39,7 @@ impl Remote {
 
     async fn recv(&mut self) -> Message {
         let frame = tokio::time::timeout(LONG, self.read.next()).await.expect("remote waited too long");
-        frame.expect("stream ended").expect("decodable frame").message.expect("valid message")
+        frame.expect("stream ended").expect("decodable frame").into_message().expect("valid message")
     }
 
     /// Reads until a message of `cmd` arrives.
@@ -268,4 +268,39 @@ async fn a_stuck_subscriber_never_stalls_the_peer_and_drops_are_counted() {
     assert!(stuck_stats.delivered <= 3, "{stuck_stats:?}");
     // The healthy probe got all twenty.
     assert!(inv_subs.iter().any(|s| s.delivered == 20 && s.dropped == 0));
+}
+
+#[actix_rt::test]
+async fn blocks_are_parsed_for_subscribers_and_malformed_ones_dropped() {
+    tokio::time::pause();
+    let (_probe, subs, mut events) = probe(true);
+    let (peer, mut remote) = setup(PeerConfig::new(Network::Regtest), Link::Outbound, 1 << 16, subs);
+    handshake(&mut remote).await;
+    events.expect(LONG, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
+    let genesis = bitcoin::constants::genesis_block(bitcoin::Network::Regtest);
+    // A malformed block (valid checksum) first: dropped, counted, the link stays.
+    let mut broken = bitcoin::consensus::serialize(&genesis);
+    broken.truncate(81);
+    let mut frame = Network::Regtest.magic().to_vec();
+    frame.extend_from_slice(b"block\0\0\0\0\0\0\0");
+    frame.extend_from_slice(&(broken.len() as u32).to_le_bytes());
+    use bitcoin::hashes::Hash;
+    frame.extend_from_slice(&bitcoin::hashes::sha256d::Hash::hash(&broken).as_byte_array()[..4]);
+    frame.extend_from_slice(&broken);
+    remote.send_raw(&frame).await;
+    remote.send(Message::Block(genesis.clone())).await;
+    let block = events
+        .expect(LONG, "the block", |e| if let Ev::Block(b) = e { Some(b.block.clone()) } else { None })
+        .await;
+    assert_eq!(block.block_hash(), genesis.block_hash());
+    events
+        .expect(LONG, "the block in the catch-all", |e| match e {
+            Ev::Message(m) if matches!(&*m.message, Message::Block(b) if b.block_hash() == genesis.block_hash()) => Some(()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(events.seen.iter().filter(|e| matches!(e, Ev::Block(_))).count(), 1);
+    let stats = peer.send(GetStats).await.unwrap();
+    assert_eq!(stats.dropped_frames, 1);
+    assert_eq!(stats.recv_per_command["block"].messages, 2);
 }

@@ -25,7 +25,7 @@ use super::stats::{PeerStats, StatsRecorder};
 use super::{Link, NonceSet, PeerAddr, PeerId, PeerState};
 use crate::events::Subscribers;
 use crate::network::Network;
-use crate::wire::{self, Codec, CodecError, Frame, Message};
+use crate::wire::{self, Codec, CodecError, Frame, Message, Payload};
 
 /// How often the actor feeds the clock to its machine. Timeouts are in seconds to minutes, so
 /// one tick a second is precise enough and cheap.
@@ -267,23 +267,42 @@ impl PeerActor {
         let now = Instant::now();
         self.stats.received(frame.command, frame.wire_len, SystemTime::now());
         match frame.message {
-            Ok(msg) => {
-                {
-                    let _g = self.span.enter();
-                    debug!(command = frame.command, len = frame.wire_len, "recv");
-                }
+            Ok(Payload::Message(msg)) => {
+                self.trace_recv(frame.command, frame.wire_len);
                 let verdict = self.machine.on_message(now, &msg);
                 self.run_actions(ctx);
                 if !self.machine.is_closed() {
                     self.subscribers.received(self.id, &self.addr, msg, verdict == Verdict::Deliver);
                 }
             }
-            Err(error) => {
-                let _g = self.span.enter();
-                warn!(%error, "dropping invalid message");
-                self.machine.on_invalid_frame(now, &error);
+            Ok(Payload::Block(raw)) => {
+                self.trace_recv(frame.command, frame.wire_len);
+                let verdict = self.machine.on_block(now);
+                self.run_actions(ctx);
+                if self.machine.is_closed() {
+                    return;
+                }
+                if let Err(error) =
+                    self.subscribers.received_block(self.id, &self.addr, raw, verdict == Verdict::Deliver)
+                {
+                    self.invalid_frame(now, &error);
+                }
             }
+            Err(error) => self.invalid_frame(now, &error),
         }
+    }
+
+    fn trace_recv(&self, command: &'static str, len: usize) {
+        let _g = self.span.enter();
+        debug!(command, len, "recv");
+    }
+
+    fn invalid_frame(&mut self, now: Instant, error: &CodecError) {
+        {
+            let _g = self.span.enter();
+            warn!(%error, "dropping invalid message");
+        }
+        self.machine.on_invalid_frame(now, error);
     }
 
     fn snapshot(&self) -> PeerStats {

@@ -399,6 +399,20 @@ impl PeerMachine {
         }
     }
 
+    /// A `block` arrived (kept raw by the codec; the machine only needs to know that it came).
+    pub fn on_block(&mut self, now: Instant) -> Verdict {
+        if self.state == PeerState::Disconnected {
+            return Verdict::Consumed;
+        }
+        self.last_recv = Some(now);
+        if self.state != PeerState::Ready {
+            // Core acts on nothing but negotiation before the handshake completes.
+            self.dropped_frames += 1;
+            return Verdict::Consumed;
+        }
+        Verdict::Deliver
+    }
+
     fn on_version(&mut self, v: &crate::wire::VersionMessage) {
         if self.remote.is_some() {
             // Core ignores a second version.

@@ -78,16 +78,75 @@ impl CodecError {
     }
 }
 
-/// One frame taken off the wire: its command, its size on the wire and the decoded message or
-/// the reason it was dropped.
+/// One frame taken off the wire: its command, its size on the wire and its payload or the
+/// reason it was dropped.
 #[derive(Debug)]
 pub struct Frame {
     /// Command name as counted in statistics (`*other*` for unknown commands).
     pub command: &'static str,
     /// Bytes this frame occupied on the wire (header included).
     pub wire_len: usize,
-    /// The message, or why this one frame was rejected.
-    pub message: Result<Message, CodecError>,
+    /// The payload, or why this one frame was rejected.
+    pub message: Result<Payload, CodecError>,
+}
+
+impl Frame {
+    /// The decoded message, parsing a block body if needed.
+    pub fn into_message(self) -> Result<Message, CodecError> {
+        self.message.and_then(Payload::into_message)
+    }
+}
+
+/// A decoded payload. Blocks stay raw (checksum verified) until someone needs the `Block`:
+/// parsing a 1 MB block costs about three times its checksum, and most consumers of a peer's
+/// traffic never look inside blocks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// Any message but `block`.
+    Message(Message),
+    /// A `block` message, not parsed yet.
+    Block(RawBlock),
+}
+
+impl Payload {
+    /// The message, parsing a raw block.
+    pub fn into_message(self) -> Result<Message, CodecError> {
+        match self {
+            Payload::Message(m) => Ok(m),
+            Payload::Block(raw) => raw.decode().map(Message::Block),
+        }
+    }
+}
+
+/// The payload of a `block` message whose checksum was verified, parsed on demand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBlock {
+    bytes: Bytes,
+}
+
+impl RawBlock {
+    /// The serialized block.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The block hash, from the 80-byte header (`None` if the payload is shorter).
+    pub fn hash(&self) -> Option<bitcoin::BlockHash> {
+        let header = self.bytes.get(..80)?;
+        bitcoin::consensus::deserialize::<bitcoin::block::Header>(header).ok().map(|h| h.block_hash())
+    }
+
+    /// Parses the block; a malformed one is `CodecError::Malformed`.
+    pub fn decode(&self) -> Result<bitcoin::Block, CodecError> {
+        let mut r = &self.bytes[..];
+        let block = bitcoin::Block::consensus_decode_from_finite_reader(&mut r)
+            .map_err(|e| CodecError::Malformed { command: "block", reason: e.to_string() })?;
+        if !r.is_empty() {
+            let e = encode::Error::ParseFailed("extra bytes after network message payload");
+            return Err(CodecError::Malformed { command: "block", reason: e.to_string() });
+        }
+        Ok(block)
+    }
 }
 
 /// v1 transport codec for one network.
@@ -195,11 +254,16 @@ impl Decoder for Codec {
             // Wait for the rest; FramedRead grows the buffer as bytes really arrive.
             return Ok(None);
         }
-        let frame = src.split_to(wire_len);
+        let frame = src.split_to(wire_len).freeze();
         if !command_is_valid(&raw_cmd) {
             return Ok(Some(Frame { command, wire_len, message: Err(CodecError::InvalidCommand(raw_cmd)) }));
         }
-        let message = decode_frame(&frame, command, &raw_cmd);
+        let message = if command == "block" {
+            verify_checksum(&frame, command)
+                .map(|()| Payload::Block(RawBlock { bytes: frame.slice(HEADER_SIZE..) }))
+        } else {
+            decode_frame(&frame, command, &raw_cmd).map(Payload::Message)
+        };
         Ok(Some(Frame { command, wire_len, message }))
     }
 
@@ -215,16 +279,22 @@ impl Decoder for Codec {
     }
 }
 
+/// Compares the header's checksum with the payload's double SHA-256 (hashed exactly once).
+fn verify_checksum(frame: &[u8], command: &'static str) -> Result<(), CodecError> {
+    if sha256d::Hash::hash(&frame[HEADER_SIZE..]).as_byte_array()[..4] != frame[20..24] {
+        return Err(CodecError::BadChecksum { command });
+    }
+    Ok(())
+}
+
 /// Verifies the checksum on the buffered frame and decodes its payload in place.
 fn decode_frame(
     frame: &[u8],
     command: &'static str,
     raw_cmd: &[u8; MESSAGE_TYPE_SIZE],
 ) -> Result<Message, CodecError> {
+    verify_checksum(frame, command)?;
     let payload = &frame[HEADER_SIZE..];
-    if sha256d::Hash::hash(payload).as_byte_array()[..4] != frame[20..24] {
-        return Err(CodecError::BadChecksum { command });
-    }
     match decode_payload(command, raw_cmd, payload) {
         Ok(message) => Ok(message),
         Err(e) if command == "version" => super::version::decode_lenient(payload)

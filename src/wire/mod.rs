@@ -14,7 +14,7 @@ pub use bitcoin::p2p::message_blockdata::{GetHeadersMessage, Inventory};
 pub use bitcoin::p2p::message_compact_blocks::SendCmpct;
 pub use bitcoin::p2p::message_network::VersionMessage;
 pub use bitcoin::p2p::ServiceFlags;
-pub use codec::{Codec, CodecError, Frame};
+pub use codec::{Codec, CodecError, Frame, Payload, RawBlock};
 
 /// Command names we count separately in statistics; anything else is `*other*` (as Core's
 /// `getpeerinfo` does).

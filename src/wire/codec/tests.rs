@@ -37,7 +37,12 @@ fn genesis_block_message_decodes_from_real_bytes() {
     let decoded = mainnet().decode(&mut buf).unwrap().unwrap();
     assert_eq!(decoded.command, "block");
     assert_eq!(decoded.wire_len, 24 + 285);
-    match decoded.message.unwrap() {
+    // Blocks stay raw until parsed; the hash comes from the header alone.
+    match &decoded.message {
+        Ok(Payload::Block(raw)) => assert_eq!(raw.hash(), Some(Network::Mainnet.genesis_hash())),
+        other => panic!("expected a raw block, got {other:?}"),
+    }
+    match decoded.into_message().unwrap() {
         Message::Block(block) => assert_eq!(block.block_hash(), Network::Mainnet.genesis_hash()),
         other => panic!("expected block, got {other:?}"),
     }
@@ -77,7 +82,7 @@ fn stream_split_at_every_byte_decodes_the_same() {
         for chunk in [&bytes[..split], &bytes[split..]] {
             buf.extend_from_slice(chunk);
             while let Some(frame) = codec.decode(&mut buf).unwrap() {
-                out.push(frame.message.unwrap());
+                out.push(frame.into_message().unwrap());
             }
         }
         assert_eq!(out, msgs, "split at {split}");
@@ -93,7 +98,7 @@ fn byte_by_byte_feed_decodes_everything() {
     for b in bytes {
         buf.extend_from_slice(&[b]);
         while let Some(frame) = codec.decode(&mut buf).unwrap() {
-            out.push(frame.message.unwrap());
+            out.push(frame.into_message().unwrap());
         }
     }
     assert_eq!(out, msgs);
@@ -141,7 +146,7 @@ fn bad_checksum_drops_one_frame_and_the_stream_continues() {
     let first = codec.decode(&mut buf).unwrap().unwrap();
     assert_eq!(first.message.unwrap_err(), CodecError::BadChecksum { command: "ping" });
     let second = codec.decode(&mut buf).unwrap().unwrap();
-    assert_eq!(second.message.unwrap(), Message::Pong(7));
+    assert_eq!(second.into_message().unwrap(), Message::Pong(7));
 }
 
 #[test]
@@ -149,7 +154,7 @@ fn unknown_command_passes_through() {
     let frame = raw_frame(Network::Mainnet.magic(), b"frobnicate", b"abc");
     let decoded = mainnet().decode(&mut BytesMut::from(&frame[..])).unwrap().unwrap();
     assert_eq!(decoded.command, crate::wire::OTHER_COMMAND);
-    match decoded.message.unwrap() {
+    match decoded.into_message().unwrap() {
         Message::Unknown { command, payload } => {
             assert_eq!(command.as_ref(), "frobnicate");
             assert_eq!(payload, b"abc");
@@ -277,7 +282,9 @@ fn ours(frame: &[u8]) -> Frame {
 /// the same reason). Only `version` may differ: where bitcoin fails we fall back to the lenient
 /// decoder. Returns our result.
 fn assert_equivalent(frame: &[u8]) -> Result<Message, CodecError> {
-    let Frame { command, message, .. } = ours(frame);
+    let decoded = ours(frame);
+    let command = decoded.command;
+    let message = decoded.into_message();
     match (&message, reference(frame)) {
         (Ok(ours), Ok(theirs)) => assert_eq!(ours, &theirs, "{command}: {frame:02x?}"),
         (_, Err(encode::Error::InvalidChecksum { .. })) => {
@@ -685,4 +692,21 @@ fn mutated_frames_decode_as_bitcoin_does() {
             let _ = assert_equivalent(&raw_frame(Network::Mainnet.magic(), command, &mutated));
         }
     }
+}
+
+#[test]
+fn a_malformed_block_body_fails_only_when_parsed() {
+    // Valid checksum, body cut after the header and a huge transaction count.
+    let mut body = hex(GENESIS_BLOCK_HEX)[..80].to_vec();
+    body.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0x0f]);
+    let frame = raw_frame(Network::Mainnet.magic(), b"block", &body);
+    let decoded = mainnet().decode(&mut BytesMut::from(&frame[..])).unwrap().unwrap();
+    let Ok(Payload::Block(raw)) = &decoded.message else { panic!("expected a raw block: {decoded:?}") };
+    assert_eq!(raw.hash(), Some(Network::Mainnet.genesis_hash()), "the header alone is intact");
+    assert!(matches!(raw.decode(), Err(CodecError::Malformed { command: "block", .. })));
+    // A short payload has no hash.
+    let frame = raw_frame(Network::Mainnet.magic(), b"block", &[1, 2, 3]);
+    let decoded = mainnet().decode(&mut BytesMut::from(&frame[..])).unwrap().unwrap();
+    let Ok(Payload::Block(raw)) = decoded.message else { panic!("expected a raw block") };
+    assert_eq!(raw.hash(), None);
 }
