@@ -176,8 +176,11 @@ async fn inbound_limit_holds_under_a_connection_flood() {
     let clients: Vec<_> = (0..300u64).map(|i| actix::spawn(scripted_handshake(addr, 1_000 + i))).collect();
     let mut max_seen = 0;
     let mut done = 0;
+    let mut open = Vec::new(); // keep the accepted connections open
     for c in clients {
-        let _ = c.await;
+        if let Ok(Some(stream)) = c.await {
+            open.push(stream);
+        }
         done += 1;
         if done % 25 == 0 {
             let s = group.send(btcpeer::group::GetStatus).await.unwrap();
