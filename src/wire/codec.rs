@@ -160,7 +160,7 @@ impl RawBlock {
 /// let mut buf = BytesMut::new();
 /// codec.encode(&Message::Ping(7), &mut buf).unwrap();
 /// let frame = codec.decode(&mut buf).unwrap().unwrap();
-/// assert_eq!(frame.message.unwrap(), Message::Ping(7));
+/// assert_eq!(frame.into_message().unwrap(), Message::Ping(7));
 /// ```
 #[derive(Debug, Clone)]
 pub struct Codec {
