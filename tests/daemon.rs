@@ -52,6 +52,28 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 }
 
 struct Daemon(Child);
+
+/// Runs btcpeerd on regtest with its state in `dir` and its events in `events`.
+fn spawn_daemon(
+    dir: &std::path::Path,
+    events: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Daemon {
+    Daemon(
+        btcpeerd()
+            .args(["--network", "regtest", "--data-dir"])
+            .arg(dir)
+            .arg("--events")
+            .arg(events)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -65,17 +87,7 @@ fn daemon_reports_bcoin_traffic_as_json_events_and_stops_on_sigterm() {
     let hashes = node.mine(SEGWIT_HEIGHT);
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.jsonl");
-    let mut daemon = Daemon(
-        btcpeerd()
-            .args(["--network", "regtest", "--connect", &node.p2p.to_string(), "--data-dir"])
-            .arg(dir.path())
-            .arg("--events")
-            .arg(&events)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut daemon = spawn_daemon(dir.path(), &events, &["--connect", &node.p2p.to_string()], &[]);
     let ready = wait_for_event(&events, "ready event", |e| e["event"] == "ready");
     assert_eq!(ready["user_agent"], "/bcoin:v1.0.2/");
     assert_eq!(ready["inbound"], false);
@@ -118,17 +130,11 @@ fn unreachable_peer_is_retried_and_the_daemon_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.jsonl");
     // Port 1 on loopback: connection refused at once.
-    let mut daemon = Daemon(
-        btcpeerd()
-            .args(["--network", "regtest", "--connect", "127.0.0.1:1", "--data-dir"])
-            .arg(dir.path())
-            .arg("--events")
-            .arg(&events)
-            .env("BTCPEER_RETRY__INITIAL_BACKOFF_MS", "20")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut daemon = spawn_daemon(
+        dir.path(),
+        &events,
+        &["--connect", "127.0.0.1:1"],
+        &[("BTCPEER_RETRY__INITIAL_BACKOFF_MS", "20")],
     );
     wait_until_blocking(WAIT, "three failed dials", || {
         read_events(&events)

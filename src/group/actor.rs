@@ -299,12 +299,13 @@ impl PeerGroup {
         ban
     }
 
-    fn save(&mut self) {
+    /// Saves the address book and bans: in the background (periodic saves), or before
+    /// returning (shutdown). Both files are written atomically with a backup.
+    fn save(&mut self, background: bool) {
         let Some(dir) = self.config.data_dir.clone() else { return };
         self.last_save = Instant::now();
         let book = self.book.snapshot();
         let bans = self.bans.snapshot();
-        // Serialising and writing are off the actor's thread; both files are written atomically.
         let write = move || {
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 error!(dir = %dir.display(), error = %e, "cannot create data directory");
@@ -317,26 +318,10 @@ impl PeerGroup {
                 error!(error = %e, "cannot save the ban list");
             }
         };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // Fire and forget; shutdown saves synchronously below.
+        if background {
             tokio::task::spawn_blocking(write);
         } else {
             write();
-        }
-    }
-
-    fn save_now(&mut self) {
-        let Some(dir) = self.config.data_dir.clone() else { return };
-        self.last_save = Instant::now();
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            error!(dir = %dir.display(), error = %e, "cannot create data directory");
-            return;
-        }
-        if let Err(e) = persist::save_json(&dir.join(ADDRBOOK_FILE), &self.book.snapshot()) {
-            error!(error = %e, "cannot save the address book");
-        }
-        if let Err(e) = persist::save_json(&dir.join(BANS_FILE), &self.bans.snapshot()) {
-            error!(error = %e, "cannot save the ban list");
         }
     }
 
@@ -347,7 +332,7 @@ impl PeerGroup {
             self.group_events.unbanned(&ban, true);
         }
         if self.last_save.elapsed() >= self.config.save_interval {
-            self.save();
+            self.save(true);
         }
         self.run_policy(ctx);
     }
@@ -361,7 +346,7 @@ impl PeerGroup {
     fn close(&mut self) {
         if !self.closed {
             self.closed = true;
-            self.save_now();
+            self.save(false);
             for a in self.owned_arbiters.drain(..) {
                 a.stop();
             }
