@@ -108,44 +108,54 @@ fn misbehaviour_bans_and_failures_back_off() {
     assert_eq!(p.poll_dials(later, &no_bans, &mut picker(vec![a])).len(), 1);
 }
 
-/// Seeded simulation of the policy with a ban list: hundreds of addresses with different
-/// behaviours, random failures, drops and misbehaviour over simulated hours.
-fn simulate(seed: u64, all_fail: bool) -> (usize, Vec<usize>) {
+/// Seeded simulation of the policy with the real address book and ban list: hundreds of
+/// addresses with different behaviours, random failures, drops and misbehaviour over simulated
+/// hours. Returns the most ready peers seen, automatic dials per minute, and how many banned
+/// addresses were dialed again after their ban expired.
+fn simulate(seed: u64, all_fail: bool) -> (usize, Vec<usize>, usize) {
+    use crate::addrbook::{AddrBook, AddrBookConfig};
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut book_rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let t0 = Instant::now();
     let max_outbound = 8;
     let mut p = Policy::new(cfg(max_outbound, &["9.9.9.9:8333"]), t0);
     let mut bans = BanList::new();
     let ban_secs = 600;
-    // 300 addresses in 60 /16 groups; behaviour: 0 good, 1 refuses, 2 misbehaves, 3 flaky.
-    let book: Vec<(PeerAddr, u8)> = (0..300u32)
-        .map(|i| {
-            let a = addr(&format!("10.{}.{}.{}:8333", i % 60, i / 60, i % 7 + 1));
-            let behaviour = if all_fail { 1 } else { rng.gen_range(0..4) };
-            (a, behaviour)
-        })
-        .collect();
+    let unix0 = 1_700_000_000;
+    let mut book = AddrBook::new(AddrBookConfig::default(), rng.gen());
+    // 300 public addresses in 60 /16 groups; behaviour: 0 good, 1 refuses, 2 misbehaves, 3 flaky.
+    let mut behaviour: HashMap<PeerAddr, u8> = HashMap::new();
+    for i in 0..300u32 {
+        let a = addr(&format!("{}.{}.{}.{}:8333", 20 + i % 60, i / 60, i % 7 + 1, 1 + i % 200));
+        behaviour.insert(a.clone(), if all_fail { 1 } else { rng.gen_range(0..4) });
+        // Bucket collisions may turn a few away, as in Core's addrman.
+        book.add(&a, 9, unix0, None, unix0);
+    }
+    assert!(book.len() >= 250, "seed {seed}: only {} of 300 addresses stored", book.len());
     let mut live: HashMap<PeerId, (PeerAddr, u8, bool)> = HashMap::new();
     let mut dials_per_minute = vec![0usize; 240];
     let mut max_ready = 0;
+    let mut ever_banned: HashSet<PeerAddr> = HashSet::new();
+    let mut redialed_after_ban = 0;
     for second in 0..(240 * 60u64) {
         let now = t0 + Duration::from_secs(second);
-        let unix = 1_000_000 + second;
+        let unix = unix0 + second;
         bans.expire(unix);
-        let start = rng.gen_range(0..book.len());
         let banned = |a: &PeerAddr| bans.is_banned(a, unix);
-        let mut pick = |exclude: &dyn Fn(&PeerAddr) -> bool| {
-            (0..book.len()).map(|k| &book[(start + k) % book.len()].0).find(|a| !exclude(a)).cloned()
-        };
+        let mut pick = |exclude: Exclude<'_>| book.select(&mut book_rng, unix, exclude);
         let dials = p.poll_dials(now, &banned, &mut pick);
         for d in &dials {
             // Invariants: never an address twice, never a banned one, never above the target.
             assert!(!live.values().any(|(a, ..)| *a == d.addr), "seed {seed}: {} dialed twice", d.addr);
             assert!(!bans.is_banned(&d.addr, unix), "seed {seed}: banned {} dialed", d.addr);
+            if ever_banned.contains(&d.addr) {
+                redialed_after_ban += 1;
+            }
             let id = PeerId::next();
             p.dialing(id, d);
-            let behaviour = book.iter().find(|(a, _)| *a == d.addr).map_or(0, |(_, b)| *b);
-            live.insert(id, (d.addr.clone(), behaviour, false));
+            book.attempt(&d.addr, unix);
+            let b = behaviour.get(&d.addr).copied().unwrap_or(0);
+            live.insert(id, (d.addr.clone(), b, false));
             if matches!(d.kind, DialKind::Automatic) {
                 dials_per_minute[(second / 60) as usize] += 1;
             }
@@ -161,8 +171,9 @@ fn simulate(seed: u64, all_fail: bool) -> (usize, Vec<usize>) {
         // Outcomes: each live connection may progress or fail this second.
         let ids: Vec<PeerId> = live.keys().copied().collect();
         for id in ids {
-            let (_, behaviour, ready) = live[&id];
-            let outcome = match (behaviour, ready) {
+            let (ref a, b, ready) = live[&id];
+            let a = a.clone();
+            let outcome = match (b, ready) {
                 (0, false) => Some(true),
                 (1, _) => Some(false),
                 (2, false) => Some(true),
@@ -175,10 +186,11 @@ fn simulate(seed: u64, all_fail: bool) -> (usize, Vec<usize>) {
             match outcome {
                 Some(true) if !ready => {
                     p.on_ready(id);
+                    book.good(&a, unix);
                     live.get_mut(&id).unwrap().2 = true;
                 }
                 Some(false) => {
-                    let reason = if behaviour == 2 && ready {
+                    let reason = if b == 2 && ready {
                         DisconnectReason::Misbehaving(Misbehavior::BadMagic)
                     } else if ready {
                         DisconnectReason::ClosedByPeer
@@ -187,8 +199,12 @@ fn simulate(seed: u64, all_fail: bool) -> (usize, Vec<usize>) {
                     };
                     live.remove(&id);
                     let v = p.on_disconnected(id, &reason, now, rng.gen());
-                    if let Some(b) = v.ban {
-                        bans.ban(BanTarget::of(&b), unix, unix + ban_secs, "misbehaving");
+                    if let Some(f) = &v.failed {
+                        book.failed(f, unix);
+                    }
+                    if let Some(banned) = v.ban {
+                        bans.ban(BanTarget::of(&banned), unix, unix + ban_secs, "misbehaving");
+                        ever_banned.insert(banned);
                     }
                 }
                 _ => {}
@@ -196,7 +212,7 @@ fn simulate(seed: u64, all_fail: bool) -> (usize, Vec<usize>) {
         }
         max_ready = max_ready.max(p.ready_count());
     }
-    (max_ready, dials_per_minute)
+    (max_ready, dials_per_minute, redialed_after_ban)
 }
 
 #[test]
@@ -204,8 +220,9 @@ fn simulation_reaches_targets_and_keeps_invariants() {
     for _ in 0..3 {
         let seed: u64 = rand::random();
         println!("simulation seed {seed}");
-        let (max_ready, _) = simulate(seed, false);
+        let (max_ready, _, redialed) = simulate(seed, false);
         assert_eq!(max_ready, 8, "seed {seed}: target of 8 outbound peers reached");
+        assert!(redialed > 0, "seed {seed}: expired bans must allow the address again");
     }
 }
 
@@ -213,7 +230,7 @@ fn simulation_reaches_targets_and_keeps_invariants() {
 fn simulation_when_everything_fails_does_not_storm() {
     let seed: u64 = rand::random();
     println!("simulation seed {seed}");
-    let (_, per_minute) = simulate(seed, true);
+    let (_, per_minute, _) = simulate(seed, true);
     // After the first minutes the automatic dial rate settles at about one per minute.
     let steady = &per_minute[30..];
     assert!(steady.iter().all(|&n| n <= 3), "seed {seed}: dials per minute {steady:?}");
