@@ -228,9 +228,11 @@ impl PeerGroup {
         let bans = &self.bans;
         let book = &mut self.book;
         let rng = &mut self.rng;
-        let banned = |a: &PeerAddr| bans.is_banned(a, unix);
+        // Host names (onion services) are only reachable through the proxy.
+        let via_proxy = self.config.peer.proxy.is_some();
+        let unusable = |a: &PeerAddr| bans.is_banned(a, unix) || (!via_proxy && a.socket_addr().is_none());
         let mut pick = |exclude: &dyn Fn(&PeerAddr) -> bool| book.select(rng, unix, exclude);
-        let dials = self.policy.poll_dials(now, &banned, &mut pick);
+        let dials = self.policy.poll_dials(now, &unusable, &mut pick);
         for dial in dials {
             self.dial(dial, ctx);
         }

@@ -186,7 +186,8 @@ impl Policy {
         !self.cfg.connect_only && self.outbound.len() < self.cfg.max_outbound
     }
 
-    /// The dials to start now. `banned` tells whether an address is banned; `pick` draws a
+    /// The dials to start now. `banned` tells whether an address must not be dialed (banned, or
+    /// unreachable from here); `pick` draws a
     /// candidate from the address book that the given filter does not exclude; `unit` yields
     /// uniform random numbers in [0, 1] for jitter.
     pub fn poll_dials(
