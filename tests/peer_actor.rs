@@ -304,3 +304,27 @@ async fn blocks_are_parsed_for_subscribers_and_malformed_ones_dropped() {
     assert_eq!(stats.dropped_frames, 1);
     assert_eq!(stats.recv_per_command["block"].messages, 2);
 }
+
+#[actix_rt::test]
+async fn a_peer_that_stops_reading_is_released_after_the_close_timeout() {
+    use btcpeer::peer::messages::Disconnect;
+    tokio::time::pause();
+    let (_probe, subs, mut events) = probe(false);
+    let (peer, mut remote) = setup(PeerConfig::new(Network::Regtest), Link::Outbound, 512, subs);
+    handshake(&mut remote).await;
+    events.expect(LONG, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
+    // Fill the pipe with a blob the remote never reads, then hang up.
+    peer.do_send(SendMessage(Message::Unknown { command: "blob".parse().unwrap(), payload: vec![7u8; 64_000] }));
+    peer.do_send(Disconnect(DisconnectReason::Requested));
+    events.expect(LONG, "disconnect", disconnected).await;
+    // Past the close timeout the writer is aborted: the remote sees end-of-stream before the
+    // blob was complete, instead of a connection held open forever.
+    tokio::time::advance(btcpeer::peer::outbound::CLOSE_TIMEOUT + Duration::from_secs(1)).await;
+    let mut rest = Vec::new();
+    let mut read = remote.read.into_inner();
+    tokio::time::timeout(LONG, tokio::io::AsyncReadExt::read_to_end(&mut read, &mut rest))
+        .await
+        .expect("the stream must end")
+        .unwrap();
+    assert!(rest.len() < 64_000, "read {} bytes: the writer was not aborted", rest.len());
+}

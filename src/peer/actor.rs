@@ -109,7 +109,7 @@ pub struct PeerActor {
     subscribers: Subscribers,
     stats: StatsRecorder,
     budget: OutboundBudget,
-    writer: Option<mpsc::UnboundedSender<WriteCmd>>,
+    writer: Option<(mpsc::UnboundedSender<WriteCmd>, tokio::task::JoinHandle<()>)>,
     stream: Option<(BoxStream, Option<SocketAddr>)>,
     codec: Codec,
     span: tracing::Span,
@@ -188,7 +188,8 @@ impl PeerActor {
         let proxy = self.config.proxy.clone();
         let timeout = self.config.connect_timeout;
         let fut = async move { dial::dial(&target, proxy.as_ref(), timeout).await };
-        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+        // spawn, not wait: the mailbox (Disconnect, GetStats) stays live while dialing.
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok((stream, remote)) => act.attach(stream, remote, ctx),
             Err(e) => {
                 act.machine.disconnect(DisconnectReason::ConnectFailed { error: e.to_string() });
@@ -202,8 +203,8 @@ impl PeerActor {
         ctx.add_stream(FramedRead::new(read, self.codec.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
         let me = ctx.address();
-        actix::spawn(outbound::run_writer(write, rx, move |event| me.do_send(WriterReport(event))));
-        self.writer = Some(tx);
+        let task = actix::spawn(outbound::run_writer(write, rx, move |event| me.do_send(WriterReport(event))));
+        self.writer = Some((tx, task));
         self.stats.connected(SystemTime::now());
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         self.machine.connected(Instant::now(), unix, self.config.tip.get(), remote);
@@ -216,7 +217,7 @@ impl PeerActor {
         msg: &Message,
         done: Option<oneshot::Sender<Result<(), SendError>>>,
     ) -> Result<(), SendError> {
-        let Some(writer) = &self.writer else { return Err(SendError::Disconnected) };
+        let Some((writer, _)) = &self.writer else { return Err(SendError::Disconnected) };
         let bytes = self.codec.encode_to_bytes(msg);
         self.budget.try_reserve(bytes.len())?;
         let command = wire::message_command(msg);
@@ -253,8 +254,16 @@ impl PeerActor {
                             _ => info!(%reason, "peer disconnected"),
                         }
                     }
-                    if let Some(writer) = self.writer.take() {
+                    if let Some((writer, task)) = self.writer.take() {
+                        // Flush what is queued, but never wait longer than CLOSE_TIMEOUT for a
+                        // peer that stopped reading: the task, socket and buffers go then.
                         let _ = writer.send(WriteCmd::Close);
+                        let abort = task.abort_handle();
+                        actix::spawn(async move {
+                            if tokio::time::timeout(outbound::CLOSE_TIMEOUT, task).await.is_err() {
+                                abort.abort();
+                            }
+                        });
                     }
                     self.subscribers.disconnected(self.id, &self.addr, reason);
                     ctx.stop();
