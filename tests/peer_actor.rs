@@ -147,14 +147,15 @@ async fn inbound_answers_their_version_and_pings() {
 }
 
 #[actix_rt::test]
-async fn wrong_magic_is_misbehaviour() {
+async fn wrong_magic_is_another_network_not_misbehaviour() {
     tokio::time::pause();
     let (_probe, subs, mut events) = probe(false);
     let (_peer, mut remote) = setup(PeerConfig::new(Network::Regtest), Link::Outbound, 1 << 16, subs);
     let testnet = Codec::new(Network::Testnet3.magic()).encode_to_bytes(&Remote::version(1));
     remote.send_raw(&testnet).await;
     let reason = events.expect(LONG, "disconnect", disconnected).await;
-    assert_eq!(reason, DisconnectReason::Misbehaving(Misbehavior::BadMagic));
+    assert_eq!(reason, DisconnectReason::WrongNetwork);
+    assert!(!reason.is_misbehavior(), "a Core node trying BIP324 first must not be banned");
 }
 
 #[actix_rt::test]

@@ -20,7 +20,7 @@ use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIME
 use super::machine::{Action, MachineConfig, PeerMachine, Verdict};
 use super::messages::{Disconnect, GetStats, SendMessage, Subscribe, Unsubscribe, WriterReport};
 use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
-use super::reason::{DisconnectReason, Misbehavior};
+use super::reason::DisconnectReason;
 use super::stats::{PeerStats, StatsRecorder};
 use super::{Link, NonceSet, PeerAddr, PeerId, PeerState};
 use crate::events::Subscribers;
@@ -374,17 +374,7 @@ impl StreamHandler<Result<Frame, CodecError>> for PeerActor {
         match item {
             Ok(frame) => self.on_frame(frame, ctx),
             Err(error) => {
-                let reason = match error {
-                    CodecError::BadMagic { .. } => DisconnectReason::Misbehaving(Misbehavior::BadMagic),
-                    CodecError::Oversized { command, len, .. } => {
-                        DisconnectReason::Misbehaving(Misbehavior::Oversized {
-                            command: command.to_owned(),
-                            len,
-                        })
-                    }
-                    other => DisconnectReason::Io { error: other.to_string() },
-                };
-                self.machine.disconnect(reason);
+                self.machine.on_stream_error(&error);
                 self.run_actions(ctx);
             }
         }

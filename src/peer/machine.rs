@@ -307,6 +307,19 @@ impl PeerMachine {
         self.dropped_frames += 1;
     }
 
+    /// The byte stream failed for good: decide why the link ends.
+    pub fn on_stream_error(&mut self, error: &CodecError) {
+        let reason = match error {
+            CodecError::BadMagic { .. } => DisconnectReason::WrongNetwork,
+            // Nothing honest sends a frame Core itself would refuse.
+            CodecError::Oversized { command, len, .. } => {
+                DisconnectReason::Misbehaving(Misbehavior::Oversized { command: (*command).to_owned(), len: *len })
+            }
+            other => DisconnectReason::Io { error: other.to_string() },
+        };
+        self.disconnect(reason);
+    }
+
     /// A message arrived.
     pub fn on_message(&mut self, now: Instant, msg: &Message) -> Verdict {
         if self.state == PeerState::Disconnected {

@@ -77,6 +77,10 @@ pub enum DisconnectReason {
         /// What we require.
         required: u64,
     },
+    /// The remote speaks another network (wrong magic). Core just closes such sockets; a Core
+    /// node trying BIP324 first also looks like this, so it is not misbehaviour.
+    #[error("peer is on another network (wrong magic)")]
+    WrongNetwork,
     /// The remote is this process (its `version` nonce is one of ours).
     #[error("connected to self")]
     SelfConnection,
@@ -90,9 +94,6 @@ pub enum DisconnectReason {
 #[serde(tag = "violation", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Misbehavior {
-    /// Frame from another network (wrong magic).
-    #[error("wrong network magic")]
-    BadMagic,
     /// Frame longer than the protocol allows.
     #[error("{command} message of {len} bytes exceeds the limit")]
     Oversized {
@@ -152,7 +153,9 @@ impl DisconnectReason {
             | PingTimeout { .. }
             | InactivityTimeout { .. }
             | SendQueueFull { .. } => ReasonKind::Network,
-            ObsoleteVersion { .. } | MissingServices { .. } | SelfConnection => ReasonKind::Incompatible,
+            ObsoleteVersion { .. } | MissingServices { .. } | SelfConnection | WrongNetwork => {
+                ReasonKind::Incompatible
+            }
             Misbehaving(_) => ReasonKind::Misbehavior,
         }
     }

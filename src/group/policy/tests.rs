@@ -57,7 +57,7 @@ fn static_peers_are_redialed_forever_and_never_banned() {
         let id = start_all(&mut p, &dials)[0];
         // Misbehaviour of a configured peer is never a ban.
         let reason =
-            if round % 2 == 0 { refused() } else { DisconnectReason::Misbehaving(Misbehavior::BadMagic) };
+            if round % 2 == 0 { refused() } else { DisconnectReason::Misbehaving(Misbehavior::UserAgentTooLong { len: 300 }) };
         let v = p.on_disconnected(id, &reason, now, 1.0);
         assert_eq!(v.ban, None);
         let next = p.next_deadline().unwrap();
@@ -96,7 +96,7 @@ fn misbehaviour_bans_and_failures_back_off() {
     let a = addr("2.2.2.2:8333");
     let dials = p.poll_dials(t0, &no_bans, &mut picker(vec![a.clone()]));
     let id = start_all(&mut p, &dials)[0];
-    let v = p.on_disconnected(id, &DisconnectReason::Misbehaving(Misbehavior::BadMagic), t0, 0.5);
+    let v = p.on_disconnected(id, &DisconnectReason::Misbehaving(Misbehavior::UserAgentTooLong { len: 300 }), t0, 0.5);
     assert_eq!(v.ban, Some(a.clone()));
 
     let dials = p.poll_dials(t0, &no_bans, &mut picker(vec![a.clone()]));
@@ -191,7 +191,7 @@ fn simulate(seed: u64, all_fail: bool) -> (usize, Vec<usize>, usize) {
                 }
                 Some(false) => {
                     let reason = if b == 2 && ready {
-                        DisconnectReason::Misbehaving(Misbehavior::BadMagic)
+                        DisconnectReason::Misbehaving(Misbehavior::UserAgentTooLong { len: 300 })
                     } else if ready {
                         DisconnectReason::ClosedByPeer
                     } else {
