@@ -230,3 +230,24 @@ async fn a_misbehaving_peer_is_banned_and_not_redialed() {
     assert!(group.send(GetBans).await.unwrap().is_empty());
     group.send(Shutdown).await.unwrap();
 }
+
+#[actix_rt::test]
+async fn subscribe_and_unsubscribe_reach_live_peers() {
+    let host = "127.0.10.14";
+    let _node = node_at(host);
+    let mut cfg = group_config(regtest_config(), false);
+    cfg.policy.static_peers = vec![addr_of(host)];
+    cfg.policy.connect_only = true;
+    let (probe, _, mut events) = probe(false);
+    let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
+    events.expect(WAIT, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
+    let (late, _, _late_events) = common::probe(false);
+    let id = group.send(Subscribe(btcpeer::events::Subscription::Inv(late.recipient()))).await.unwrap();
+    let has = |stats: &[btcpeer::peer::PeerStats]| stats[0].subscribers.iter().any(|s| s.id == id);
+    wait_for!(WAIT, "the live peer to carry the new subscription", {
+        has(&group.send(GetPeers).await.unwrap())
+    });
+    group.send(Unsubscribe(id)).await.unwrap();
+    wait_for!(WAIT, "the live peer to drop the subscription", { !has(&group.send(GetPeers).await.unwrap()) });
+    group.send(Shutdown).await.unwrap();
+}

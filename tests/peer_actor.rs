@@ -315,7 +315,10 @@ async fn a_peer_that_stops_reading_is_released_after_the_close_timeout() {
     handshake(&mut remote).await;
     events.expect(LONG, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
     // Fill the pipe with a blob the remote never reads, then hang up.
-    peer.do_send(SendMessage(Message::Unknown { command: "blob".parse().unwrap(), payload: vec![7u8; 64_000] }));
+    peer.do_send(SendMessage(Message::Unknown {
+        command: "blob".parse().unwrap(),
+        payload: vec![7u8; 64_000],
+    }));
     peer.do_send(Disconnect(DisconnectReason::Requested));
     events.expect(LONG, "disconnect", disconnected).await;
     // Past the close timeout the writer is aborted: the remote sees end-of-stream before the

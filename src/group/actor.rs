@@ -26,7 +26,8 @@ use crate::addrbook::{AddrBook, AddrBookConfig};
 use crate::discovery::{query_seeds, SeedResolver};
 use crate::events::{AddrReceived, PeerDisconnected, PeerReady, SubscriberId, Subscribers, Subscription};
 use crate::peer::messages::{
-    Disconnect, GetStats, SendMessage, Subscribe as PeerSubscribe, Unsubscribe as PeerUnsubscribe,
+    Disconnect, GetStats, SendMessage, Subscribe as PeerSubscribe, SubscribeAs,
+    Unsubscribe as PeerUnsubscribe,
 };
 use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr, PeerConfig, PeerId, PeerStats, ReasonKind};
 use crate::persist;
@@ -40,6 +41,8 @@ pub const TICK: Duration = Duration::from_secs(1);
 const GROUP_MAILBOX: usize = 65_536;
 /// Minimum time between two rounds of DNS seed queries.
 pub const SEED_RETRY: Duration = Duration::from_secs(60);
+/// Longest wait before a new ban is written to disk (bans in a burst share one save).
+pub const BAN_SAVE_DELAY: Duration = Duration::from_secs(5);
 /// Most addresses taken from one round of seed queries.
 pub const MAX_SEED_ADDRESSES: usize = 1_000;
 
@@ -150,6 +153,9 @@ pub struct PeerGroup {
     seeding: bool,
     last_seed_query: Option<Instant>,
     last_save: Instant,
+    /// Held while state files are written, so two saves never interleave.
+    save_lock: Arc<std::sync::Mutex<()>>,
+    bans_dirty: bool,
     rng: StdRng,
 }
 
@@ -184,6 +190,8 @@ impl PeerGroup {
             seeding: false,
             last_seed_query: None,
             last_save: now,
+            save_lock: Arc::default(),
+            bans_dirty: false,
             rng,
         };
         for s in subscriptions {
@@ -288,9 +296,12 @@ impl PeerGroup {
 
     fn ban(&mut self, addr: &PeerAddr, duration: Duration, reason: &str) -> Ban {
         let unix = unix_now();
-        let ban = self.bans.ban(BanTarget::of(addr), unix, unix + duration.as_secs(), reason).clone();
+        let ban =
+            self.bans.ban(BanTarget::of(addr), unix, unix.saturating_add(duration.as_secs()), reason).clone();
         warn!(target = %ban.target, until = ban.until, reason, "banned");
         self.group_events.banned(&ban);
+        // A ban must survive a crash: saved within seconds, not at the next interval.
+        self.bans_dirty = true;
         // Every connection to or from the banned address goes (Core disconnects them all).
         let target = BanTarget::of(addr);
         for entry in self.peers.values() {
@@ -308,7 +319,9 @@ impl PeerGroup {
         self.last_save = Instant::now();
         let book = self.book.snapshot();
         let bans = self.bans.snapshot();
+        let lock = self.save_lock.clone();
         let write = move || {
+            let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 error!(dir = %dir.display(), error = %e, "cannot create data directory");
                 return;
@@ -328,12 +341,29 @@ impl PeerGroup {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        // Peers whose actor is gone without a goodbye (e.g. adopted after it stopped).
+        let dead: Vec<PeerId> =
+            self.peers.iter().filter(|(_, e)| !e.actor.connected()).map(|(id, _)| *id).collect();
+        for id in dead {
+            if let Some(entry) = self.forget(id) {
+                if entry.link == Link::Outbound {
+                    self.policy.on_disconnected(
+                        id,
+                        &DisconnectReason::ClosedByPeer,
+                        Instant::now(),
+                        self.rng.gen(),
+                    );
+                }
+            }
+        }
         let unix = unix_now();
         for ban in self.bans.expire(unix) {
             info!(target = %ban.target, "ban expired");
             self.group_events.unbanned(&ban, true);
         }
-        if self.last_save.elapsed() >= self.config.save_interval {
+        let since = self.last_save.elapsed();
+        if since >= self.config.save_interval || (self.bans_dirty && since >= BAN_SAVE_DELAY) {
+            self.bans_dirty = false;
             self.save(true);
         }
         self.run_policy(ctx);
@@ -588,6 +618,15 @@ impl Handler<Accepted> for PeerGroup {
             })
             .collect();
         Box::pin(join_all(asks).into_actor(self).map(move |candidates, act, ctx| {
+            // Things may have changed while the peers answered.
+            if act.closing || !act.accepting {
+                return;
+            }
+            if act.inbound_count() < act.config.max_inbound {
+                act.accept(stream, remote, ctx);
+                return;
+            }
+            let candidates = candidates.into_iter().filter(|c| act.peers.contains_key(&c.id)).collect();
             match inbound::select_eviction(candidates) {
                 Some(victim) => {
                     // Forget the victim now so the count never exceeds the limit while it closes.
@@ -663,7 +702,7 @@ impl Handler<Subscribe> for PeerGroup {
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
         let id = self.add_subscription(msg.0.clone());
         for entry in self.peers.values() {
-            entry.actor.do_send(PeerSubscribe(msg.0.clone()));
+            entry.actor.do_send(SubscribeAs(id, msg.0.clone()));
         }
         MessageResult(id)
     }
@@ -721,8 +760,10 @@ impl Handler<Broadcast> for PeerGroup {
 impl Handler<AddPeer> for PeerGroup {
     type Result = ();
     fn handle(&mut self, msg: AddPeer, ctx: &mut Context<Self>) {
-        let own = own_subscriptions(ctx);
-        for s in self.subscriptions.iter().map(|(_, s)| s.clone()).chain(own) {
+        for (id, s) in &self.subscriptions {
+            msg.actor.do_send(SubscribeAs(*id, s.clone()));
+        }
+        for s in own_subscriptions(ctx) {
             msg.actor.do_send(PeerSubscribe(s));
         }
         if msg.link == Link::Inbound {

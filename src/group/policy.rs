@@ -198,7 +198,12 @@ impl Policy {
     ) -> Vec<Dial> {
         let mut dials = Vec::new();
         for (i, slot) in self.slots.iter().enumerate() {
-            if slot.peer.is_none() && slot.next_at <= now && !self.in_use.contains(&slot.addr) {
+            // A configured peer is never banned automatically, but a ban the user made holds.
+            if slot.peer.is_none()
+                && slot.next_at <= now
+                && !self.in_use.contains(&slot.addr)
+                && !banned(&slot.addr)
+            {
                 dials.push(Dial { addr: slot.addr.clone(), kind: DialKind::Static(i) });
             }
         }
@@ -260,11 +265,6 @@ impl Policy {
         );
     }
 
-    /// A dial planned by `poll_dials` could not even start.
-    pub fn cancel(&mut self, dial: &Dial) {
-        self.in_use.remove(&dial.addr);
-    }
-
     /// An outbound peer completed its handshake.
     pub fn on_ready(&mut self, peer: PeerId) {
         let Some(o) = self.outbound.get_mut(&peer) else { return };
@@ -317,9 +317,19 @@ impl Policy {
     /// An inbound peer went away: misbehaviour bans its address, nothing else matters here.
     pub fn on_inbound_disconnected(&self, addr: &PeerAddr, reason: &DisconnectReason) -> Verdict {
         match reason.kind() {
-            ReasonKind::Misbehavior => Verdict { ban: Some(addr.clone()), failed: None },
+            ReasonKind::Misbehavior if !self.is_configured_host(addr) => {
+                Verdict { ban: Some(addr.clone()), failed: None }
+            }
             _ => Verdict::default(),
         }
+    }
+
+    /// True if `addr` is on the host of a configured peer (same IP, or same name).
+    fn is_configured_host(&self, addr: &PeerAddr) -> bool {
+        self.slots.iter().any(|s| match (&s.addr, addr) {
+            (PeerAddr::Ip(a), PeerAddr::Ip(b)) => a.ip() == b.ip(),
+            (a, b) => a == b,
+        })
     }
 
     /// When the next static redial or storm pause ends (for arming a timer).

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIMEOUT};
 use super::machine::{Action, MachineConfig, PeerMachine, Verdict};
-use super::messages::{Disconnect, GetStats, SendMessage, Subscribe, Unsubscribe, WriterReport};
+use super::messages::{Disconnect, GetStats, SendMessage, Subscribe, SubscribeAs, Unsubscribe, WriterReport};
 use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
 use super::reason::DisconnectReason;
 use super::stats::{PeerStats, StatsRecorder};
@@ -203,7 +203,8 @@ impl PeerActor {
         ctx.add_stream(FramedRead::new(read, self.codec.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
         let me = ctx.address();
-        let task = actix::spawn(outbound::run_writer(write, rx, move |event| me.do_send(WriterReport(event))));
+        let task =
+            actix::spawn(outbound::run_writer(write, rx, move |event| me.do_send(WriterReport(event))));
         self.writer = Some((tx, task));
         self.stats.connected(SystemTime::now());
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
@@ -424,6 +425,14 @@ impl Handler<Subscribe> for PeerActor {
 
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.subscribers.add(msg.0))
+    }
+}
+
+impl Handler<SubscribeAs> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscribeAs, _ctx: &mut Context<Self>) {
+        self.subscribers.add_with_id(msg.0, msg.1);
     }
 }
 

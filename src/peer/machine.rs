@@ -313,7 +313,10 @@ impl PeerMachine {
             CodecError::BadMagic { .. } => DisconnectReason::WrongNetwork,
             // Nothing honest sends a frame Core itself would refuse.
             CodecError::Oversized { command, len, .. } => {
-                DisconnectReason::Misbehaving(Misbehavior::Oversized { command: (*command).to_owned(), len: *len })
+                DisconnectReason::Misbehaving(Misbehavior::Oversized {
+                    command: (*command).to_owned(),
+                    len: *len,
+                })
             }
             other => DisconnectReason::Io { error: other.to_string() },
         };
@@ -487,7 +490,8 @@ impl PeerMachine {
         if remote.version >= SENDHEADERS_VERSION {
             self.send(Message::SendHeaders);
         }
-        if self.config.send_getaddr {
+        // Core answers getaddr only on links we opened (peer-etiquette §5.3).
+        if self.config.send_getaddr && self.link == Link::Outbound {
             self.send(Message::GetAddr);
         }
         self.next_ping_at = Some(now);

@@ -28,7 +28,13 @@ pub struct GetStats;
 #[rtype(result = "SubscriberId")]
 pub struct Subscribe(pub Subscription);
 
-/// Removes a subscriber added with [`Subscribe`].
+/// Adds a subscriber under a given id (a group gives all its peers the same ids, so one
+/// [`Unsubscribe`] reaches them all).
+#[derive(ActixMessage)]
+#[rtype(result = "()")]
+pub struct SubscribeAs(pub SubscriberId, pub Subscription);
+
+/// Removes a subscriber added with [`Subscribe`] or [`SubscribeAs`].
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "()")]
 pub struct Unsubscribe(pub SubscriberId);

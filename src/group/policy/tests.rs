@@ -56,8 +56,11 @@ fn static_peers_are_redialed_forever_and_never_banned() {
         assert_eq!(dials[0].kind, DialKind::Static(0));
         let id = start_all(&mut p, &dials)[0];
         // Misbehaviour of a configured peer is never a ban.
-        let reason =
-            if round % 2 == 0 { refused() } else { DisconnectReason::Misbehaving(Misbehavior::UserAgentTooLong { len: 300 }) };
+        let reason = if round % 2 == 0 {
+            refused()
+        } else {
+            DisconnectReason::Misbehaving(Misbehavior::UserAgentTooLong { len: 300 })
+        };
         let v = p.on_disconnected(id, &reason, now, 1.0);
         assert_eq!(v.ban, None);
         let next = p.next_deadline().unwrap();
@@ -96,7 +99,12 @@ fn misbehaviour_bans_and_failures_back_off() {
     let a = addr("2.2.2.2:8333");
     let dials = p.poll_dials(t0, &no_bans, &mut picker(vec![a.clone()]));
     let id = start_all(&mut p, &dials)[0];
-    let v = p.on_disconnected(id, &DisconnectReason::Misbehaving(Misbehavior::UserAgentTooLong { len: 300 }), t0, 0.5);
+    let v = p.on_disconnected(
+        id,
+        &DisconnectReason::Misbehaving(Misbehavior::UserAgentTooLong { len: 300 }),
+        t0,
+        0.5,
+    );
     assert_eq!(v.ban, Some(a.clone()));
 
     let dials = p.poll_dials(t0, &no_bans, &mut picker(vec![a.clone()]));
@@ -238,4 +246,18 @@ fn simulation_when_everything_fails_does_not_storm() {
         steady.iter().sum::<usize>() >= steady.len() / 2,
         "seed {seed}: dialing must not stop: {steady:?}"
     );
+}
+
+#[test]
+fn configured_peers_are_never_banned_automatically_but_manual_bans_hold() {
+    let t0 = Instant::now();
+    let mut p = Policy::new(PolicyConfig { connect_only: true, ..cfg(8, &["10.0.0.1:8333"]) }, t0);
+    // Misbehaviour on an inbound link from a configured peer's IP: no ban.
+    let reason = DisconnectReason::Misbehaving(Misbehavior::UserAgentTooLong { len: 300 });
+    assert_eq!(p.on_inbound_disconnected(&addr("10.0.0.1:40000"), &reason).ban, None);
+    assert_eq!(p.on_inbound_disconnected(&addr("10.0.0.2:40000"), &reason).ban, Some(addr("10.0.0.2:40000")));
+    // A ban the user made stops even a configured peer.
+    let banned = |a: &PeerAddr| *a == addr("10.0.0.1:8333");
+    assert!(p.poll_dials(t0, &banned, &mut picker(vec![])).is_empty());
+    assert_eq!(p.poll_dials(t0, &no_bans, &mut picker(vec![])).len(), 1);
 }

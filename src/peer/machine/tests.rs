@@ -122,6 +122,8 @@ fn inbound_waits_for_their_version_and_answers() {
     assert_eq!(sent(&drain(&mut m)), ["version", "wtxidrelay", "sendaddrv2", "verack"]);
     m.on_message(t0, &Message::Verack);
     assert_eq!(m.state(), PeerState::Ready);
+    // No getaddr on inbound links: Core would not answer it.
+    assert_eq!(sent(&drain(&mut m)), ["sendheaders", "ping"]);
 }
 
 #[test]
