@@ -249,6 +249,17 @@ fn positive(key: &str, v: u64) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Positive and at most `max` (timer arithmetic must never overflow).
+fn within(key: &str, v: u64, max: u64) -> Result<(), ConfigError> {
+    positive(key, v)?;
+    if v > max {
+        return Err(ConfigError::new(key, format!("must be at most {max}")));
+    }
+    Ok(())
+}
+
+const DAY_SECS: u64 = 24 * 3600;
+
 impl Settings {
     /// Checks every value; the error names the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -268,22 +279,28 @@ impl Settings {
         if self.group.max_outbound > 1_000 {
             return Err(ConfigError::new("group.max_outbound", "must be at most 1000"));
         }
-        positive("group.ban_time_secs", self.group.ban_time_secs)?;
-        positive("group.save_interval_secs", self.group.save_interval_secs)?;
+        within("group.ban_time_secs", self.group.ban_time_secs, 10 * 365 * DAY_SECS)?;
+        within("group.save_interval_secs", self.group.save_interval_secs, DAY_SECS)?;
         if self.data_dir.as_deref() == Some("") {
             return Err(ConfigError::new("data_dir", "must not be empty"));
         }
         self.proxy()?;
         let p = &self.peer;
-        positive("peer.connect_timeout_secs", p.connect_timeout_secs)?;
-        positive("peer.handshake_timeout_secs", p.handshake_timeout_secs)?;
-        positive("peer.ping_interval_secs", p.ping_interval_secs)?;
-        positive("peer.ping_timeout_secs", p.ping_timeout_secs)?;
-        positive("peer.inactivity_timeout_secs", p.inactivity_timeout_secs)?;
-        positive("retry.initial_backoff_ms", self.retry.initial_backoff_ms)?;
-        positive("retry.max_backoff_secs", self.retry.max_backoff_secs)?;
-        if p.max_send_queue_bytes < 1_000 {
-            return Err(ConfigError::new("peer.max_send_queue_bytes", "must be at least 1000"));
+        within("peer.connect_timeout_secs", p.connect_timeout_secs, DAY_SECS)?;
+        within("peer.handshake_timeout_secs", p.handshake_timeout_secs, DAY_SECS)?;
+        within("peer.ping_interval_secs", p.ping_interval_secs, DAY_SECS)?;
+        within("peer.ping_timeout_secs", p.ping_timeout_secs, DAY_SECS)?;
+        within("peer.inactivity_timeout_secs", p.inactivity_timeout_secs, DAY_SECS)?;
+        within("retry.initial_backoff_ms", self.retry.initial_backoff_ms, 3600 * 1000)?;
+        within("retry.max_backoff_secs", self.retry.max_backoff_secs, DAY_SECS)?;
+        if !(1_000..=1 << 30).contains(&p.max_send_queue_bytes) {
+            return Err(ConfigError::new("peer.max_send_queue_bytes", "must be between 1000 and 1073741824"));
+        }
+        if self.group.threads > 1_024 {
+            return Err(ConfigError::new("group.threads", "must be at most 1024"));
+        }
+        if self.inbound.max_peers > 1_000_000 {
+            return Err(ConfigError::new("inbound.max_peers", "must be at most 1000000"));
         }
         if let Some(comment) = &p.user_agent_comment {
             if comment.chars().any(|c| matches!(c, '/' | '(' | ')') || c.is_control()) {
@@ -424,6 +441,12 @@ mod tests {
         assert_eq!(s.validate().unwrap_err().key, "connect");
         let s = Settings { listen: vec!["localhost:1".into()], ..Settings::default() };
         assert_eq!(s.validate().unwrap_err().key, "listen");
+        let mut s = Settings::default();
+        s.group.ban_time_secs = u64::MAX;
+        assert_eq!(s.validate().unwrap_err().key, "group.ban_time_secs");
+        let mut s = Settings::default();
+        s.peer.ping_timeout_secs = u64::MAX;
+        assert_eq!(s.validate().unwrap_err().key, "peer.ping_timeout_secs");
         let mut s = Settings::default();
         s.peer.user_agent_comment = Some("x".repeat(300));
         assert_eq!(s.validate().unwrap_err().key, "peer.user_agent_comment");

@@ -13,7 +13,7 @@ use crate::peer::{Link, PeerAddr, PeerId};
 use crate::wire::{self, Inventory};
 
 /// Mailbox room: the log must keep up with bursts from many peers.
-const MAILBOX: usize = 16_384;
+const MAILBOX: usize = 1_024;
 
 /// Writes events as JSON lines.
 pub struct EventLog {

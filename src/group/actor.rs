@@ -38,7 +38,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often the group re-evaluates dials, bans and saving.
 pub const TICK: Duration = Duration::from_secs(1);
 /// Mailbox room: lifecycle and addr notices of many peers arrive in bursts.
-const GROUP_MAILBOX: usize = 65_536;
+const GROUP_MAILBOX: usize = 16_384;
 /// Minimum time between two rounds of DNS seed queries.
 pub const SEED_RETRY: Duration = Duration::from_secs(60);
 /// Longest wait before a new ban is written to disk (bans in a burst share one save).

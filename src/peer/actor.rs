@@ -282,7 +282,18 @@ impl PeerActor {
                 let verdict = self.machine.on_message(now, &msg);
                 self.run_actions(ctx);
                 if !self.machine.is_closed() {
-                    self.subscribers.received(self.id, &self.addr, msg, verdict == Verdict::Deliver);
+                    let (msg, typed) = match (verdict, msg) {
+                        (Verdict::DeliverFirst(n), Message::Addr(mut a)) => {
+                            a.truncate(n);
+                            (Message::Addr(a), true)
+                        }
+                        (Verdict::DeliverFirst(n), Message::AddrV2(mut a)) => {
+                            a.truncate(n);
+                            (Message::AddrV2(a), true)
+                        }
+                        (verdict, msg) => (msg, verdict != Verdict::Consumed),
+                    };
+                    self.subscribers.received(self.id, &self.addr, msg, typed);
                 }
             }
             Ok(Payload::Block(raw)) => {
@@ -339,6 +350,7 @@ impl PeerActor {
             ping_latency_ms: self.machine.latency().map(|d| d.as_secs_f64() * 1000.0),
             send_queue_bytes: self.budget.queued(),
             dropped_frames: self.machine.dropped_frames(),
+            addr_rate_limited: self.machine.addr_rate_limited(),
             subscribers: self.subscribers.stats(),
         };
         self.stats.snapshot(base)

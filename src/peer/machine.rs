@@ -32,6 +32,11 @@ pub const DEFAULT_INACTIVITY_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// Core tracks 5,000 announcements per peer (`MAX_PEER_TX_ANNOUNCEMENTS`).
 pub const MAX_REQUESTED_TXS: usize = 5_000;
 
+/// Address token bucket refill (`MAX_ADDR_RATE_PER_SECOND`, `net_processing.cpp`).
+pub const MAX_ADDR_RATE_PER_SECOND: f64 = 0.1;
+/// Address token bucket size (`MAX_ADDR_PROCESSING_TOKEN_BUCKET`, `net_processing.cpp`).
+pub const MAX_ADDR_PROCESSING_TOKEN_BUCKET: f64 = 1_000.0;
+
 /// Protocol settings of one connection.
 #[derive(Debug, Clone)]
 pub struct MachineConfig {
@@ -141,6 +146,8 @@ pub enum Action {
 pub enum Verdict {
     /// Ordinary traffic after the handshake: publish it.
     Deliver,
+    /// An `addr`/`addrv2` over the peer's rate budget: publish only the first `n` entries.
+    DeliverFirst(usize),
     /// Handshake/control traffic or dropped input: only the catch-all sees it.
     Consumed,
 }
@@ -193,6 +200,9 @@ pub struct PeerMachine {
     next_ping_at: Option<Instant>,
     latency: Option<Duration>,
     requested_txs: RecentSet,
+    addr_tokens: f64,
+    addr_tokens_at: Instant,
+    addr_rate_limited: u64,
     dropped_frames: u64,
     actions: VecDeque<Action>,
 }
@@ -218,6 +228,9 @@ impl PeerMachine {
             next_ping_at: None,
             latency: None,
             requested_txs: RecentSet::new(MAX_REQUESTED_TXS),
+            addr_tokens: 1.0,
+            addr_tokens_at: Instant::now(),
+            addr_rate_limited: 0,
             dropped_frames: 0,
             actions: VecDeque::new(),
         }
@@ -278,6 +291,7 @@ impl PeerMachine {
         }
         self.connected_at = Some(now);
         self.last_recv = Some(now);
+        self.addr_tokens_at = now;
         let rng = &mut self.rng;
         self.our_nonce = Some(self.nonces.issue(|| rng.gen()));
         self.set_state(PeerState::Handshaking);
@@ -411,6 +425,8 @@ impl PeerMachine {
             Message::AddrV2(a) if a.len() > MAX_ADDR_TO_SEND => {
                 self.too_many("addrv2", a.len(), MAX_ADDR_TO_SEND)
             }
+            Message::Addr(a) => self.rate_limit_addrs(now, a.len()),
+            Message::AddrV2(a) => self.rate_limit_addrs(now, a.len()),
             _ => Verdict::Deliver,
         }
     }
@@ -427,6 +443,32 @@ impl PeerMachine {
             return Verdict::Consumed;
         }
         Verdict::Deliver
+    }
+
+    /// Core's address token bucket (`ProcessAddrs`): refills 0.1 per second up to 1,000, plus
+    /// 1,000 when we send `getaddr`; addresses beyond the budget are dropped, not punished.
+    fn rate_limit_addrs(&mut self, now: Instant, count: usize) -> Verdict {
+        let elapsed = now.saturating_duration_since(self.addr_tokens_at).as_secs_f64();
+        self.addr_tokens_at = now;
+        if self.addr_tokens < MAX_ADDR_PROCESSING_TOKEN_BUCKET {
+            self.addr_tokens =
+                (self.addr_tokens + elapsed * MAX_ADDR_RATE_PER_SECOND).min(MAX_ADDR_PROCESSING_TOKEN_BUCKET);
+        }
+        // Whole tokens only; the budget is at most a few thousand, so the cast is exact.
+        let allowed = (self.addr_tokens.floor() as usize).min(count);
+        self.addr_tokens -= allowed as f64;
+        let limited = count - allowed;
+        self.addr_rate_limited += limited as u64;
+        match (allowed, limited) {
+            (_, 0) => Verdict::Deliver,
+            (0, _) => Verdict::Consumed,
+            (n, _) => Verdict::DeliverFirst(n),
+        }
+    }
+
+    /// Addresses dropped by the rate limit so far (Core's `addr_rate_limited`).
+    pub fn addr_rate_limited(&self) -> u64 {
+        self.addr_rate_limited
     }
 
     fn on_version(&mut self, v: &crate::wire::VersionMessage) {
@@ -493,6 +535,7 @@ impl PeerMachine {
         // Core answers getaddr only on links we opened (peer-etiquette §5.3).
         if self.config.send_getaddr && self.link == Link::Outbound {
             self.send(Message::GetAddr);
+            self.addr_tokens += MAX_ADDR_PROCESSING_TOKEN_BUCKET;
         }
         self.next_ping_at = Some(now);
         self.maybe_ping(now);

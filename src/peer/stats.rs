@@ -125,6 +125,8 @@ pub struct PeerStats {
     pub send_queue_bytes: usize,
     /// Frames dropped (bad checksum, malformed, out of order).
     pub dropped_frames: u64,
+    /// Addresses dropped by the address rate limit.
+    pub addr_rate_limited: u64,
     /// Delivery counters per subscription.
     pub subscribers: Vec<SubscriberStats>,
 }

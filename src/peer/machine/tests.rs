@@ -363,3 +363,19 @@ fn recent_set_is_bounded() {
     assert!(!s.insert([9; 32]));
     assert!(s.insert([0; 32]), "evicted entries may be inserted again");
 }
+
+#[test]
+fn addresses_are_rate_limited_like_core() {
+    use crate::wire::Address;
+    let (mut m, t0) = ready_outbound();
+    let entry = (0u32, Address::new(&"1.2.3.4:8333".parse().unwrap(), ServiceFlags::NETWORK));
+    let thousand = Message::Addr(vec![entry.clone(); 1_000]);
+    // Our getaddr bought 1,000 tokens on top of the initial one.
+    assert_eq!(m.on_message(t0, &thousand), Verdict::Deliver);
+    assert_eq!(m.on_message(t0, &thousand), Verdict::DeliverFirst(1));
+    assert_eq!(m.on_message(t0, &thousand), Verdict::Consumed);
+    // 0.1 per second: 100 s later, ten more.
+    assert_eq!(m.on_message(t0 + Duration::from_secs(100), &thousand), Verdict::DeliverFirst(10));
+    assert_eq!(m.addr_rate_limited(), 999 + 1_000 + 990);
+    assert_eq!(m.state(), PeerState::Ready, "rate limiting is not a disconnect");
+}
