@@ -131,7 +131,7 @@ async fn silent_remote_hits_the_handshake_timeout() {
 async fn inbound_answers_their_version_and_pings() {
     tokio::time::pause();
     let (_probe, subs, mut events) = probe(false);
-    let (_peer, mut remote) = setup(PeerConfig::new(Network::Regtest), Link::Inbound, 1 << 16, subs);
+    let (peer, mut remote) = setup(PeerConfig::new(Network::Regtest), Link::Inbound, 1 << 16, subs);
     remote.send(Remote::version(78)).await;
     assert_eq!(remote.recv().await.cmd(), "version");
     assert_eq!(remote.recv().await, Message::WtxidRelay);
@@ -144,6 +144,9 @@ async fn inbound_answers_their_version_and_pings() {
     assert_eq!(info.link, Link::Inbound);
     remote.send(Message::Ping(42)).await;
     assert_eq!(remote.recv_cmd("pong").await, Message::Pong(42));
+    // The application cannot break the handshake the machine already did.
+    let r = peer.send(SendMessage(Message::Verack)).await.unwrap();
+    assert!(matches!(r, Err(SendError::Refused { .. })), "{r:?}");
 }
 
 #[actix_rt::test]

@@ -220,6 +220,11 @@ impl PeerActor {
     ) -> Result<(), SendError> {
         let Some((writer, _)) = &self.writer else { return Err(SendError::Disconnected) };
         let bytes = self.codec.encode_to_bytes(msg);
+        if bytes.len() > wire::limits::HEADER_SIZE + wire::limits::MAX_PROTOCOL_MESSAGE_LENGTH {
+            return Err(SendError::Refused {
+                reason: format!("{} bytes exceed the protocol's message limit", bytes.len()),
+            });
+        }
         self.budget.try_reserve(bytes.len())?;
         let command = wire::message_command(msg);
         let _g = self.span.enter();
@@ -406,6 +411,9 @@ impl Handler<SendMessage> for PeerActor {
         let state = self.machine.state();
         if state != PeerState::Ready {
             return Box::pin(future::ready(Err(SendError::NotReady { state })));
+        }
+        if let Err(reason) = self.machine.check_send(&msg.0) {
+            return Box::pin(future::ready(Err(SendError::Refused { reason })));
         }
         let (tx, rx) = oneshot::channel();
         match self.enqueue(&msg.0, Some(tx)) {

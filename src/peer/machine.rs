@@ -321,6 +321,45 @@ impl PeerMachine {
         self.dropped_frames += 1;
     }
 
+    /// Checks a message the application wants to send. Handshake messages are the machine's
+    /// own; transactions go only to peers that asked for them; lists stay within Core's limits.
+    pub fn check_send(&self, msg: &Message) -> Result<(), String> {
+        let too_long =
+            |n: usize, max: usize| (n > max).then(|| format!("{} with {n} entries exceeds {max}", msg.cmd()));
+        let refusal = match msg {
+            Message::Version(_) | Message::Verack | Message::WtxidRelay | Message::SendAddrV2 => {
+                Some(format!("{} is sent by the handshake itself", msg.cmd()))
+            }
+            Message::Inv(items) | Message::GetData(items) | Message::NotFound(items) => {
+                too_long(items.len(), MAX_INV_SZ).or_else(|| {
+                    let announces_tx = matches!(msg, Message::Inv(_))
+                        && items.iter().any(|i| {
+                            matches!(
+                                i,
+                                Inventory::Transaction(_)
+                                    | Inventory::WTx(_)
+                                    | Inventory::WitnessTransaction(_)
+                            )
+                        });
+                    (announces_tx && !self.peer_wants_txs())
+                        .then(|| "the peer asked not to get transactions (relay=0)".into())
+                })
+            }
+            Message::Tx(_) if !self.peer_wants_txs() => {
+                Some("the peer asked not to get transactions (relay=0)".into())
+            }
+            Message::Headers(h) => too_long(h.len(), MAX_HEADERS_RESULTS),
+            Message::Addr(a) => too_long(a.len(), MAX_ADDR_TO_SEND),
+            Message::AddrV2(a) => too_long(a.len(), MAX_ADDR_TO_SEND),
+            _ => None,
+        };
+        refusal.map_or(Ok(()), Err)
+    }
+
+    fn peer_wants_txs(&self) -> bool {
+        self.remote.as_ref().is_some_and(|r| r.relay)
+    }
+
     /// The byte stream failed for good: decide why the link ends.
     pub fn on_stream_error(&mut self, error: &CodecError) {
         let reason = match error {

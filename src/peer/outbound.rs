@@ -40,6 +40,12 @@ pub enum SendError {
         /// The cap.
         cap: usize,
     },
+    /// The message would break the protocol with this peer (Core would disconnect us).
+    #[error("refused: {reason}")]
+    Refused {
+        /// Why.
+        reason: String,
+    },
     /// The connection closed before the bytes were written.
     #[error("peer disconnected before the message was written")]
     Disconnected,

@@ -379,3 +379,26 @@ fn addresses_are_rate_limited_like_core() {
     assert_eq!(m.addr_rate_limited(), 999 + 1_000 + 990);
     assert_eq!(m.state(), PeerState::Ready, "rate limiting is not a disconnect");
 }
+
+#[test]
+fn outgoing_messages_are_checked() {
+    use bitcoin::hashes::Hash;
+    let (mut m, _) = ready_outbound();
+    assert!(m.check_send(&Message::Verack).is_err());
+    assert!(m.check_send(&Message::SendAddrV2).is_err());
+    assert!(m.check_send(&Message::Ping(1)).is_ok());
+    let tx_inv = Message::Inv(vec![Inventory::WTx(bitcoin::Wtxid::from_byte_array([1; 32]))]);
+    assert!(m.check_send(&tx_inv).is_ok(), "the scripted peer said relay=1");
+    let huge = Message::GetData(vec![
+        Inventory::Block(bitcoin::BlockHash::from_byte_array([0; 32]));
+        MAX_INV_SZ + 1
+    ]);
+    assert!(m.check_send(&huge).is_err());
+    // A peer that said relay=0 gets no transactions.
+    if let Some(info) = m.remote.as_mut() {
+        info.relay = false;
+    }
+    assert!(m.check_send(&tx_inv).is_err());
+    let block_inv = Message::Inv(vec![Inventory::Block(bitcoin::BlockHash::from_byte_array([0; 32]))]);
+    assert!(m.check_send(&block_inv).is_ok());
+}
