@@ -1,9 +1,13 @@
 //! Typed notifications for subscriber actors, and their bounded fan-out.
 //!
 //! Every notification carries the peer's id and address. Delivery uses `try_send`, so a slow or
-//! dead subscriber never stalls a peer or grows memory: when its mailbox is full the notification
-//! is dropped and counted (see [`SubscriberStats`]); a subscriber whose actor stopped is removed.
-//! Size your subscriber's mailbox with `ctx.set_mailbox_capacity(n)` (actix's default is 16).
+//! dead subscriber never stalls a peer: when its mailbox is full the notification is dropped and
+//! counted (see [`SubscriberStats`]); a subscriber whose actor stopped is removed. Size your
+//! subscriber's mailbox with `ctx.set_mailbox_capacity(n)` (actix's default is 16). actix lets
+//! each sender queue one message beyond the capacity, so the bound is capacity plus one per
+//! peer and notification kind. The bound counts messages, not bytes: payloads are shared
+//! (`Arc`), and Core's limits cap each one (50,000 inventory items, 2,000 headers, 1,000
+//! addresses, 4 MB).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

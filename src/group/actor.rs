@@ -294,10 +294,15 @@ impl PeerGroup {
         }));
     }
 
-    fn ban(&mut self, addr: &PeerAddr, duration: Duration, reason: &str) -> Ban {
+    fn ban(&mut self, addr: &PeerAddr, duration: Duration, reason: &str, manual: bool) -> Ban {
         let unix = unix_now();
-        let ban =
-            self.bans.ban(BanTarget::of(addr), unix, unix.saturating_add(duration.as_secs()), reason).clone();
+        let until = unix.saturating_add(duration.as_secs());
+        let target = BanTarget::of(addr);
+        let ban = if manual {
+            self.bans.ban_manual(target, unix, until, reason).clone()
+        } else {
+            self.bans.ban(target, unix, until, reason).clone()
+        };
         warn!(target = %ban.target, until = ban.until, reason, "banned");
         self.group_events.banned(&ban);
         // A ban must survive a crash: saved within seconds, not at the next interval.
@@ -669,7 +674,7 @@ impl Handler<PeerDisconnected> for PeerGroup {
         if let Some(addr) = verdict.ban {
             if !self.closing {
                 let reason = msg.reason.to_string();
-                self.ban(&addr, self.config.ban_time, &reason);
+                self.ban(&addr, self.config.ban_time, &reason, false);
             }
         }
         if msg.reason.kind() != ReasonKind::Local || !self.closing {
@@ -808,7 +813,7 @@ impl Handler<BanAddr> for PeerGroup {
     type Result = MessageResult<BanAddr>;
     fn handle(&mut self, msg: BanAddr, _: &mut Context<Self>) -> Self::Result {
         let duration = msg.duration.unwrap_or(self.config.ban_time);
-        MessageResult(self.ban(&msg.addr, duration, &msg.reason))
+        MessageResult(self.ban(&msg.addr, duration, &msg.reason, true))
     }
 }
 

@@ -23,10 +23,18 @@ pub enum BanTarget {
 }
 
 impl BanTarget {
-    /// The target that covers `addr`.
+    /// The target that covers `addr`: its IPv4 address, the /64 of an IPv6 address (one host
+    /// usually owns a whole /64, so banning single IPv6 addresses is futile), or its host name.
     pub fn of(addr: &PeerAddr) -> BanTarget {
         match addr {
-            PeerAddr::Ip(sa) => BanTarget::Ip(sa.ip()),
+            PeerAddr::Ip(sa) => match sa.ip() {
+                IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                    let mut octets = v6.octets();
+                    octets[8..].fill(0);
+                    BanTarget::Ip(IpAddr::from(octets))
+                }
+                ip => BanTarget::Ip(ip.to_canonical()),
+            },
             PeerAddr::Host(h, _) => BanTarget::Host(h.to_ascii_lowercase()),
         }
     }
@@ -35,6 +43,7 @@ impl BanTarget {
 impl std::fmt::Display for BanTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            BanTarget::Ip(IpAddr::V6(ip)) => write!(f, "{ip}/64"),
             BanTarget::Ip(ip) => write!(f, "{ip}"),
             BanTarget::Host(h) => f.write_str(h),
         }
@@ -52,6 +61,9 @@ pub struct Ban {
     pub until: u64,
     /// Why.
     pub reason: String,
+    /// Made by the user (API), not for misbehaviour; such bans are never pushed out.
+    #[serde(default)]
+    pub manual: bool,
 }
 
 /// The persisted form.
@@ -75,12 +87,25 @@ impl BanList {
         Self::default()
     }
 
-    /// Bans `target` until `until` (extends, never shortens, an existing ban).
+    /// Bans `target` until `until` for misbehaviour (extends, never shortens, an existing ban).
     pub fn ban(&mut self, target: BanTarget, now: u64, until: u64, reason: impl Into<String>) -> &Ban {
-        let reason = reason.into();
+        self.insert(target, now, until, reason.into(), false)
+    }
+
+    /// A ban the user asked for; it is never pushed out by automatic ones.
+    pub fn ban_manual(&mut self, target: BanTarget, now: u64, until: u64, reason: impl Into<String>) -> &Ban {
+        self.insert(target, now, until, reason.into(), true)
+    }
+
+    fn insert(&mut self, target: BanTarget, now: u64, until: u64, reason: String, manual: bool) -> &Ban {
         if !self.bans.contains_key(&target) && self.bans.len() >= MAX_BANS {
-            if let Some(soonest) = self.bans.values().min_by_key(|b| b.until).map(|b| b.target.clone()) {
-                self.bans.remove(&soonest);
+            // Push out the automatic ban closest to expiry: a flood of automatic bans must not
+            // flush the user's own.
+            let automatic = self.bans.values().filter(|b| !b.manual).min_by_key(|b| b.until);
+            let victim =
+                automatic.or_else(|| self.bans.values().min_by_key(|b| b.until)).map(|b| b.target.clone());
+            if let Some(victim) = victim {
+                self.bans.remove(&victim);
             }
         }
         let entry = self.bans.entry(target.clone()).or_insert(Ban {
@@ -88,7 +113,9 @@ impl BanList {
             since: now,
             until,
             reason: reason.clone(),
+            manual,
         });
+        entry.manual |= manual;
         if until > entry.until {
             entry.until = until;
             entry.reason = reason;
@@ -144,7 +171,7 @@ impl BanList {
         }
         let mut list = BanList::new();
         for b in snapshot.bans.into_iter().filter(|b| b.until > now) {
-            list.ban(b.target, b.since, b.until, b.reason);
+            list.insert(b.target, b.since, b.until, b.reason, b.manual);
         }
         (list, problems)
     }
@@ -168,6 +195,21 @@ mod tests {
         assert_eq!(l.expire(199).len(), 0);
         assert_eq!(l.expire(200).len(), 1);
         assert!(l.is_empty());
+    }
+
+    #[test]
+    fn ipv6_bans_cover_the_slash_64_and_manual_bans_are_never_pushed_out() {
+        let mut l = BanList::new();
+        l.ban(BanTarget::of(&addr("[2001:db8:1:2::1]:8333")), 0, 100, "x");
+        assert!(l.is_banned(&addr("[2001:db8:1:2:ffff::9]:1"), 50));
+        assert!(!l.is_banned(&addr("[2001:db8:1:3::1]:1"), 50));
+        assert_eq!(l.list()[0].target.to_string(), "2001:db8:1:2::/64");
+        let mut l = BanList::new();
+        l.ban_manual(BanTarget::Host("mine.onion".into()), 0, 10, "user");
+        for i in 0..MAX_BANS as u32 {
+            l.ban(BanTarget::Ip(IpAddr::from(i.to_be_bytes())), 0, 1_000, "flood");
+        }
+        assert!(l.is_banned(&addr("mine.onion:1"), 5), "the user's ban survives the flood");
     }
 
     #[test]
