@@ -31,6 +31,14 @@ fn addr_of(host: &str) -> PeerAddr {
     PeerAddr::Ip(SocketAddr::new(host.parse().unwrap(), PORT))
 }
 
+/// A group that keeps exactly the bcoin node on `host` connected.
+fn connect_only(host: &str) -> GroupConfig {
+    let mut cfg = group_config(regtest_config(), false);
+    cfg.policy.static_peers = vec![addr_of(host)];
+    cfg.policy.connect_only = true;
+    cfg
+}
+
 fn ready_addrs(events: &Events) -> Vec<PeerAddr> {
     events
         .seen
@@ -109,9 +117,7 @@ async fn wait_ready(events: &mut Events, n: usize) -> Vec<PeerAddr> {
 async fn a_static_peer_is_reconnected_after_it_restarts() {
     let host = "127.0.10.6";
     let mut node = node_at(host);
-    let mut cfg = group_config(regtest_config(), false);
-    cfg.policy.static_peers = vec![addr_of(host)];
-    cfg.policy.connect_only = true;
+    let cfg = connect_only(host);
     let (probe, _, mut events) = probe(false);
     let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
     events.expect(WAIT, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
@@ -140,9 +146,7 @@ async fn learned_addresses_enter_the_book_and_survive_a_restart() {
     node.rpc("addnode", json!(["127.0.10.9:18444", "add"]));
     let dir = tempfile::tempdir().unwrap();
     let make = || {
-        let mut cfg = group_config(regtest_config(), false);
-        cfg.policy.static_peers = vec![addr_of(host)];
-        cfg.policy.connect_only = true;
+        let mut cfg = connect_only(host);
         cfg.data_dir = Some(dir.path().to_path_buf());
         cfg
     };
@@ -239,9 +243,7 @@ async fn a_misbehaving_peer_is_banned_and_not_redialed() {
 async fn subscribe_and_unsubscribe_reach_live_peers() {
     let host = "127.0.10.14";
     let _node = node_at(host);
-    let mut cfg = group_config(regtest_config(), false);
-    cfg.policy.static_peers = vec![addr_of(host)];
-    cfg.policy.connect_only = true;
+    let cfg = connect_only(host);
     let (probe, _, mut events) = probe(false);
     let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
     events.expect(WAIT, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
