@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::bans::{Ban, BanList, BanSnapshot, BanTarget};
-use super::inbound::{self, Candidate};
+use super::inbound::{self, Admission, Candidate};
 use super::messages::*;
 use super::policy::{Dial, Policy, PolicyConfig};
 use crate::addrbook::netgroup::netgroup;
@@ -423,6 +423,17 @@ impl PeerGroup {
         }
     }
 
+    fn admission(&self, remote: SocketAddr) -> Admission {
+        let limits = inbound::Limits {
+            accepting: self.accepting && !self.closing,
+            inbound: self.inbound_count(),
+            max_inbound: self.config.max_inbound,
+            max_per_ip: self.config.max_inbound_per_ip,
+        };
+        let banned = self.bans.is_banned(&PeerAddr::Ip(remote), unix_now());
+        inbound::admit(remote.ip(), banned, &self.inbound_per_ip, limits)
+    }
+
     /// Inbound connections (the per-IP counters add up to it).
     fn inbound_count(&self) -> usize {
         self.inbound_per_ip.values().sum()
@@ -589,18 +600,16 @@ impl Handler<Accepted> for PeerGroup {
 
     fn handle(&mut self, Accepted(stream, remote): Accepted, ctx: &mut Context<Self>) -> Self::Result {
         let done = || -> ResponseActFuture<Self, ()> { Box::pin(actix::fut::ready(())) };
-        let peer_addr = PeerAddr::Ip(remote);
-        if self.closing || !self.accepting || self.bans.is_banned(&peer_addr, unix_now()) {
-            info!(%remote, "refusing inbound connection (not accepting or banned)");
-            return done();
-        }
-        if !inbound::admit(remote.ip(), &self.inbound_per_ip, self.config.max_inbound_per_ip) {
-            info!(%remote, "refusing inbound connection: per-IP limit");
-            return done();
-        }
-        if self.inbound_count() < self.config.max_inbound {
-            self.accept(stream, remote, ctx);
-            return done();
+        match self.admission(remote) {
+            Admission::Accept => {
+                self.accept(stream, remote, ctx);
+                return done();
+            }
+            Admission::Refuse(why) => {
+                info!(%remote, ?why, "refusing inbound connection");
+                return done();
+            }
+            Admission::EvictFirst => {}
         }
         // Full: ask the inbound peers for their latency, then evict one or refuse the newcomer.
         let inbound: Vec<(PeerId, &Entry)> =
@@ -624,12 +633,10 @@ impl Handler<Accepted> for PeerGroup {
             .collect();
         Box::pin(join_all(asks).into_actor(self).map(move |candidates, act, ctx| {
             // Things may have changed while the peers answered.
-            if act.closing || !act.accepting {
-                return;
-            }
-            if act.inbound_count() < act.config.max_inbound {
-                act.accept(stream, remote, ctx);
-                return;
+            match act.admission(remote) {
+                Admission::Accept => return act.accept(stream, remote, ctx),
+                Admission::Refuse(_) => return,
+                Admission::EvictFirst => {}
             }
             let candidates = candidates.into_iter().filter(|c| act.peers.contains_key(&c.id)).collect();
             match inbound::select_eviction(candidates) {

@@ -30,9 +30,57 @@ pub struct Candidate {
     pub ping: Option<Duration>,
 }
 
-/// Whether a new inbound connection from `ip` may be taken, given the peers per IP.
-pub fn admit(ip: IpAddr, per_ip: &HashMap<IpAddr, usize>, max_per_ip: usize) -> bool {
-    max_per_ip == 0 || per_ip.get(&ip).copied().unwrap_or(0) < max_per_ip
+/// What to do with a new inbound connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Take it.
+    Accept,
+    /// Slots are full: take it only if [`select_eviction`] finds a victim.
+    EvictFirst,
+    /// Close it at once.
+    Refuse(Refusal),
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The group is closing or was told to stop accepting.
+    NotAccepting,
+    /// The address is banned.
+    Banned,
+    /// Too many connections from this IP.
+    PerIpLimit,
+}
+
+/// The group's state as admission sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Accepting at all (not closing, not stopped).
+    pub accepting: bool,
+    /// Inbound peers now.
+    pub inbound: usize,
+    /// Inbound limit.
+    pub max_inbound: usize,
+    /// Per-IP limit (0: none).
+    pub max_per_ip: usize,
+}
+
+/// Decides about a newcomer from `ip` (already known to be banned or not).
+pub fn admit(ip: IpAddr, banned: bool, per_ip: &HashMap<IpAddr, usize>, limits: Limits) -> Admission {
+    if !limits.accepting {
+        return Admission::Refuse(Refusal::NotAccepting);
+    }
+    if banned {
+        return Admission::Refuse(Refusal::Banned);
+    }
+    if limits.max_per_ip != 0 && per_ip.get(&ip).copied().unwrap_or(0) >= limits.max_per_ip {
+        return Admission::Refuse(Refusal::PerIpLimit);
+    }
+    if limits.inbound < limits.max_inbound {
+        Admission::Accept
+    } else {
+        Admission::EvictFirst
+    }
 }
 
 /// The peer to evict so a newcomer fits, or `None` to refuse the newcomer.
@@ -107,12 +155,18 @@ mod tests {
     }
 
     #[test]
-    fn per_ip_admission() {
+    fn admission_rules() {
         let ip: IpAddr = "1.2.3.4".parse().unwrap();
+        let limits = Limits { accepting: true, inbound: 0, max_inbound: 2, max_per_ip: 2 };
         let mut m = HashMap::new();
-        assert!(admit(ip, &m, 2));
+        assert_eq!(admit(ip, false, &m, limits), Admission::Accept);
+        assert_eq!(admit(ip, true, &m, limits), Admission::Refuse(Refusal::Banned));
+        let closed = Limits { accepting: false, ..limits };
+        assert_eq!(admit(ip, false, &m, closed), Admission::Refuse(Refusal::NotAccepting));
         m.insert(ip, 2);
-        assert!(!admit(ip, &m, 2));
-        assert!(admit(ip, &m, 0));
+        assert_eq!(admit(ip, false, &m, limits), Admission::Refuse(Refusal::PerIpLimit));
+        assert_eq!(admit(ip, false, &m, Limits { max_per_ip: 0, ..limits }), Admission::Accept);
+        let full = Limits { inbound: 2, max_per_ip: 0, ..limits };
+        assert_eq!(admit(ip, false, &m, full), Admission::EvictFirst);
     }
 }
