@@ -441,8 +441,11 @@ impl PeerMachine {
                 Verdict::Consumed
             }
             _ if self.state != PeerState::Ready => {
-                // Core acts on nothing else before the handshake completes.
-                self.dropped_frames += 1;
+                // Core acts on nothing else before the handshake completes. Unknown messages
+                // (BIP434 `feature`, BIP330 `sendtxrcncl`) are legitimate there: not counted.
+                if !matches!(msg, Message::Unknown { .. }) {
+                    self.dropped_frames += 1;
+                }
                 Verdict::Consumed
             }
             Message::Inv(items) => {
