@@ -62,6 +62,8 @@ pub struct Settings {
     pub listen: Vec<String>,
     /// Where to write the JSON event log: a path, `-` for stdout; unset for none.
     pub events: Option<String>,
+    /// Serve the HTTP API on this `IP:PORT`; unset for none.
+    pub http: Option<String>,
     /// Per-connection settings.
     pub peer: PeerSettings,
     /// SOCKS5 proxy.
@@ -192,6 +194,7 @@ impl Default for Settings {
             data_dir: None,
             listen: Vec::new(),
             events: None,
+            http: None,
             peer: PeerSettings::default(),
             proxy: ProxySettings::default(),
             retry: RetrySettings::default(),
@@ -266,6 +269,7 @@ impl Settings {
         self.static_peers()?;
         self.listen_addrs()?;
         self.dns_server()?;
+        self.http_addr()?;
         if let Some(seeds) = &self.seeds {
             for seed in seeds {
                 if PeerAddr::parse_with_default_port(seed, 1)
@@ -358,6 +362,18 @@ impl Settings {
             Some(s) => s.clone(),
             None => self.network.dns_seeds().iter().map(|s| (*s).to_owned()).collect(),
         }
+    }
+
+    /// Where the HTTP API listens, if configured.
+    pub fn http_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.http
+            .as_ref()
+            .map(|s| {
+                s.parse::<SocketAddr>().map_err(|_| {
+                    ConfigError::new("http", format!("invalid address {s:?} (expected IP:PORT)"))
+                })
+            })
+            .transpose()
     }
 
     /// The DNS server for seed queries, if configured.

@@ -164,6 +164,7 @@ fn bad_configuration_exits_2_naming_the_key() {
     run_expecting_config_error(&["--listen", "localhost"], &[], "listen");
     run_expecting_config_error(&["--proxy", "nowhere"], &[], "proxy.addr");
     run_expecting_config_error(&["--log-format", "xml"], &[], "xml");
+    run_expecting_config_error(&["--http", "localhost"], &[], "http");
     run_expecting_config_error(
         &[],
         &[("BTCPEER_PEER__PING_INTERVAL_SECS", "soon")],

@@ -40,6 +40,9 @@ struct Cli {
     /// Ban duration for misbehaving peers, in seconds.
     #[arg(long, value_name = "SECS")]
     ban_time: Option<String>,
+    /// Serve the HTTP API (health, peers, bans, status) on IP:PORT; keep it on loopback.
+    #[arg(long, value_name = "IP:PORT")]
+    http: Option<String>,
     /// Accept inbound peers on IP:PORT (repeatable).
     #[arg(long, value_name = "IP:PORT")]
     listen: Vec<String>,
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         max_outbound: cli.max_outbound,
         max_inbound: cli.max_inbound,
         ban_time: cli.ban_time,
+        http: cli.http,
         proxy: cli.proxy,
         events: cli.events,
         log_format: cli.log_format,

@@ -3,6 +3,7 @@
 //! environment; this module does, for the daemon.
 
 pub mod event_log;
+pub mod http;
 pub mod settings;
 
 use std::io::Write;
@@ -48,6 +49,7 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         }
     };
     let network = settings.network;
+    let http_addr = settings.http_addr()?;
     let system = System::new();
     system.block_on(async move {
         let mut subscriptions = Vec::new();
@@ -64,15 +66,37 @@ pub fn run(settings: Settings) -> Result<(), Error> {
             "btcpeerd starting"
         );
         let group = PeerGroup::new(config, subscriptions).start();
+        let api = match http_addr {
+            Some(bind) => match http::start(bind, group.clone(), network) {
+                Ok((server, addr)) => {
+                    if !addr.ip().is_loopback() {
+                        tracing::warn!(%addr, "HTTP API is reachable from other hosts: protect it (see README)");
+                    }
+                    info!(%addr, "HTTP API listening");
+                    let handle = server.handle();
+                    actix::spawn(server);
+                    Some(handle)
+                }
+                Err(source) => {
+                    let _ = group.send(Shutdown).await;
+                    return Err(Error::Io { context: format!("cannot serve the HTTP API on {bind}"), source });
+                }
+            },
+            None => None,
+        };
         wait_for_signal().await;
         info!("shutting down");
+        // /health answers 503 while the peers close.
         let _ = group.send(Shutdown).await;
+        if let Some(api) = api {
+            api.stop(true).await;
+        }
         if let Some(log) = log {
             let _ = log.send(event_log::Flush).await;
         }
         info!("stopped");
-    });
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The group configuration the settings describe (the daemon's defaults: data directory under

@@ -45,6 +45,8 @@ pub struct Overrides {
     pub max_inbound: Option<String>,
     /// `--ban-time` (seconds).
     pub ban_time: Option<String>,
+    /// `--http`.
+    pub http: Option<String>,
     /// `--proxy`.
     pub proxy: Option<String>,
     /// `--events`.
@@ -120,6 +122,7 @@ fn build(
     b = set(b, "events", overrides.events.as_ref()).map_err(err)?;
     b = set(b, "log.format", overrides.log_format.as_ref()).map_err(err)?;
     b = set(b, "dns_server", overrides.dns_server.as_ref()).map_err(err)?;
+    b = set(b, "http", overrides.http.as_ref()).map_err(err)?;
     b = set(b, "data_dir", overrides.data_dir.as_ref()).map_err(err)?;
     b = set(b, "group.max_outbound", overrides.max_outbound.as_ref()).map_err(err)?;
     b = set(b, "inbound.max_peers", overrides.max_inbound.as_ref()).map_err(err)?;

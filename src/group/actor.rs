@@ -443,6 +443,7 @@ impl PeerGroup {
         let inbound = self.inbound_count();
         GroupStatus {
             accepting: self.accepting && !self.closing,
+            closing: self.closing,
             closed: self.closed,
             target_outbound: self.config.policy.max_outbound,
             outbound: self.policy.outbound_count(),

@@ -139,6 +139,8 @@ pub struct GetListenAddrs;
 pub struct GroupStatus {
     /// Accepting inbound connections.
     pub accepting: bool,
+    /// Shutting down (peers are being closed) or shut down.
+    pub closing: bool,
     /// Shut down.
     pub closed: bool,
     /// Outbound target.

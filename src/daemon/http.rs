@@ -1,0 +1,200 @@
+//! The daemon's HTTP API (`--http IP:PORT`): health, peers, bans and status as JSON. It runs on
+//! the same actix runtime and talks to the [`PeerGroup`] with ordinary messages. Errors are
+//! JSON `{"error": "..."}` with a 4xx/5xx status; nothing here panics on input.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::group::{BanAddr, DisconnectPeer, GetBans, GetPeers, GetStatus, PeerGroup, UnbanAddr};
+use crate::network::Network;
+use crate::peer::PeerAddr;
+
+/// Longest ban the API accepts (ten years); longer values are refused, not wrapped.
+pub const MAX_BAN_SECS: u64 = 10 * 365 * 24 * 3600;
+
+#[derive(Clone)]
+struct Api {
+    group: Addr<PeerGroup>,
+    network: Network,
+}
+
+fn error(status: actix_web::http::StatusCode, message: impl std::fmt::Display) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message.to_string() }))
+}
+
+fn unavailable() -> HttpResponse {
+    error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "peer group is not running")
+}
+
+/// Starts the API on `bind`; returns the server (await it, or stop it through its handle) and
+/// the bound address (useful with port 0).
+pub fn start(
+    bind: SocketAddr,
+    group: Addr<PeerGroup>,
+    network: Network,
+) -> std::io::Result<(Server, SocketAddr)> {
+    let api = Api { group, network };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(api.clone()))
+            .app_data(web::JsonConfig::default().limit(4096).error_handler(|err, _| {
+                let message = err.to_string();
+                actix_web::error::InternalError::from_response(
+                    err,
+                    error(actix_web::http::StatusCode::BAD_REQUEST, message),
+                )
+                .into()
+            }))
+            .route("/health", web::get().to(health))
+            .route("/status", web::get().to(status))
+            .route("/peers", web::get().to(peers))
+            .route("/peers/{id}", web::get().to(peer))
+            .route("/peers/{id}", web::delete().to(disconnect))
+            .route("/bans", web::get().to(bans))
+            .route("/bans", web::post().to(ban))
+            .route("/bans/{addr}", web::delete().to(unban))
+            .default_service(web::to(|| async {
+                error(actix_web::http::StatusCode::NOT_FOUND, "no such endpoint")
+            }))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(2)
+    .bind(bind)?;
+    let addr = server.addrs().first().copied().unwrap_or(bind);
+    Ok((server.run(), addr))
+}
+
+async fn health(api: web::Data<Api>) -> HttpResponse {
+    match api.group.send(GetStatus).await {
+        Ok(s) if !s.closing => HttpResponse::Ok().json(json!({
+            "status": "ok",
+            "network": api.network,
+            "peers": s.outbound + s.inbound,
+            "outbound_ready": s.outbound_ready,
+        })),
+        Ok(_) => error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn status(api: web::Data<Api>) -> HttpResponse {
+    match api.group.send(GetStatus).await {
+        Ok(s) => HttpResponse::Ok().json(json!({ "network": api.network, "group": s })),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn peers(api: web::Data<Api>) -> HttpResponse {
+    match api.group.send(GetPeers).await {
+        Ok(mut peers) => {
+            peers.sort_by_key(|p| p.id);
+            HttpResponse::Ok().json(peers)
+        }
+        Err(_) => unavailable(),
+    }
+}
+
+fn parse_id(raw: &str) -> Result<u64, String> {
+    raw.parse::<u64>().map_err(|_| format!("invalid peer id {raw:?}"))
+}
+
+fn bad_request(message: impl std::fmt::Display) -> HttpResponse {
+    error(actix_web::http::StatusCode::BAD_REQUEST, message)
+}
+
+async fn peer(api: web::Data<Api>, path: web::Path<String>) -> HttpResponse {
+    let id = match parse_id(&path) {
+        Ok(id) => id,
+        Err(e) => return bad_request(e),
+    };
+    match api.group.send(GetPeers).await {
+        Ok(peers) => match peers.into_iter().find(|p| p.id.0 == id) {
+            Some(p) => HttpResponse::Ok().json(p),
+            None => error(actix_web::http::StatusCode::NOT_FOUND, format!("no peer {id}")),
+        },
+        Err(_) => unavailable(),
+    }
+}
+
+async fn disconnect(api: web::Data<Api>, path: web::Path<String>) -> HttpResponse {
+    let id = match parse_id(&path) {
+        Ok(id) => id,
+        Err(e) => return bad_request(e),
+    };
+    match api.group.send(DisconnectPeer(crate::peer::PeerId(id))).await {
+        Ok(Ok(())) => HttpResponse::Accepted().json(json!({ "disconnecting": id })),
+        Ok(Err(e)) => error(actix_web::http::StatusCode::NOT_FOUND, e),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn bans(api: web::Data<Api>) -> HttpResponse {
+    match api.group.send(GetBans).await {
+        Ok(bans) => HttpResponse::Ok().json(bans),
+        Err(_) => unavailable(),
+    }
+}
+
+/// Body of `POST /bans`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BanRequest {
+    /// `IP`, `IP:PORT`, `[IPv6]:PORT` or a host name.
+    addr: String,
+    /// Seconds; the configured ban time when absent.
+    duration: Option<u64>,
+    /// Why (for the record).
+    reason: Option<String>,
+}
+
+/// Accepts a bare IP or host as well as `HOST:PORT`.
+fn parse_target(raw: &str) -> Result<PeerAddr, String> {
+    // IPv6 bans are listed as `prefix/64`; take that form back too.
+    PeerAddr::parse_with_default_port(raw.trim_end_matches("/64"), 1).map_err(|e| format!("addr: {e}"))
+}
+
+async fn ban(api: web::Data<Api>, body: web::Json<BanRequest>) -> HttpResponse {
+    let body = body.into_inner();
+    let addr = match parse_target(&body.addr) {
+        Ok(a) => a,
+        Err(e) => return bad_request(e),
+    };
+    if let Some(secs) = body.duration {
+        if secs == 0 || secs > MAX_BAN_SECS {
+            return error(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                format!("duration: must be between 1 and {MAX_BAN_SECS} seconds"),
+            );
+        }
+    }
+    let msg = BanAddr {
+        addr,
+        duration: body.duration.map(Duration::from_secs),
+        reason: body.reason.unwrap_or_else(|| "banned through the API".into()),
+    };
+    match api.group.send(msg).await {
+        Ok(ban) => HttpResponse::Created().json(ban),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn unban(api: web::Data<Api>, path: web::Path<String>) -> HttpResponse {
+    let addr = match parse_target(&path) {
+        Ok(a) => a,
+        Err(e) => return bad_request(e),
+    };
+    match api.group.send(UnbanAddr(addr)).await {
+        Ok(true) => HttpResponse::NoContent().finish(),
+        Ok(false) => {
+            error(actix_web::http::StatusCode::NOT_FOUND, format!("{} is not banned", path.as_str()))
+        }
+        Err(_) => unavailable(),
+    }
+}

@@ -1,0 +1,144 @@
+//! The daemon's HTTP API against a running group connected to a real bcoin node.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix::prelude::*;
+use btcpeer::daemon::http;
+use btcpeer::group::{GroupConfig, PeerGroup, Shutdown};
+use btcpeer::peer::PeerAddr;
+use btcpeer::Network;
+use common::*;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An HTTP call made off the actix thread (the group runs on it), returning status and JSON.
+async fn call(method: &str, url: String, body: Option<Value>) -> (u16, Value) {
+    let method = method.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let req = ureq::request(&method, &url).timeout(Duration::from_secs(10));
+        let resp = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        let resp = match resp {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {url}: {e}"),
+        };
+        let status = resp.status();
+        let text = resp.into_string().unwrap_or_default();
+        (
+            status,
+            if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            },
+        )
+    })
+    .await
+    .unwrap()
+}
+
+async fn start(node: &Bcoin) -> (Addr<PeerGroup>, SocketAddr, actix_web::dev::ServerHandle) {
+    let mut cfg: GroupConfig = group_config(regtest_config(), false);
+    cfg.policy.static_peers = vec![PeerAddr::Ip(node.p2p)];
+    cfg.policy.connect_only = true;
+    let group = PeerGroup::new(cfg, vec![]).start();
+    let (server, addr) =
+        http::start("127.0.0.1:0".parse().unwrap(), group.clone(), Network::Regtest).unwrap();
+    let handle = server.handle();
+    actix::spawn(server);
+    (group, addr, handle)
+}
+
+#[actix_rt::test]
+async fn every_endpoint_answers_and_bad_input_is_a_json_4xx() {
+    let node = Bcoin::start();
+    let (group, addr, server) = start(&node).await;
+    let base = format!("http://{addr}");
+
+    let mut peers;
+    wait_for!(WAIT, "a ready peer through GET /peers", {
+        peers = call("GET", format!("{base}/peers"), None).await;
+        peers.1.as_array().is_some_and(|a| a.iter().any(|p| p["state"] == "ready"))
+    });
+    assert_eq!(peers.0, 200);
+    let first = &peers.1[0];
+    assert_eq!(first["user_agent"], "/bcoin:v1.0.2/");
+    for field in [
+        "id",
+        "addr",
+        "link",
+        "services",
+        "version",
+        "features",
+        "connected_since",
+        "bytes_sent",
+        "recv_per_command",
+    ] {
+        assert!(first.get(field).is_some(), "GET /peers lacks {field}: {first}");
+    }
+    let id = first["id"].as_u64().unwrap();
+
+    let (code, health) = call("GET", format!("{base}/health"), None).await;
+    assert_eq!((code, health["status"].as_str()), (200, Some("ok")));
+    assert_eq!(health["peers"], 1);
+    let (code, status) = call("GET", format!("{base}/status"), None).await;
+    assert_eq!(code, 200);
+    assert_eq!(status["network"], "regtest");
+    assert_eq!(status["group"]["outbound_ready"], 1);
+    let (code, one) = call("GET", format!("{base}/peers/{id}"), None).await;
+    assert_eq!((code, one["id"].as_u64()), (200, Some(id)));
+
+    // Bad input: JSON errors, never a panic.
+    for (method, path, body, want) in [
+        ("GET", "/peers/999999".to_string(), None, 404),
+        ("GET", "/peers/abc".to_string(), None, 400),
+        ("DELETE", "/peers/999999".to_string(), None, 404),
+        ("POST", "/bans".to_string(), Some(json!({"addr": "not an address!"})), 400),
+        ("POST", "/bans".to_string(), Some(json!({"addr": "10.1.2.3", "duration": 0})), 400),
+        ("POST", "/bans".to_string(), Some(json!({"address": "10.1.2.3"})), 400),
+        ("DELETE", "/bans/10.9.9.9".to_string(), None, 404),
+        ("GET", "/nope".to_string(), None, 404),
+    ] {
+        let (code, body) = call(method, format!("{base}{path}"), body).await;
+        assert_eq!(code, want, "{method} {path}: {body}");
+        assert!(body["error"].is_string(), "{method} {path}: JSON error expected, got {body}");
+    }
+
+    // Bans: add, list, remove.
+    let (code, ban) =
+        call("POST", format!("{base}/bans"), Some(json!({"addr": "10.1.2.3:8333", "duration": 60}))).await;
+    assert_eq!(code, 201, "{ban}");
+    assert_eq!(ban["target"], "10.1.2.3");
+    let (_, bans) = call("GET", format!("{base}/bans"), None).await;
+    assert_eq!(bans.as_array().unwrap().len(), 1);
+    let (code, _) = call("DELETE", format!("{base}/bans/10.1.2.3"), None).await;
+    assert_eq!(code, 204);
+    assert!(call("GET", format!("{base}/bans"), None).await.1.as_array().unwrap().is_empty());
+
+    // DELETE /peers/{id} really disconnects it, and the group dials it again (static peer).
+    let (code, _) = call("DELETE", format!("{base}/peers/{id}"), None).await;
+    assert_eq!(code, 202);
+    wait_for!(WAIT, "a new ready peer replacing the disconnected one", {
+        let (_, now) = call("GET", format!("{base}/peers"), None).await;
+        now.as_array().unwrap().iter().any(|p| p["state"] == "ready" && p["id"].as_u64() != Some(id))
+    });
+
+    // Many requests at once.
+    let calls: Vec<_> = (0..50).map(|_| actix::spawn(call("GET", format!("{base}/status"), None))).collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap().0, 200);
+    }
+
+    // While shutting down, /health says 503 (or the group is gone).
+    group.send(Shutdown).await.unwrap();
+    let (code, _) = call("GET", format!("{base}/health"), None).await;
+    assert_eq!(code, 503);
+    server.stop(true).await;
+}
