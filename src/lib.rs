@@ -56,6 +56,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod group;
+pub mod metrics;
 pub mod network;
 pub mod peer;
 pub mod persist;

@@ -45,12 +45,15 @@ async fn call(method: &str, url: String, body: Option<Value>) -> (u16, Value) {
 }
 
 async fn start(node: &Bcoin) -> (Addr<PeerGroup>, SocketAddr, actix_web::dev::ServerHandle) {
-    let mut cfg: GroupConfig = group_config(regtest_config(), false);
+    let metrics = btcpeer::metrics::Metrics::new();
+    let mut peer = regtest_config();
+    peer.metrics = Some(metrics.clone());
+    let mut cfg: GroupConfig = group_config(peer, false);
     cfg.policy.static_peers = vec![PeerAddr::Ip(node.p2p)];
     cfg.policy.connect_only = true;
     let group = PeerGroup::new(cfg, vec![]).start();
     let (server, addr) =
-        http::start("127.0.0.1:0".parse().unwrap(), group.clone(), Network::Regtest).unwrap();
+        http::start("127.0.0.1:0".parse().unwrap(), group.clone(), Network::Regtest, Some(metrics)).unwrap();
     let handle = server.handle();
     actix::spawn(server);
     (group, addr, handle)
@@ -140,5 +143,63 @@ async fn every_endpoint_answers_and_bad_input_is_a_json_4xx() {
     group.send(Shutdown).await.unwrap();
     let (code, _) = call("GET", format!("{base}/health"), None).await;
     assert_eq!(code, 503);
+    server.stop(true).await;
+}
+
+/// A raw GET returning the body text.
+async fn get_text(url: String) -> (u16, String) {
+    tokio::task::spawn_blocking(move || {
+        let resp = ureq::get(&url).timeout(Duration::from_secs(10)).call().unwrap();
+        (resp.status(), resp.into_string().unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+#[actix_rt::test]
+async fn metrics_parse_as_prometheus_text_and_count_real_traffic() {
+    let node = Bcoin::start();
+    let (group, addr, server) = start(&node).await;
+    let base = format!("http://{addr}");
+    let mut samples;
+    let value = |samples: &[prometheus_parse::Sample], name: &str, labels: &[(&str, &str)]| -> f64 {
+        samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    wait_for!(WAIT, "a ready outbound peer in the metrics", {
+        let (code, text) = get_text(format!("{base}/metrics")).await;
+        assert_eq!(code, 200);
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        samples = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text").samples;
+        value(&samples, "btcpeer_peers", &[("direction", "outbound"), ("state", "ready")]) == 1.0
+    });
+    assert_eq!(value(&samples, "btcpeer_handshakes_total", &[("direction", "outbound")]), 1.0);
+    assert_eq!(value(&samples, "btcpeer_dials_total", &[("outcome", "success")]), 1.0);
+    assert_eq!(
+        value(&samples, "btcpeer_messages_total", &[("direction", "sent"), ("command", "version")]),
+        1.0
+    );
+    assert_eq!(
+        value(&samples, "btcpeer_messages_total", &[("direction", "received"), ("command", "version")]),
+        1.0
+    );
+    assert!(value(&samples, "btcpeer_message_bytes_total", &[("direction", "received")]) > 0.0);
+    assert!(samples.iter().any(|s| s.metric.starts_with("btcpeer_handshake_duration_seconds")));
+    // The metrics' bytes agree with the peer's own statistics.
+    let (_, peers) = call("GET", format!("{base}/peers"), None).await;
+    let (_, text) = get_text(format!("{base}/metrics")).await;
+    let samples = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap().samples;
+    let received_version =
+        value(&samples, "btcpeer_message_bytes_total", &[("direction", "received"), ("command", "version")]);
+    assert_eq!(received_version, peers[0]["recv_per_command"]["version"]["bytes"].as_f64().unwrap());
+    group.send(Shutdown).await.unwrap();
     server.stop(true).await;
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::group::{BanAddr, DisconnectPeer, GetBans, GetPeers, GetStatus, PeerGroup, UnbanAddr};
+use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::peer::PeerAddr;
 
@@ -22,6 +23,7 @@ pub const MAX_BAN_SECS: u64 = 10 * 365 * 24 * 3600;
 struct Api {
     group: Addr<PeerGroup>,
     network: Network,
+    metrics: Option<Metrics>,
 }
 
 fn error(status: actix_web::http::StatusCode, message: impl std::fmt::Display) -> HttpResponse {
@@ -38,8 +40,9 @@ pub fn start(
     bind: SocketAddr,
     group: Addr<PeerGroup>,
     network: Network,
+    metrics: Option<Metrics>,
 ) -> std::io::Result<(Server, SocketAddr)> {
-    let api = Api { group, network };
+    let api = Api { group, network, metrics };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(api.clone()))
@@ -52,6 +55,7 @@ pub fn start(
                 .into()
             }))
             .route("/health", web::get().to(health))
+            .route("/metrics", web::get().to(prometheus_metrics))
             .route("/status", web::get().to(status))
             .route("/peers", web::get().to(peers))
             .route("/peers/{id}", web::get().to(peer))
@@ -82,6 +86,41 @@ async fn health(api: web::Data<Api>) -> HttpResponse {
         Ok(_) => error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
         Err(_) => unavailable(),
     }
+}
+
+async fn prometheus_metrics(api: web::Data<Api>) -> HttpResponse {
+    let Some(m) = &api.metrics else {
+        return error(actix_web::http::StatusCode::NOT_FOUND, "metrics are not enabled");
+    };
+    let (Ok(peers), Ok(status)) = (api.group.send(GetPeers).await, api.group.send(GetStatus).await) else {
+        return unavailable();
+    };
+    // Gauges describe the present: recompute them at each scrape.
+    for direction in ["inbound", "outbound"] {
+        for state in ["connecting", "handshaking", "ready"] {
+            m.peers.with_label_values(&[direction, state]).set(0);
+        }
+    }
+    let mut dropped = 0;
+    for p in &peers {
+        let direction = match p.link {
+            crate::peer::Link::Inbound => "inbound",
+            crate::peer::Link::Outbound => "outbound",
+        };
+        let state = match p.state {
+            crate::peer::PeerState::Connecting => "connecting",
+            crate::peer::PeerState::Handshaking => "handshaking",
+            crate::peer::PeerState::Ready => "ready",
+            crate::peer::PeerState::Disconnected => continue,
+        };
+        m.peers.with_label_values(&[direction, state]).inc();
+        dropped += p.subscribers.iter().map(|s| s.dropped).sum::<u64>();
+    }
+    m.subscriber_dropped.set(i64::try_from(dropped).unwrap_or(i64::MAX));
+    m.bans.set(i64::try_from(status.bans).unwrap_or(i64::MAX));
+    m.addrbook.with_label_values(&["new"]).set(i64::try_from(status.addrbook_new).unwrap_or(i64::MAX));
+    m.addrbook.with_label_values(&["tried"]).set(i64::try_from(status.addrbook_tried).unwrap_or(i64::MAX));
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(m.render())
 }
 
 async fn status(api: web::Data<Api>) -> HttpResponse {

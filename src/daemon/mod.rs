@@ -50,6 +50,10 @@ pub fn run(settings: Settings) -> Result<(), Error> {
     };
     let network = settings.network;
     let http_addr = settings.http_addr()?;
+    // Metrics are counted when someone can read them.
+    let metrics = http_addr.map(|_| crate::metrics::Metrics::new());
+    let mut config = config;
+    config.peer.metrics = metrics.clone();
     let system = System::new();
     system.block_on(async move {
         let mut subscriptions = Vec::new();
@@ -67,7 +71,7 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         );
         let group = PeerGroup::new(config, subscriptions).start();
         let api = match http_addr {
-            Some(bind) => match http::start(bind, group.clone(), network) {
+            Some(bind) => match http::start(bind, group.clone(), network, metrics) {
                 Ok((server, addr)) => {
                     if !addr.ip().is_loopback() {
                         tracing::warn!(%addr, "HTTP API is reachable from other hosts: protect it (see README)");

@@ -24,6 +24,7 @@ use super::reason::DisconnectReason;
 use super::stats::{PeerStats, StatsRecorder};
 use super::{Link, NonceSet, PeerAddr, PeerId, PeerState};
 use crate::events::Subscribers;
+use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::wire::{self, Codec, CodecError, Frame, Message, Payload};
 
@@ -70,6 +71,8 @@ pub struct PeerConfig {
     pub tip: TipHeight,
     /// Shared set of our `version` nonces (self-connection detection).
     pub nonces: NonceSet,
+    /// Where to count traffic, handshakes and disconnects (none: not counted).
+    pub metrics: Option<Metrics>,
 }
 
 impl PeerConfig {
@@ -83,6 +86,7 @@ impl PeerConfig {
             max_send_queue_bytes: DEFAULT_MAX_SEND_QUEUE_BYTES,
             tip: TipHeight::default(),
             nonces: NonceSet::default(),
+            metrics: None,
         }
     }
 }
@@ -113,6 +117,7 @@ pub struct PeerActor {
     stream: Option<(BoxStream, Option<SocketAddr>)>,
     codec: Codec,
     span: tracing::Span,
+    connected_at: Option<Instant>,
 }
 
 impl PeerActor {
@@ -173,12 +178,19 @@ impl PeerActor {
             writer: None,
             stream,
             span,
+            connected_at: None,
         }
     }
 
     /// This connection's id.
     pub fn id(&self) -> PeerId {
         self.id
+    }
+
+    fn count(&self, f: impl FnOnce(&Metrics)) {
+        if let Some(m) = &self.config.metrics {
+            f(m);
+        }
     }
 
     fn dial(&mut self, ctx: &mut Context<Self>) {
@@ -190,8 +202,12 @@ impl PeerActor {
         let fut = async move { dial::dial(&target, proxy.as_ref(), timeout).await };
         // spawn, not wait: the mailbox (Disconnect, GetStats) stays live while dialing.
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok((stream, remote)) => act.attach(stream, remote, ctx),
+            Ok((stream, remote)) => {
+                act.count(|m| m.dial(true));
+                act.attach(stream, remote, ctx)
+            }
             Err(e) => {
+                act.count(|m| m.dial(false));
                 act.machine.disconnect(DisconnectReason::ConnectFailed { error: e.to_string() });
                 act.run_actions(ctx);
             }
@@ -207,6 +223,7 @@ impl PeerActor {
             actix::spawn(outbound::run_writer(write, rx, move |event| me.do_send(WriterReport(event))));
         self.writer = Some((tx, task));
         self.stats.connected(SystemTime::now());
+        self.connected_at = Some(Instant::now());
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         self.machine.connected(Instant::now(), unix, self.config.tip.get(), remote);
         self.run_actions(ctx);
@@ -245,7 +262,11 @@ impl PeerActor {
                     debug!(?state, "state");
                     self.subscribers.state_changed(self.id, &self.addr, state);
                 }
+                Action::Latency(latency) => self.count(|m| m.ping(latency)),
                 Action::Ready(info) => {
+                    let took = self.connected_at.map(|t| t.elapsed()).unwrap_or_default();
+                    let link = self.machine.link();
+                    self.count(|m| m.handshake(link, took));
                     let _g = self.span.enter();
                     info!(version = info.version, user_agent = %info.user_agent, services = info.services, start_height = info.start_height, "peer ready");
                     self.subscribers.ready(self.id, &self.addr, info);
@@ -271,6 +292,8 @@ impl PeerActor {
                             }
                         });
                     }
+                    let link = self.machine.link();
+                    self.count(|m| m.disconnect(link, &reason));
                     self.subscribers.disconnected(self.id, &self.addr, reason);
                     ctx.stop();
                 }
@@ -281,6 +304,7 @@ impl PeerActor {
     fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         let now = Instant::now();
         self.stats.received(frame.command, frame.wire_len, SystemTime::now());
+        self.count(|m| m.message(false, frame.command, frame.wire_len));
         match frame.message {
             Ok(Payload::Message(msg)) => {
                 self.trace_recv(frame.command, frame.wire_len);
@@ -472,6 +496,7 @@ impl Handler<WriterReport> for PeerActor {
             WriteEvent::Written { command, len } => {
                 self.budget.release(len);
                 self.stats.sent(command, len, SystemTime::now());
+                self.count(|m| m.message(true, command, len));
             }
             WriteEvent::Failed(error) => {
                 self.machine.disconnect(DisconnectReason::Io { error });

@@ -139,6 +139,8 @@ pub enum Action {
     Ready(PeerInfo),
     /// Close the connection for this reason (always follows `State(Disconnected)`).
     Disconnect(DisconnectReason),
+    /// A ping round trip was measured.
+    Latency(Duration),
 }
 
 /// Whether a received message should reach typed subscribers.
@@ -586,7 +588,9 @@ impl PeerMachine {
     fn on_pong(&mut self, now: Instant, nonce: u64) {
         let Some((expected, sent)) = self.ping else { return };
         if nonce == expected {
-            self.latency = Some(now.saturating_duration_since(sent));
+            let latency = now.saturating_duration_since(sent);
+            self.latency = Some(latency);
+            self.actions.push_back(Action::Latency(latency));
             self.ping = None;
             self.next_ping_at = Some(sent + self.config.ping_interval);
         } else if nonce == 0 {
