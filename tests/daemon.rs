@@ -216,3 +216,56 @@ fn a_corrupt_address_book_is_reported_and_the_daemon_still_starts() {
     assert!(dir.path().join("addrbook.json.corrupt").exists(), "the bad file is kept for inspection");
     assert!(dir.path().join("addrbook.json").exists(), "a good book was saved at shutdown");
 }
+
+#[test]
+fn the_demo_reaches_ready_serves_health_and_stops_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    let port = free_port("127.0.0.1");
+    let mut demo = Daemon(
+        Command::new(repo_root().join("scripts/demo"))
+            .args(["--http", &format!("127.0.0.1:{port}")])
+            .env("BTCPEERD", env!("CARGO_BIN_EXE_btcpeerd"))
+            .env_remove("RUST_LOG")
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = demo.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).expect("the demo printed no ready event in time");
+        let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if event["event"] == "ready" {
+            assert_eq!(event["user_agent"], "/bcoin:v1.0.2/");
+            break;
+        }
+    }
+    let health: Value = ureq::get(&format!("http://127.0.0.1:{port}/health"))
+        .timeout(Duration::from_secs(10))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    // Ctrl-C equivalent for the whole demo (script, node, miner, daemon).
+    let pgid = format!("-{}", demo.0.id());
+    assert!(Command::new("kill").args(["-TERM", "--", &pgid]).status().unwrap().success());
+    let mut status = None;
+    wait_until_blocking(WAIT, "the demo to exit", || {
+        status = demo.0.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(status.unwrap().success(), "demo exit status {status:?}");
+}
