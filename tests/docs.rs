@@ -1,0 +1,54 @@
+//! Documentation that must not drift from the code: the README's table of every configuration
+//! key against `config/default.toml`, the reference the daemon loads.
+
+use std::path::Path;
+
+/// `(key, default)` for every key in default.toml; commented-out keys default to `unset`.
+fn keys_in_default_toml() -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml")).unwrap();
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let (commented, rest) = match line.strip_prefix("# ") {
+            Some(rest) => (true, rest),
+            None => (false, line),
+        };
+        let Some((key, value)) = rest.split_once(" = ") else { continue };
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            continue;
+        }
+        let full = if section.is_empty() { key.to_owned() } else { format!("{section}.{key}") };
+        keys.push((full, if commented { "unset".to_owned() } else { value.to_owned() }));
+    }
+    keys
+}
+
+#[test]
+fn readme_lists_every_configuration_key_with_its_default() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let keys = keys_in_default_toml();
+    assert!(keys.len() > 30, "parsed only {} keys", keys.len());
+    let mut missing = Vec::new();
+    for (key, default) in &keys {
+        let row = format!("| `{key}` | `{default}` |");
+        if !readme.contains(&row) {
+            missing.push(row);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README.md is out of date with config/default.toml (run scripts/gen-config-table): {missing:#?}"
+    );
+    let table_rows = readme
+        .split("### Every key")
+        .nth(1)
+        .and_then(|s| s.split("### Event log").next())
+        .map(|s| s.lines().filter(|l| l.starts_with("| `")).count())
+        .unwrap_or(0);
+    assert_eq!(table_rows, keys.len(), "the README table lists keys that config/default.toml does not");
+}
