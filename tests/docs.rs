@@ -52,3 +52,39 @@ fn readme_lists_every_configuration_key_with_its_default() {
         .unwrap_or(0);
     assert_eq!(table_rows, keys.len(), "the README table lists keys that config/default.toml does not");
 }
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+#[test]
+fn docker_files_agree_with_the_readme_and_the_repository() {
+    let readme = read("README.md");
+    let dockerfile = read("Dockerfile");
+    let compose = read("docker-compose.yml");
+    assert!(readme.contains("docker compose up --build"), "README must give the one-command stack");
+    assert!(
+        dockerfile.contains("cargo build --release --locked --bin btcpeerd"),
+        "Dockerfile builds the daemon"
+    );
+    assert!(dockerfile.contains("USER btcpeer"), "the runtime image runs as a non-root user");
+    // Everything the build copies exists (cargo needs the bench target's file too).
+    for line in dockerfile.lines().filter_map(|l| l.strip_prefix("COPY ")) {
+        if line.starts_with("--from") {
+            continue;
+        }
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for src in &parts[..parts.len() - 1] {
+            assert!(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(src).exists(),
+                "Dockerfile copies missing {src}"
+            );
+        }
+    }
+    // Files the compose file mounts exist.
+    for mount in ["./config/regtest.toml", "./config/prometheus.yml"] {
+        assert!(compose.contains(mount), "compose mounts {mount}");
+        assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(mount).exists(), "{mount} is missing");
+    }
+    assert!(compose.contains("127.0.0.1:8340:8340"), "the API is published on loopback only");
+}
