@@ -51,11 +51,13 @@
 
 pub mod addrbook;
 pub mod config;
+#[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod group;
+#[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod network;
 pub mod peer;

@@ -24,9 +24,24 @@ use super::reason::DisconnectReason;
 use super::stats::{PeerStats, StatsRecorder};
 use super::{Link, NonceSet, PeerAddr, PeerId, PeerState};
 use crate::events::Subscribers;
+#[cfg(feature = "metrics")]
 use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::wire::{self, Codec, CodecError, Frame, Message, Payload};
+
+/// Without the `metrics` feature nothing is counted; this stand-in keeps the call sites alike.
+#[cfg(not(feature = "metrics"))]
+struct Metrics;
+
+#[cfg(not(feature = "metrics"))]
+#[allow(dead_code)]
+impl Metrics {
+    fn dial(&self, _: bool) {}
+    fn ping(&self, _: Duration) {}
+    fn handshake(&self, _: Link, _: Duration) {}
+    fn message(&self, _: bool, _: &str, _: usize) {}
+    fn disconnect(&self, _: Link, _: &DisconnectReason) {}
+}
 
 /// How often the actor feeds the clock to its machine. Timeouts are in seconds to minutes, so
 /// one tick a second is precise enough and cheap.
@@ -72,6 +87,7 @@ pub struct PeerConfig {
     /// Shared set of our `version` nonces (self-connection detection).
     pub nonces: NonceSet,
     /// Where to count traffic, handshakes and disconnects (none: not counted).
+    #[cfg(feature = "metrics")]
     pub metrics: Option<Metrics>,
 }
 
@@ -86,6 +102,7 @@ impl PeerConfig {
             max_send_queue_bytes: DEFAULT_MAX_SEND_QUEUE_BYTES,
             tip: TipHeight::default(),
             nonces: NonceSet::default(),
+            #[cfg(feature = "metrics")]
             metrics: None,
         }
     }
@@ -187,11 +204,15 @@ impl PeerActor {
         self.id
     }
 
+    #[cfg(feature = "metrics")]
     fn count(&self, f: impl FnOnce(&Metrics)) {
         if let Some(m) = &self.config.metrics {
             f(m);
         }
     }
+
+    #[cfg(not(feature = "metrics"))]
+    fn count(&self, _f: impl FnOnce(&Metrics)) {}
 
     fn dial(&mut self, ctx: &mut Context<Self>) {
         self.machine.connecting();
