@@ -12,12 +12,19 @@
 //! - [`wire`]: v1 framing codec, protocol limits, `version` building. The only module that names
 //!   `bitcoin::p2p` types.
 //! - [`peer`]: the per-connection state machine (`machine`, pure), its actor shell (`actor`),
-//!   dialing over TCP or SOCKS5 (`dial`), the outbound byte budget (`outbound`), statistics.
+//!   dialing over TCP or SOCKS5 (`dial`), the outbound byte budget (`outbound`), statistics,
+//!   disconnect reasons.
 //! - [`events`]: typed notifications and their bounded fan-out to subscribers.
-//! - [`group`]: keeps configured peers connected and accepts inbound ones.
-//! - [`config`]: the settings tree the daemon loads (the library itself never reads files or the
-//!   environment).
-//! - [`daemon`]: `btcpeerd`'s runtime: logging, the event log, signals.
+//! - [`group`]: the `PeerGroup` supervisor; its decisions are pure (`policy`, `bans`,
+//!   `inbound`, `backoff`) and its actor executes them.
+//! - [`addrbook`]: the address book (new/tried tables) and network groups.
+//! - [`discovery`]: DNS seeds behind a resolver trait.
+//! - [`persist`]: atomic JSON files with a backup.
+//! - `metrics` (feature `metrics`): Prometheus counters shared by all peers.
+//! - [`config`]: the settings tree the daemon loads (the library itself never reads
+//!   configuration files or the environment).
+//! - `daemon` (feature `daemon`): `btcpeerd`'s runtime: settings layering, logging, the event
+//!   log, the HTTP API, signals.
 //!
 //! ## Example
 //!
