@@ -450,6 +450,11 @@ impl PeerMachine {
                 }
                 Verdict::Consumed
             }
+            Message::FilterLoad(_) | Message::FilterAdd(_) | Message::FilterClear | Message::MemPool
+                if !self.config.services.has(ServiceFlags::BLOOM) =>
+            {
+                self.misbehaving(Misbehavior::BloomNotOffered { command: msg.cmd().to_owned() })
+            }
             Message::Inv(items) => {
                 if items.len() > MAX_INV_SZ {
                     return self.too_many("inv", items.len(), MAX_INV_SZ);

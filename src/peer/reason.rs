@@ -124,6 +124,13 @@ pub enum Misbehavior {
         /// Command.
         command: String,
     },
+    /// A BIP37 bloom-filter message (or BIP35 `mempool`) while we do not offer NODE_BLOOM;
+    /// Core disconnects for this too.
+    #[error("{command} without NODE_BLOOM")]
+    BloomNotOffered {
+        /// Command.
+        command: String,
+    },
 }
 
 /// How the group should treat a reason.

@@ -402,3 +402,25 @@ fn outgoing_messages_are_checked() {
     let block_inv = Message::Inv(vec![Inventory::Block(bitcoin::BlockHash::from_byte_array([0; 32]))]);
     assert!(m.check_send(&block_inv).is_ok());
 }
+
+#[test]
+fn bloom_messages_without_node_bloom_are_misbehaviour() {
+    for msg in [Message::FilterClear, Message::MemPool] {
+        let (mut m, t0) = ready_outbound();
+        m.on_message(t0, &msg);
+        let r = disconnect_reason(&drain(&mut m)).cloned().unwrap();
+        assert_eq!(
+            r,
+            DisconnectReason::Misbehaving(Misbehavior::BloomNotOffered { command: msg.cmd().into() })
+        );
+    }
+    // With NODE_BLOOM advertised they are ordinary messages.
+    let nonces = NonceSet::default();
+    let cfg = MachineConfig { services: ServiceFlags::BLOOM, ..config() };
+    let mut m = PeerMachine::new(cfg, Link::Inbound, nonces, StdRng::seed_from_u64(9));
+    let t0 = Instant::now();
+    m.connected(t0, 0, 0, None);
+    m.on_message(t0, &Message::Version(their_version(70016, 3)));
+    m.on_message(t0, &Message::Verack);
+    assert_eq!(m.on_message(t0, &Message::FilterClear), Verdict::Deliver);
+}
