@@ -53,6 +53,10 @@ notification!(
     InvReceived { /// The announced items.
         items: Arc<Vec<Inventory>> });
 notification!(
+    /// A `getdata` arrived (the peer asks for items we announced).
+    GetDataReceived { /// The requested items.
+        items: Arc<Vec<Inventory>> });
+notification!(
     /// A `tx` arrived.
     TxReceived { /// The transaction.
         tx: Arc<Transaction> });
@@ -106,6 +110,8 @@ pub enum Subscription {
     Inv(Recipient<InvReceived>),
     /// `tx` messages.
     Tx(Recipient<TxReceived>),
+    /// `getdata` messages.
+    GetData(Recipient<GetDataReceived>),
     /// `addr`/`addrv2` messages.
     Addr(Recipient<AddrReceived>),
     /// `headers` messages.
@@ -202,6 +208,7 @@ pub struct Subscribers {
     disconnected: Vec<Sink<PeerDisconnected>>,
     inv: Vec<Sink<InvReceived>>,
     tx: Vec<Sink<TxReceived>>,
+    getdata: Vec<Sink<GetDataReceived>>,
     addr: Vec<Sink<AddrReceived>>,
     headers: Vec<Sink<HeadersReceived>>,
     block: Vec<Sink<BlockReceived>>,
@@ -261,6 +268,7 @@ impl Subscribers {
             Subscription::Disconnected(r) => self.disconnected.push(sink(id, r)),
             Subscription::Inv(r) => self.inv.push(sink(id, r)),
             Subscription::Tx(r) => self.tx.push(sink(id, r)),
+            Subscription::GetData(r) => self.getdata.push(sink(id, r)),
             Subscription::Addr(r) => self.addr.push(sink(id, r)),
             Subscription::Headers(r) => self.headers.push(sink(id, r)),
             Subscription::Block(r) => self.block.push(sink(id, r)),
@@ -285,6 +293,7 @@ impl Subscribers {
             + drop_id(&mut self.disconnected, id)
             + drop_id(&mut self.inv, id)
             + drop_id(&mut self.tx, id)
+            + drop_id(&mut self.getdata, id)
             + drop_id(&mut self.addr, id)
             + drop_id(&mut self.headers, id)
             + drop_id(&mut self.block, id)
@@ -315,6 +324,7 @@ impl Subscribers {
         collect(&mut out, "disconnected", &self.disconnected);
         collect(&mut out, "inv", &self.inv);
         collect(&mut out, "tx", &self.tx);
+        collect(&mut out, "getdata", &self.getdata);
         collect(&mut out, "addr", &self.addr);
         collect(&mut out, "headers", &self.headers);
         collect(&mut out, "block", &self.block);
@@ -399,6 +409,9 @@ impl Subscribers {
                 publish(&mut self.inv, || InvReceived { peer, addr, items: Arc::new(items) })
             }
             Message::Tx(tx) => publish(&mut self.tx, || TxReceived { peer, addr, tx: Arc::new(tx) }),
+            Message::GetData(items) => {
+                publish(&mut self.getdata, || GetDataReceived { peer, addr, items: Arc::new(items) })
+            }
             Message::Addr(list) => publish(&mut self.addr, || AddrReceived {
                 peer,
                 addr,

@@ -47,6 +47,8 @@ async fn call(method: &str, url: String, body: Option<Value>) -> (u16, Value) {
 async fn start(node: &Bcoin) -> (Addr<PeerGroup>, SocketAddr, actix_web::dev::ServerHandle) {
     let metrics = btcpeer::metrics::Metrics::new();
     let mut peer = regtest_config();
+    // bcoin (70015, no wtxidrelay) asks for transactions with witness only from NODE_WITNESS peers.
+    peer.machine.services = btcpeer::wire::ServiceFlags::WITNESS;
     peer.metrics = Some(metrics.clone());
     let mut cfg: GroupConfig = group_config(peer, false);
     cfg.policy.static_peers = vec![PeerAddr::Ip(node.p2p)];
@@ -200,6 +202,36 @@ async fn metrics_parse_as_prometheus_text_and_count_real_traffic() {
     let received_version =
         value(&samples, "btcpeer_message_bytes_total", &[("direction", "received"), ("command", "version")]);
     assert_eq!(received_version, peers[0]["recv_per_command"]["version"]["bytes"].as_f64().unwrap());
+    group.send(Shutdown).await.unwrap();
+    server.stop(true).await;
+}
+
+#[actix_rt::test]
+async fn a_transaction_posted_to_the_api_lands_in_bcoins_mempool() {
+    let node = Bcoin::start();
+    let hashes = node.mine(SEGWIT_HEIGHT);
+    let (group, addr, server) = start(&node).await;
+    let base = format!("http://{addr}");
+    wait_for!(WAIT, "a ready peer", {
+        call("GET", format!("{base}/status"), None).await.1["group"]["outbound_ready"] == 1
+    });
+    // Bad input first: a 400 naming the problem.
+    let (code, body) = call("POST", format!("{base}/tx"), Some(json!({"hex": "00zz"}))).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("transaction:"), "{body}");
+
+    let block1 = node.rpc("getblock", json!([hashes[0], true]));
+    let coinbase: bitcoin::Txid = block1["tx"][0].as_str().unwrap().parse().unwrap();
+    let tx = spend_op_true(coinbase, 5_000_000_000, 1_500);
+    let hex = bitcoin::consensus::encode::serialize_hex(&tx);
+    let (code, outcome) = call("POST", format!("{base}/tx"), Some(json!({ "hex": hex }))).await;
+    assert_eq!(code, 200, "{outcome}");
+    assert_eq!(outcome["txid"], tx.compute_txid().to_string());
+    assert_eq!(outcome["requested_by"], 1);
+    let txid = tx.compute_txid().to_string();
+    wait_for!(WAIT, "the transaction in bcoin's mempool", {
+        node.rpc("getrawmempool", json!([])).as_array().unwrap().iter().any(|t| *t == txid)
+    });
     group.send(Shutdown).await.unwrap();
     server.stop(true).await;
 }

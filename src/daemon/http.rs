@@ -11,7 +11,10 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::group::{BanAddr, DisconnectPeer, GetBans, GetPeers, GetStatus, PeerGroup, UnbanAddr};
+use crate::group::{
+    BanAddr, BroadcastError, BroadcastTransaction, DisconnectPeer, GetBans, GetPeers, GetStatus, PeerGroup,
+    UnbanAddr,
+};
 use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::peer::PeerAddr;
@@ -63,6 +66,7 @@ pub fn start(
             .route("/bans", web::get().to(bans))
             .route("/bans", web::post().to(ban))
             .route("/bans/{addr}", web::delete().to(unban))
+            .route("/tx", web::post().to(broadcast_tx))
             .default_service(web::to(|| async {
                 error(actix_web::http::StatusCode::NOT_FOUND, "no such endpoint")
             }))
@@ -234,6 +238,40 @@ async fn unban(api: web::Data<Api>, path: web::Path<String>) -> HttpResponse {
         Ok(false) => {
             error(actix_web::http::StatusCode::NOT_FOUND, format!("{} is not banned", path.as_str()))
         }
+        Err(_) => unavailable(),
+    }
+}
+
+/// How long `POST /tx` waits for a peer to request the transaction.
+pub const BROADCAST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `POST /tx`: the raw transaction as hex (plain body, or JSON `{"hex": "..."}`); answers with
+/// its txid/wtxid once a peer requested it.
+async fn broadcast_tx(api: web::Data<Api>, body: web::Bytes) -> HttpResponse {
+    let text = match std::str::from_utf8(&body) {
+        Ok(t) => t.trim(),
+        Err(_) => return bad_request("body: not UTF-8"),
+    };
+    let hex = if text.starts_with('{') {
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v) => match v.get("hex").and_then(|h| h.as_str()) {
+                Some(h) => h.to_owned(),
+                None => return bad_request("body: expected {\"hex\": \"...\"}"),
+            },
+            Err(e) => return bad_request(format!("body: {e}")),
+        }
+    } else {
+        text.to_owned()
+    };
+    let tx: bitcoin::Transaction = match bitcoin::consensus::encode::deserialize_hex(&hex) {
+        Ok(tx) => tx,
+        Err(e) => return bad_request(format!("transaction: {e}")),
+    };
+    let msg = BroadcastTransaction { tx, min_peers: 1, timeout: BROADCAST_TIMEOUT };
+    match api.group.send(msg).await {
+        Ok(Ok(outcome)) => HttpResponse::Ok().json(outcome),
+        Ok(Err(e @ BroadcastError::Timeout { .. })) => error(actix_web::http::StatusCode::GATEWAY_TIMEOUT, e),
+        Ok(Err(e)) => error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e),
         Err(_) => unavailable(),
     }
 }

@@ -24,9 +24,11 @@ use super::policy::{Dial, Policy, PolicyConfig};
 use crate::addrbook::netgroup::netgroup;
 use crate::addrbook::{AddrBook, AddrBookConfig};
 use crate::discovery::{query_seeds, SeedResolver};
-use crate::events::{AddrReceived, PeerDisconnected, PeerReady, SubscriberId, Subscribers, Subscription};
+use crate::events::{
+    AddrReceived, GetDataReceived, PeerDisconnected, PeerReady, SubscriberId, Subscribers, Subscription,
+};
 use crate::peer::messages::{
-    Disconnect, GetStats, SendMessage, Subscribe as PeerSubscribe, SubscribeAs,
+    Disconnect, GetStats, QueueInventory, SendMessage, Subscribe as PeerSubscribe, SubscribeAs,
     Unsubscribe as PeerUnsubscribe,
 };
 use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr, PeerConfig, PeerId, PeerStats, ReasonKind};
@@ -156,6 +158,7 @@ pub struct PeerGroup {
     /// Held while state files are written, so two saves never interleave.
     save_lock: Arc<std::sync::Mutex<()>>,
     bans_dirty: bool,
+    broadcasts: Broadcasts,
     rng: StdRng,
 }
 
@@ -192,6 +195,7 @@ impl PeerGroup {
             last_save: now,
             save_lock: Arc::default(),
             bans_dirty: false,
+            broadcasts: Broadcasts::default(),
             rng,
         };
         for s in subscriptions {
@@ -361,6 +365,7 @@ impl PeerGroup {
                 }
             }
         }
+        self.broadcasts.expire(Instant::now());
         let unix = unix_now();
         for ban in self.bans.expire(unix) {
             info!(target = %ban.target, "ban expired");
@@ -474,6 +479,77 @@ impl PeerGroup {
             },
         );
         self.enforce_hard_limit();
+    }
+}
+
+/// Transactions being broadcast (or recently broadcast), bounded.
+pub const MAX_BROADCASTS: usize = 1_000;
+/// How long a broadcast transaction stays available to peers that ask late.
+pub const BROADCAST_TTL: Duration = Duration::from_secs(30 * 60);
+
+type BroadcastReply = oneshot::Sender<Result<BroadcastOutcome, BroadcastError>>;
+
+struct PendingTx {
+    tx: Arc<bitcoin::Transaction>,
+    wtxid: bitcoin::Wtxid,
+    announced_to: usize,
+    requested: std::collections::HashSet<PeerId>,
+    waiters: Vec<(usize, BroadcastReply)>,
+    expires: Instant,
+}
+
+impl PendingTx {
+    fn outcome(&self) -> BroadcastOutcome {
+        BroadcastOutcome {
+            txid: self.tx.compute_txid().to_string(),
+            wtxid: self.wtxid.to_string(),
+            announced_to: self.announced_to,
+            requested_by: self.requested.len(),
+        }
+    }
+
+    /// Answers the waiters whose peer count is reached.
+    fn resolve_reached(&mut self) {
+        let outcome = self.outcome();
+        let n = self.requested.len();
+        let (done, waiting): (Vec<_>, Vec<_>) = self.waiters.drain(..).partition(|(min, _)| n >= *min);
+        self.waiters = waiting;
+        for (_, reply) in done {
+            let _ = reply.send(Ok(outcome.clone()));
+        }
+    }
+}
+
+#[derive(Default)]
+struct Broadcasts {
+    by_txid: HashMap<bitcoin::Txid, PendingTx>,
+    by_wtxid: HashMap<bitcoin::Wtxid, bitcoin::Txid>,
+}
+
+impl Broadcasts {
+    fn find(&mut self, item: &crate::wire::Inventory) -> Option<(&mut PendingTx, bool)> {
+        use crate::wire::Inventory::*;
+        let (txid, witness) = match item {
+            Transaction(t) => (*t, false),
+            WitnessTransaction(t) => (*t, true),
+            WTx(w) => (*self.by_wtxid.get(w)?, true),
+            _ => return None,
+        };
+        self.by_txid.get_mut(&txid).map(|b| (b, witness))
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let gone: Vec<bitcoin::Txid> = self
+            .by_txid
+            .iter()
+            .filter(|(_, b)| b.expires <= now && b.waiters.is_empty())
+            .map(|(t, _)| *t)
+            .collect();
+        for txid in gone {
+            if let Some(b) = self.by_txid.remove(&txid) {
+                self.by_wtxid.remove(&b.wtxid);
+            }
+        }
     }
 }
 
@@ -799,12 +875,13 @@ impl Handler<AddPeer> for PeerGroup {
 }
 
 /// What the group itself listens to on every peer.
-fn own_subscriptions(ctx: &Context<PeerGroup>) -> [Subscription; 3] {
+fn own_subscriptions(ctx: &Context<PeerGroup>) -> [Subscription; 4] {
     let me = ctx.address();
     [
         Subscription::Disconnected(me.clone().recipient()),
         Subscription::Ready(me.clone().recipient()),
-        Subscription::Addr(me.recipient()),
+        Subscription::Addr(me.clone().recipient()),
+        Subscription::GetData(me.recipient()),
     ]
 }
 
@@ -894,5 +971,112 @@ impl Handler<Shutdown> for PeerGroup {
         Box::pin(async move {
             let _ = rx.await;
         })
+    }
+}
+
+impl Handler<BroadcastTransaction> for PeerGroup {
+    type Result = ResponseFuture<Result<BroadcastOutcome, BroadcastError>>;
+
+    fn handle(&mut self, msg: BroadcastTransaction, ctx: &mut Context<Self>) -> Self::Result {
+        let fail = |e| -> Self::Result { Box::pin(async move { Err(e) }) };
+        if self.closing {
+            return fail(BroadcastError::Closed);
+        }
+        let ready: Vec<&Entry> = self.peers.values().filter(|e| e.ready).collect();
+        if ready.is_empty() {
+            return fail(BroadcastError::NoPeers);
+        }
+        let txid = msg.tx.compute_txid();
+        let wtxid = msg.tx.compute_wtxid();
+        if !self.broadcasts.by_txid.contains_key(&txid) {
+            if self.broadcasts.by_txid.len() >= MAX_BROADCASTS {
+                self.broadcasts.expire(Instant::now() + BROADCAST_TTL);
+            }
+            if self.broadcasts.by_txid.len() >= MAX_BROADCASTS {
+                return fail(BroadcastError::Busy);
+            }
+            self.broadcasts.by_wtxid.insert(wtxid, txid);
+            self.broadcasts.by_txid.insert(
+                txid,
+                PendingTx {
+                    tx: Arc::new(msg.tx),
+                    wtxid,
+                    announced_to: 0,
+                    requested: Default::default(),
+                    waiters: Vec::new(),
+                    expires: Instant::now() + BROADCAST_TTL,
+                },
+            );
+        }
+        let announcement = crate::peer::relay::Announcement::Tx { txid, wtxid, fee_rate: None };
+        for e in &ready {
+            e.actor.do_send(QueueInventory(vec![announcement]));
+        }
+        let (reply, answer) = oneshot::channel();
+        let min_peers = msg.min_peers.max(1);
+        let announced = ready.len();
+        if let Some(b) = self.broadcasts.by_txid.get_mut(&txid) {
+            b.announced_to = b.announced_to.max(announced);
+            b.expires = Instant::now() + BROADCAST_TTL;
+            b.waiters.push((min_peers, reply));
+            b.resolve_reached();
+        }
+        ctx.run_later(msg.timeout, move |act, _| {
+            if let Some(b) = act.broadcasts.by_txid.get_mut(&txid) {
+                let requested_by = b.requested.len();
+                for (min, reply) in b.waiters.drain(..) {
+                    let _ = reply.send(Err(BroadcastError::Timeout { requested_by, min_peers: min }));
+                }
+            }
+        });
+        Box::pin(async move { answer.await.unwrap_or(Err(BroadcastError::Closed)) })
+    }
+}
+
+impl Handler<GetDataReceived> for PeerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: GetDataReceived, _: &mut Context<Self>) {
+        let Some(entry) = self.peers.get(&msg.peer) else { return };
+        let actor = entry.actor.clone();
+        let mut missing = Vec::new();
+        for item in msg.items.iter() {
+            match self.broadcasts.find(item) {
+                Some((b, witness)) => {
+                    let mut tx = (*b.tx).clone();
+                    let has_witness = tx.input.iter().any(|i| !i.witness.is_empty());
+                    if !witness {
+                        // A plain MSG_TX request gets the transaction without witness data (BIP144).
+                        for input in &mut tx.input {
+                            input.witness.clear();
+                        }
+                    }
+                    actor.do_send(SendMessage(crate::wire::Message::Tx(tx)));
+                    if witness || !has_witness {
+                        b.requested.insert(msg.peer);
+                        b.resolve_reached();
+                    } else {
+                        // Without its witness a segwit transaction is invalid: this request
+                        // does not count. Peers older than wtxidrelay ask like this unless we
+                        // advertise NODE_WITNESS.
+                        warn!(peer = %msg.addr, "peer asked for a segwit transaction without witness; advertise NODE_WITNESS (peer.services = 8)");
+                    }
+                }
+                None if matches!(
+                    item,
+                    crate::wire::Inventory::Transaction(_)
+                        | crate::wire::Inventory::WitnessTransaction(_)
+                        | crate::wire::Inventory::WTx(_)
+                ) =>
+                {
+                    missing.push(*item)
+                }
+                None => {}
+            }
+        }
+        if !missing.is_empty() {
+            // Core moves on to another announcer when told `notfound`.
+            actor.do_send(SendMessage(crate::wire::Message::NotFound(missing)));
+        }
     }
 }

@@ -172,3 +172,53 @@ pub struct GetStatus;
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct AddAddresses(pub Vec<PeerAddr>);
+
+/// Broadcasts a transaction: announces it to every ready peer through their trickle, serves it
+/// to the peers that ask (`getdata`), and answers once `min_peers` asked for it, or fails after
+/// `timeout`. The transaction stays available to late askers for a while after that.
+#[derive(Message)]
+#[rtype(result = "Result<BroadcastOutcome, BroadcastError>")]
+pub struct BroadcastTransaction {
+    /// The transaction.
+    pub tx: bitcoin::Transaction,
+    /// Peers that must request it before it counts as broadcast.
+    pub min_peers: usize,
+    /// How long to wait for them.
+    pub timeout: Duration,
+}
+
+/// A successful broadcast.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BroadcastOutcome {
+    /// Its txid.
+    pub txid: String,
+    /// Its wtxid.
+    pub wtxid: String,
+    /// Ready peers it was announced to.
+    pub announced_to: usize,
+    /// Peers that requested it so far.
+    pub requested_by: usize,
+}
+
+/// Why a broadcast failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum BroadcastError {
+    /// No peer is ready.
+    #[error("no ready peers to announce to")]
+    NoPeers,
+    /// Too few peers asked for it in time.
+    #[error("only {requested_by} of {min_peers} peers requested the transaction in time")]
+    Timeout {
+        /// Peers that asked.
+        requested_by: usize,
+        /// Peers required.
+        min_peers: usize,
+    },
+    /// Too many broadcasts in flight.
+    #[error("too many transactions are being broadcast")]
+    Busy,
+    /// The group is shutting down.
+    #[error("peer group is closed")]
+    Closed,
+}

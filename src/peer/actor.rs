@@ -18,7 +18,9 @@ use tracing::{debug, info, warn};
 
 use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIMEOUT};
 use super::machine::{Action, MachineConfig, PeerMachine, Verdict};
-use super::messages::{Disconnect, GetStats, SendMessage, Subscribe, SubscribeAs, Unsubscribe, WriterReport};
+use super::messages::{
+    Disconnect, GetStats, QueueInventory, SendMessage, Subscribe, SubscribeAs, Unsubscribe, WriterReport,
+};
 use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
 use super::reason::DisconnectReason;
 use super::stats::{PeerStats, StatsRecorder};
@@ -135,6 +137,7 @@ pub struct PeerActor {
     codec: Codec,
     span: tracing::Span,
     connected_at: Option<Instant>,
+    trickle_timer: Option<SpawnHandle>,
 }
 
 impl PeerActor {
@@ -196,12 +199,28 @@ impl PeerActor {
             stream,
             span,
             connected_at: None,
+            trickle_timer: None,
         }
     }
 
     /// This connection's id.
     pub fn id(&self) -> PeerId {
         self.id
+    }
+
+    /// A timer for the next trickle, so announcements leave on time rather than on the next tick.
+    fn arm_trickle(&mut self, ctx: &mut Context<Self>) {
+        if self.trickle_timer.is_some() {
+            return;
+        }
+        let Some(due) = self.machine.next_inventory_due() else { return };
+        let wait = due.saturating_duration_since(Instant::now());
+        self.trickle_timer = Some(ctx.run_later(wait, |act, ctx| {
+            act.trickle_timer = None;
+            act.machine.flush_inventory(Instant::now());
+            act.run_actions(ctx);
+            act.arm_trickle(ctx);
+        }));
     }
 
     #[cfg(feature = "metrics")]
@@ -490,6 +509,16 @@ impl Handler<Subscribe> for PeerActor {
 
     fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.subscribers.add(msg.0))
+    }
+}
+
+impl Handler<QueueInventory> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: QueueInventory, ctx: &mut Context<Self>) {
+        self.machine.queue_inventory(Instant::now(), &msg.0);
+        self.run_actions(ctx);
+        self.arm_trickle(ctx);
     }
 }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::reason::{DisconnectReason, Misbehavior};
+use super::relay::{Announcement, PeerView, Relay};
 use super::{Link, NonceSet, PeerState};
 use crate::wire::limits::{
     BIP0031_VERSION, MAX_ADDR_TO_SEND, MAX_GETDATA_SZ, MAX_HEADERS_RESULTS, MAX_INV_SZ,
@@ -156,19 +157,24 @@ pub enum Verdict {
 
 /// Bounded set of recently seen 32-byte ids, oldest evicted first.
 #[derive(Debug)]
-struct RecentSet {
+pub(crate) struct RecentSet {
     order: VecDeque<[u8; 32]>,
     set: HashSet<[u8; 32]>,
     cap: usize,
 }
 
 impl RecentSet {
-    fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         RecentSet { order: VecDeque::new(), set: HashSet::new(), cap }
     }
 
+    /// True if `id` is remembered.
+    pub(crate) fn contains(&self, id: &[u8; 32]) -> bool {
+        self.set.contains(id)
+    }
+
     /// Inserts; returns false if already present.
-    fn insert(&mut self, id: [u8; 32]) -> bool {
+    pub(crate) fn insert(&mut self, id: [u8; 32]) -> bool {
         if !self.set.insert(id) {
             return false;
         }
@@ -202,6 +208,7 @@ pub struct PeerMachine {
     next_ping_at: Option<Instant>,
     latency: Option<Duration>,
     requested_txs: RecentSet,
+    relay: Relay,
     addr_tokens: f64,
     addr_tokens_at: Instant,
     addr_rate_limited: u64,
@@ -230,6 +237,7 @@ impl PeerMachine {
             next_ping_at: None,
             latency: None,
             requested_txs: RecentSet::new(MAX_REQUESTED_TXS),
+            relay: Relay::new(link),
             addr_tokens: 1.0,
             addr_tokens_at: Instant::now(),
             addr_rate_limited: 0,
@@ -321,6 +329,36 @@ impl PeerMachine {
     pub fn on_invalid_frame(&mut self, now: Instant, _error: &CodecError) {
         self.last_recv = Some(now);
         self.dropped_frames += 1;
+    }
+
+    /// Queues announcements for this peer: blocks go out at once, transactions with the next
+    /// trickle (see [`super::relay`]).
+    pub fn queue_inventory(&mut self, now: Instant, items: &[Announcement]) {
+        for item in items {
+            self.relay.queue(*item);
+        }
+        self.flush_inventory(now);
+    }
+
+    /// When queued inventory is next due (for a precise timer; `tick` also flushes).
+    pub fn next_inventory_due(&self) -> Option<Instant> {
+        self.relay.next_due()
+    }
+
+    /// Sends the inventory that is due.
+    pub fn flush_inventory(&mut self, now: Instant) {
+        if self.state != PeerState::Ready {
+            return;
+        }
+        let Some(remote) = &self.remote else { return };
+        let view = PeerView {
+            relay: remote.relay,
+            wtxid_relay: remote.features.wtxid_relay,
+            fee_filter: remote.features.fee_filter,
+        };
+        for batch in self.relay.poll(now, &mut self.rng, view) {
+            self.send(Message::Inv(batch));
+        }
     }
 
     /// Checks a message the application wants to send. Handshake messages are the machine's
@@ -458,6 +496,9 @@ impl PeerMachine {
             Message::Inv(items) => {
                 if items.len() > MAX_INV_SZ {
                     return self.too_many("inv", items.len(), MAX_INV_SZ);
+                }
+                for item in items {
+                    self.relay.mark_known(item);
                 }
                 self.request_transactions(items);
                 Verdict::Deliver
@@ -647,6 +688,7 @@ impl PeerMachine {
                     return;
                 }
                 self.maybe_ping(now);
+                self.flush_inventory(now);
             }
             PeerState::Connecting | PeerState::Disconnected => {}
         }

@@ -13,6 +13,12 @@ use crate::wire::Message;
 #[rtype(result = "Result<(), SendError>")]
 pub struct SendMessage(pub Message);
 
+/// Announces inventory to the peer: blocks at once, transactions trickled (see
+/// [`relay`](super::relay)); items the peer already knows are skipped.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+pub struct QueueInventory(pub Vec<super::relay::Announcement>);
+
 /// Closes the connection; the peer emits `PeerDisconnected` with this reason and stops.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "()")]

@@ -9,6 +9,7 @@ pub mod messages;
 pub mod nonce;
 pub mod outbound;
 pub mod reason;
+pub mod relay;
 pub mod stats;
 
 use std::fmt;

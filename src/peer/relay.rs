@@ -1,0 +1,285 @@
+//! Announcing inventory to one peer, as Core does (`SendMessages`): transactions are batched and
+//! trickled on a Poisson timer (mean 5 s to inbound peers, 2 s to outbound ones), blocks go at
+//! once; nothing the peer already knows is announced twice; transactions go only to peers that
+//! asked for them, by wtxid when `wtxidrelay` was negotiated, and never below the peer's
+//! `feefilter`. Pure: time and randomness come in as arguments.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bitcoin::hashes::Hash;
+use bitcoin::{BlockHash, Txid, Wtxid};
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::machine::RecentSet;
+use super::Link;
+use crate::wire::Inventory;
+
+/// Mean trickle delay to inbound peers (`INBOUND_INVENTORY_BROADCAST_INTERVAL`, Core).
+pub const INBOUND_INVENTORY_BROADCAST_INTERVAL: Duration = Duration::from_secs(5);
+/// Mean trickle delay to outbound peers (`OUTBOUND_INVENTORY_BROADCAST_INTERVAL`, Core).
+pub const OUTBOUND_INVENTORY_BROADCAST_INTERVAL: Duration = Duration::from_secs(2);
+/// Entries per `inv` we send (btcd's batch size; Core allows up to 50,000).
+pub const MAX_INV_PER_MESSAGE: usize = 1_000;
+/// Announcements waiting for the next trickle; beyond it new ones are dropped (counted).
+pub const MAX_QUEUED_INVENTORY: usize = 50_000;
+/// Inventory remembered as known to the peer (Core's per-peer filter holds 50,000).
+pub const MAX_KNOWN_INVENTORY: usize = 50_000;
+
+/// Something to announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announcement {
+    /// A transaction, with its fee rate in sat/kvB when known (for the peer's `feefilter`).
+    Tx {
+        /// Its txid.
+        txid: Txid,
+        /// Its wtxid.
+        wtxid: Wtxid,
+        /// Fee rate, sat per 1,000 vbytes.
+        fee_rate: Option<u64>,
+    },
+    /// A block.
+    Block(BlockHash),
+}
+
+/// What the peer negotiated, as far as announcing goes.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerView {
+    /// The peer's `version` relay flag.
+    pub relay: bool,
+    /// `wtxidrelay` negotiated.
+    pub wtxid_relay: bool,
+    /// The peer's `feefilter`, sat/kvB.
+    pub fee_filter: Option<i64>,
+}
+
+/// One peer's announcement queue.
+#[derive(Debug)]
+pub struct Relay {
+    mean: Duration,
+    queue: VecDeque<Announcement>,
+    blocks: Vec<BlockHash>,
+    known: RecentSet,
+    next_trickle: Option<Instant>,
+    dropped: u64,
+}
+
+impl Relay {
+    /// A queue for a link of this direction.
+    pub fn new(link: Link) -> Relay {
+        let mean = match link {
+            Link::Inbound => INBOUND_INVENTORY_BROADCAST_INTERVAL,
+            Link::Outbound => OUTBOUND_INVENTORY_BROADCAST_INTERVAL,
+        };
+        Relay {
+            mean,
+            queue: VecDeque::new(),
+            blocks: Vec::new(),
+            known: RecentSet::new(MAX_KNOWN_INVENTORY),
+            next_trickle: None,
+            dropped: 0,
+        }
+    }
+
+    /// The peer has this item (it announced it, or we sent it).
+    pub fn mark_known(&mut self, item: &Inventory) {
+        if let Some(hash) = inventory_hash(item) {
+            self.known.insert(hash);
+        }
+    }
+
+    /// Queues an announcement; returns false when it is known to the peer already or the queue
+    /// is full.
+    pub fn queue(&mut self, a: Announcement) -> bool {
+        let key = match a {
+            Announcement::Tx { wtxid, .. } => wtxid.to_byte_array(),
+            Announcement::Block(hash) => hash.to_byte_array(),
+        };
+        if self.known.contains(&key) {
+            return false;
+        }
+        match a {
+            Announcement::Block(hash) => self.blocks.push(hash),
+            tx => {
+                if self.queue.len() >= MAX_QUEUED_INVENTORY {
+                    self.dropped += 1;
+                    return false;
+                }
+                self.queue.push_back(tx);
+            }
+        }
+        true
+    }
+
+    /// Announcements dropped for a full queue.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// When the next trickle is due (none when nothing waits).
+    pub fn next_due(&self) -> Option<Instant> {
+        if !self.blocks.is_empty() {
+            return Some(Instant::now());
+        }
+        (!self.queue.is_empty()).then_some(self.next_trickle).flatten()
+    }
+
+    /// The `inv` messages to send now: blocks at once, transactions when the trickle timer fires
+    /// (the next delay is drawn from an exponential distribution with the link's mean).
+    pub fn poll(&mut self, now: Instant, rng: &mut impl Rng, peer: PeerView) -> Vec<Vec<Inventory>> {
+        let mut out = Vec::new();
+        let blocks: Vec<Inventory> = self
+            .blocks
+            .drain(..)
+            .filter(|h| self.known.insert(h.to_byte_array()))
+            .map(Inventory::Block)
+            .collect();
+        out.extend(blocks.chunks(MAX_INV_PER_MESSAGE).map(<[Inventory]>::to_vec));
+        if self.queue.is_empty() {
+            return out;
+        }
+        let next = *self.next_trickle.get_or_insert_with(|| now + poisson_delay(self.mean, rng));
+        if now < next {
+            return out;
+        }
+        self.next_trickle = None;
+        let mut batch = Vec::new();
+        for a in self.queue.drain(..) {
+            let Announcement::Tx { txid, wtxid, fee_rate } = a else { continue };
+            if !peer.relay {
+                continue;
+            }
+            if let (Some(filter), Some(rate)) = (peer.fee_filter, fee_rate) {
+                if i64::try_from(rate).unwrap_or(i64::MAX) < filter {
+                    continue;
+                }
+            }
+            if !self.known.insert(wtxid.to_byte_array()) {
+                continue;
+            }
+            batch.push(if peer.wtxid_relay { Inventory::WTx(wtxid) } else { Inventory::Transaction(txid) });
+            if batch.len() == MAX_INV_PER_MESSAGE {
+                out.push(std::mem::take(&mut batch));
+            }
+        }
+        if !batch.is_empty() {
+            out.push(batch);
+        }
+        out
+    }
+}
+
+/// Exponentially distributed delay with the given mean (Core's `rand_exp_duration`).
+fn poisson_delay(mean: Duration, rng: &mut impl Rng) -> Duration {
+    let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+    mean.mul_f64(-u.ln()).min(mean * 20)
+}
+
+/// The 32 bytes that identify an item (wtxid for witness txs when known, else the txid).
+fn inventory_hash(item: &Inventory) -> Option<[u8; 32]> {
+    Some(match item {
+        Inventory::Transaction(t) | Inventory::WitnessTransaction(t) => t.to_byte_array(),
+        Inventory::WTx(w) => w.to_byte_array(),
+        Inventory::Block(b) | Inventory::WitnessBlock(b) | Inventory::CompactBlock(b) => b.to_byte_array(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn tx(n: u8, fee_rate: Option<u64>) -> Announcement {
+        Announcement::Tx {
+            txid: Txid::from_byte_array([n; 32]),
+            wtxid: Wtxid::from_byte_array([n ^ 0xff; 32]),
+            fee_rate,
+        }
+    }
+
+    const ALL: PeerView = PeerView { relay: true, wtxid_relay: true, fee_filter: None };
+
+    #[test]
+    fn blocks_go_at_once_transactions_wait_for_the_trickle() {
+        let mut r = Relay::new(Link::Outbound);
+        let mut rng = StdRng::seed_from_u64(1);
+        let t0 = Instant::now();
+        assert!(r.queue(tx(1, None)));
+        assert!(r.queue(Announcement::Block(BlockHash::from_byte_array([9; 32]))));
+        let first = r.poll(t0, &mut rng, ALL);
+        assert_eq!(first, vec![vec![Inventory::Block(BlockHash::from_byte_array([9; 32]))]]);
+        let due = r.next_due().expect("a trickle is scheduled");
+        assert!(due > t0);
+        assert!(r.poll(due - Duration::from_millis(1), &mut rng, ALL).is_empty());
+        let later = r.poll(due, &mut rng, ALL);
+        assert_eq!(later, vec![vec![Inventory::WTx(Wtxid::from_byte_array([1 ^ 0xff; 32]))]]);
+        // Known now: not announced twice.
+        assert!(!r.queue(tx(1, None)));
+    }
+
+    #[test]
+    fn relay_false_txid_peers_and_feefilter_are_honoured() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let t = Instant::now() + Duration::from_secs(3600);
+        let mut r = Relay::new(Link::Inbound);
+        r.queue(tx(1, None));
+        r.poll(Instant::now(), &mut rng, ALL);
+        assert!(r.poll(t, &mut rng, PeerView { relay: false, ..ALL }).is_empty(), "relay=false gets no txs");
+        let mut r = Relay::new(Link::Inbound);
+        r.queue(tx(2, Some(500)));
+        r.queue(tx(3, Some(2_000)));
+        r.queue(tx(4, None));
+        r.poll(Instant::now(), &mut rng, ALL);
+        let out = r.poll(t, &mut rng, PeerView { wtxid_relay: false, fee_filter: Some(1_000), ..ALL });
+        assert_eq!(
+            out,
+            vec![vec![
+                Inventory::Transaction(Txid::from_byte_array([3; 32])),
+                Inventory::Transaction(Txid::from_byte_array([4; 32]))
+            ]]
+        );
+    }
+
+    #[test]
+    fn batches_are_capped_and_the_queue_is_bounded() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut r = Relay::new(Link::Outbound);
+        for i in 0..2_500u32 {
+            let mut b = [0u8; 32];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            r.queue(Announcement::Tx {
+                txid: Txid::from_byte_array(b),
+                wtxid: Wtxid::from_byte_array(b),
+                fee_rate: None,
+            });
+        }
+        r.poll(Instant::now(), &mut rng, ALL);
+        let out = r.poll(Instant::now() + Duration::from_secs(3600), &mut rng, ALL);
+        assert_eq!(out.iter().map(Vec::len).collect::<Vec<_>>(), [1_000, 1_000, 500]);
+        let mut r = Relay::new(Link::Outbound);
+        for i in 0..(MAX_QUEUED_INVENTORY as u32 + 10) {
+            let mut b = [0u8; 32];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            r.queue(Announcement::Tx {
+                txid: Txid::from_byte_array(b),
+                wtxid: Wtxid::from_byte_array(b),
+                fee_rate: None,
+            });
+        }
+        assert_eq!(r.dropped(), 10);
+    }
+
+    #[test]
+    fn trickle_delays_average_the_configured_mean() {
+        let seed: u64 = rand::random();
+        println!("seed {seed}");
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n = 20_000;
+        let total: f64 = (0..n).map(|_| poisson_delay(Duration::from_secs(5), &mut rng).as_secs_f64()).sum();
+        let mean = total / n as f64;
+        assert!((4.7..5.3).contains(&mean), "seed {seed}: mean {mean}");
+    }
+}
