@@ -94,6 +94,8 @@ pub struct GroupSettings {
     pub min_addresses: usize,
     /// Threads for peer actors (0: one per core).
     pub threads: usize,
+    /// Relay mode: announce transactions learned from one peer to the others.
+    pub relay: bool,
 }
 
 impl Default for GroupSettings {
@@ -105,6 +107,7 @@ impl Default for GroupSettings {
             save_interval_secs: 15 * 60,
             min_addresses: 100,
             threads: 0,
+            relay: false,
         }
     }
 }

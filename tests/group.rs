@@ -257,3 +257,39 @@ async fn subscribe_and_unsubscribe_reach_live_peers() {
     wait_for!(WAIT, "the live peer to drop the subscription", { !has(&group.send(GetPeers).await.unwrap()) });
     group.send(Shutdown).await.unwrap();
 }
+
+#[actix_rt::test]
+async fn relay_mode_carries_a_transaction_from_one_node_to_another() {
+    use std::str::FromStr;
+    // Two nodes that never talk to each other; they share a chain only because the test copies
+    // the blocks over RPC. A transaction can get from A to B only through the group.
+    let a = node_at("127.0.10.21");
+    let b = node_at("127.0.10.22");
+    let hashes = a.mine(SEGWIT_HEIGHT);
+    for hash in &hashes {
+        let raw = a.rpc("getblock", json!([hash, false]));
+        b.rpc("submitblock", json!([raw]));
+    }
+    assert_eq!(b.rpc("getblockcount", json!([])), json!(SEGWIT_HEIGHT));
+
+    let mut peer = regtest_config();
+    // bcoin (70015, no wtxidrelay) asks for witness data only from NODE_WITNESS peers.
+    peer.machine.services = btcpeer::wire::ServiceFlags::WITNESS;
+    let mut cfg = group_config(peer, false);
+    cfg.policy.static_peers = vec![addr_of("127.0.10.21"), addr_of("127.0.10.22")];
+    cfg.policy.connect_only = true;
+    cfg.relay_transactions = true;
+    let (probe, _, mut events) = probe(false);
+    let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
+    wait_ready(&mut events, 2).await;
+
+    let block1 = a.rpc("getblock", json!([hashes[0], true]));
+    let coinbase = bitcoin::Txid::from_str(block1["tx"][0].as_str().unwrap()).unwrap();
+    let tx = spend_op_true(coinbase, 5_000_000_000, 1_000);
+    let txid = tx.compute_txid().to_string();
+    a.rpc("sendrawtransaction", json!([bitcoin::consensus::encode::serialize_hex(&tx)]));
+    wait_for!(WAIT, "the transaction in node B's mempool", {
+        b.rpc("getrawmempool", json!([])).as_array().unwrap().iter().any(|t| *t == txid)
+    });
+    group.send(Shutdown).await.unwrap();
+}

@@ -123,6 +123,7 @@ pub fn group_config(settings: &Settings) -> Result<GroupConfig, Error> {
     config.ban_time = Duration::from_secs(settings.group.ban_time_secs);
     config.save_interval = Duration::from_secs(settings.group.save_interval_secs);
     config.arbiters = settings.group.threads;
+    config.relay_transactions = settings.group.relay;
     config.data_dir = Some(match &settings.data_dir {
         Some(dir) => PathBuf::from(dir),
         None => default_data_dir(settings.network),

@@ -77,6 +77,9 @@ pub struct GroupConfig {
     pub arbiters: usize,
     /// Most peers of any kind (bitcoin-net's `hardLimit`): the newest above it are dropped.
     pub hard_limit: Option<usize>,
+    /// Relay mode: transactions learned from one peer are announced to the others (never back
+    /// to the source) and served from the broadcast cache.
+    pub relay_transactions: bool,
     /// Address book sizing.
     pub addrbook: AddrBookConfig,
 }
@@ -110,6 +113,7 @@ impl GroupConfig {
             ban_time: Duration::from_secs(24 * 3600),
             arbiters: 0,
             hard_limit: None,
+            relay_transactions: false,
         }
     }
 }
@@ -216,7 +220,7 @@ impl PeerGroup {
         for (id, s) in &self.subscriptions {
             subs.add_with_id(*id, s.clone());
         }
-        for s in own_subscriptions(ctx) {
+        for s in own_subscriptions(ctx, self.config.relay_transactions) {
             subs.add(s);
         }
         subs
@@ -852,7 +856,7 @@ impl Handler<AddPeer> for PeerGroup {
         for (id, s) in &self.subscriptions {
             msg.actor.do_send(SubscribeAs(*id, s.clone()));
         }
-        for s in own_subscriptions(ctx) {
+        for s in own_subscriptions(ctx, self.config.relay_transactions) {
             msg.actor.do_send(PeerSubscribe(s));
         }
         if msg.link == Link::Inbound {
@@ -875,14 +879,18 @@ impl Handler<AddPeer> for PeerGroup {
 }
 
 /// What the group itself listens to on every peer.
-fn own_subscriptions(ctx: &Context<PeerGroup>) -> [Subscription; 4] {
+fn own_subscriptions(ctx: &Context<PeerGroup>, relay: bool) -> Vec<Subscription> {
     let me = ctx.address();
-    [
+    let mut subs = vec![
         Subscription::Disconnected(me.clone().recipient()),
         Subscription::Ready(me.clone().recipient()),
         Subscription::Addr(me.clone().recipient()),
-        Subscription::GetData(me.recipient()),
-    ]
+        Subscription::GetData(me.clone().recipient()),
+    ];
+    if relay {
+        subs.push(Subscription::Tx(me.recipient()));
+    }
+    subs
 }
 
 impl Handler<DisconnectPeer> for PeerGroup {
@@ -1078,5 +1086,45 @@ impl Handler<GetDataReceived> for PeerGroup {
             // Core moves on to another announcer when told `notfound`.
             actor.do_send(SendMessage(crate::wire::Message::NotFound(missing)));
         }
+    }
+}
+
+impl Handler<crate::events::TxReceived> for PeerGroup {
+    type Result = ();
+
+    /// Relay mode: keep the transaction to serve it and announce it to every other ready peer.
+    fn handle(&mut self, msg: crate::events::TxReceived, _: &mut Context<Self>) {
+        if !self.config.relay_transactions || self.closing {
+            return;
+        }
+        let txid = msg.tx.compute_txid();
+        let wtxid = msg.tx.compute_wtxid();
+        if self.broadcasts.by_txid.contains_key(&txid) {
+            return;
+        }
+        if self.broadcasts.by_txid.len() >= MAX_BROADCASTS {
+            self.broadcasts.expire(Instant::now() + BROADCAST_TTL);
+            if self.broadcasts.by_txid.len() >= MAX_BROADCASTS {
+                return;
+            }
+        }
+        let others: Vec<&Entry> =
+            self.peers.iter().filter(|(id, e)| **id != msg.peer && e.ready).map(|(_, e)| e).collect();
+        let announcement = crate::peer::relay::Announcement::Tx { txid, wtxid, fee_rate: None };
+        for e in &others {
+            e.actor.do_send(QueueInventory(vec![announcement]));
+        }
+        self.broadcasts.by_wtxid.insert(wtxid, txid);
+        self.broadcasts.by_txid.insert(
+            txid,
+            PendingTx {
+                tx: msg.tx.clone(),
+                wtxid,
+                announced_to: others.len(),
+                requested: Default::default(),
+                waiters: Vec::new(),
+                expires: Instant::now() + BROADCAST_TTL,
+            },
+        );
     }
 }
