@@ -19,7 +19,8 @@ use tracing::{debug, info, warn};
 use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIMEOUT};
 use super::machine::{Action, MachineConfig, PeerMachine, Verdict};
 use super::messages::{
-    Disconnect, GetStats, QueueInventory, SendMessage, Subscribe, SubscribeAs, Unsubscribe, WriterReport,
+    Disconnect, GetStats, PushAddr, PushGetBlocks, PushGetHeaders, QueueInventory, SendMessage, Subscribe,
+    SubscribeAs, Unsubscribe, WriterReport,
 };
 use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
 use super::reason::DisconnectReason;
@@ -519,6 +520,36 @@ impl Handler<QueueInventory> for PeerActor {
         self.machine.queue_inventory(Instant::now(), &msg.0);
         self.run_actions(ctx);
         self.arm_trickle(ctx);
+    }
+}
+
+impl Handler<PushAddr> for PeerActor {
+    type Result = usize;
+
+    fn handle(&mut self, msg: PushAddr, ctx: &mut Context<Self>) -> usize {
+        let n = self.machine.push_addr(&msg.0);
+        self.run_actions(ctx);
+        n
+    }
+}
+
+impl Handler<PushGetHeaders> for PeerActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: PushGetHeaders, ctx: &mut Context<Self>) -> bool {
+        let sent = self.machine.push_getheaders(msg.locator, msg.stop);
+        self.run_actions(ctx);
+        sent
+    }
+}
+
+impl Handler<PushGetBlocks> for PeerActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: PushGetBlocks, ctx: &mut Context<Self>) -> bool {
+        let sent = self.machine.push_getblocks(msg.locator, msg.stop);
+        self.run_actions(ctx);
+        sent
     }
 }
 

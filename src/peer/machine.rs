@@ -14,12 +14,17 @@ use super::reason::{DisconnectReason, Misbehavior};
 use super::relay::{Announcement, PeerView, Relay};
 use super::{Link, NonceSet, PeerState};
 use crate::wire::limits::{
-    BIP0031_VERSION, MAX_ADDR_TO_SEND, MAX_GETDATA_SZ, MAX_HEADERS_RESULTS, MAX_INV_SZ,
+    BIP0031_VERSION, MAX_ADDR_TO_SEND, MAX_GETDATA_SZ, MAX_HEADERS_RESULTS, MAX_INV_SZ, MAX_LOCATOR_SZ,
     MAX_SUBVERSION_LENGTH, MIN_PEER_PROTO_VERSION, PROTOCOL_VERSION, SENDHEADERS_VERSION,
     WTXID_RELAY_VERSION,
 };
 use crate::wire::version::{self, LocalVersion};
-use crate::wire::{CodecError, Inventory, Message, ServiceFlags};
+use bitcoin::hashes::Hash as _;
+use bitcoin::BlockHash;
+
+use crate::wire::{
+    AddrV2Message, CodecError, GetBlocksMessage, GetHeadersMessage, Inventory, Message, ServiceFlags,
+};
 
 /// Core's handshake window (`DEFAULT_PEER_CONNECT_TIMEOUT`, `net.h`): 60 s from connect.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -37,6 +42,9 @@ pub const MAX_REQUESTED_TXS: usize = 5_000;
 pub const MAX_ADDR_RATE_PER_SECOND: f64 = 0.1;
 /// Address token bucket size (`MAX_ADDR_PROCESSING_TOKEN_BUCKET`, `net_processing.cpp`).
 pub const MAX_ADDR_PROCESSING_TOKEN_BUCKET: f64 = 1_000.0;
+
+/// Addresses remembered as known to the peer (Core's per-peer known-address filter: 5,000).
+pub const MAX_KNOWN_ADDRS: usize = 5_000;
 
 /// Protocol settings of one connection.
 #[derive(Debug, Clone)]
@@ -209,6 +217,9 @@ pub struct PeerMachine {
     latency: Option<Duration>,
     requested_txs: RecentSet,
     relay: Relay,
+    known_addrs: RecentSet,
+    last_getheaders: Option<([u8; 32], BlockHash)>,
+    last_getblocks: Option<([u8; 32], BlockHash)>,
     addr_tokens: f64,
     addr_tokens_at: Instant,
     addr_rate_limited: u64,
@@ -238,6 +249,9 @@ impl PeerMachine {
             latency: None,
             requested_txs: RecentSet::new(MAX_REQUESTED_TXS),
             relay: Relay::new(link),
+            known_addrs: RecentSet::new(MAX_KNOWN_ADDRS),
+            last_getheaders: None,
+            last_getblocks: None,
             addr_tokens: 1.0,
             addr_tokens_at: Instant::now(),
             addr_rate_limited: 0,
@@ -359,6 +373,71 @@ impl PeerMachine {
         for batch in self.relay.poll(now, &mut self.rng, view) {
             self.send(Message::Inv(batch));
         }
+    }
+
+    /// Sends addresses (btcd's `PushAddrMsg`): entries the peer already knows are skipped, at most
+    /// 1,000 go out (a random subset when there are more, without duplicates), as `addrv2` when
+    /// the peer asked for it and as `addr` (IPv4/IPv6 only) otherwise. Returns how many were sent.
+    pub fn push_addr(&mut self, addrs: &[AddrV2Message]) -> usize {
+        if self.state != PeerState::Ready {
+            return 0;
+        }
+        let v2 = self.remote.as_ref().is_some_and(|r| r.features.addr_v2);
+        let mut seen = HashSet::new();
+        let fresh: Vec<&AddrV2Message> = addrs
+            .iter()
+            .filter(|a| v2 || crate::wire::addr_ip(&a.addr).is_some())
+            .filter(|a| {
+                let key = crate::wire::addr_key(a);
+                !self.known_addrs.contains(&key) && seen.insert(key)
+            })
+            .collect();
+        let chosen: Vec<&AddrV2Message> = if fresh.len() > MAX_ADDR_TO_SEND {
+            rand::seq::index::sample(&mut self.rng, fresh.len(), MAX_ADDR_TO_SEND)
+                .into_iter()
+                .map(|i| fresh[i])
+                .collect()
+        } else {
+            fresh
+        };
+        for a in &chosen {
+            self.known_addrs.insert(crate::wire::addr_key(a));
+        }
+        let n = chosen.len();
+        if n == 0 {
+            return 0;
+        }
+        if v2 {
+            self.send(Message::AddrV2(chosen.into_iter().cloned().collect()));
+        } else {
+            self.send(Message::Addr(chosen.into_iter().filter_map(crate::wire::addr_v2_to_v1).collect()));
+        }
+        n
+    }
+
+    /// Sends `getheaders` (btcd's `PushGetHeadersMsg`), unless it repeats the previous request
+    /// (same first locator hash and stop hash). Returns whether it was sent.
+    pub fn push_getheaders(&mut self, locator: Vec<BlockHash>, stop: BlockHash) -> bool {
+        let key = (locator.first().map(|h| h.to_byte_array()).unwrap_or_default(), stop);
+        if self.state != PeerState::Ready || self.last_getheaders == Some(key) {
+            return false;
+        }
+        self.last_getheaders = Some(key);
+        let locator = locator.into_iter().take(MAX_LOCATOR_SZ).collect();
+        self.send(Message::GetHeaders(GetHeadersMessage::new(locator, stop)));
+        true
+    }
+
+    /// Sends `getblocks`, unless it repeats the previous request. Returns whether it was sent.
+    pub fn push_getblocks(&mut self, locator: Vec<BlockHash>, stop: BlockHash) -> bool {
+        let key = (locator.first().map(|h| h.to_byte_array()).unwrap_or_default(), stop);
+        if self.state != PeerState::Ready || self.last_getblocks == Some(key) {
+            return false;
+        }
+        self.last_getblocks = Some(key);
+        let locator = locator.into_iter().take(MAX_LOCATOR_SZ).collect();
+        self.send(Message::GetBlocks(GetBlocksMessage::new(locator, stop)));
+        true
     }
 
     /// Checks a message the application wants to send. Handshake messages are the machine's
@@ -515,8 +594,18 @@ impl PeerMachine {
             Message::AddrV2(a) if a.len() > MAX_ADDR_TO_SEND => {
                 self.too_many("addrv2", a.len(), MAX_ADDR_TO_SEND)
             }
-            Message::Addr(a) => self.rate_limit_addrs(now, a.len()),
-            Message::AddrV2(a) => self.rate_limit_addrs(now, a.len()),
+            Message::Addr(a) => {
+                for (time, entry) in a {
+                    self.known_addrs.insert(crate::wire::addr_key(&crate::wire::addr_v1_to_v2(*time, entry)));
+                }
+                self.rate_limit_addrs(now, a.len())
+            }
+            Message::AddrV2(a) => {
+                for entry in a {
+                    self.known_addrs.insert(crate::wire::addr_key(entry));
+                }
+                self.rate_limit_addrs(now, a.len())
+            }
             _ => Verdict::Deliver,
         }
     }

@@ -19,6 +19,32 @@ pub struct SendMessage(pub Message);
 #[rtype(result = "()")]
 pub struct QueueInventory(pub Vec<super::relay::Announcement>);
 
+/// Sends addresses the peer does not know yet (at most 1,000, a random subset when more;
+/// `addrv2` when negotiated). Answers how many went out.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "usize")]
+pub struct PushAddr(pub Vec<crate::wire::AddrV2Message>);
+
+/// Sends `getheaders` unless it repeats the previous one. Answers whether it was sent.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "bool")]
+pub struct PushGetHeaders {
+    /// Block locator, newest first (at most 101 are used).
+    pub locator: Vec<bitcoin::BlockHash>,
+    /// Last header wanted (all zeros: as many as the peer sends).
+    pub stop: bitcoin::BlockHash,
+}
+
+/// Sends `getblocks` unless it repeats the previous one. Answers whether it was sent.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "bool")]
+pub struct PushGetBlocks {
+    /// Block locator, newest first (at most 101 are used).
+    pub locator: Vec<bitcoin::BlockHash>,
+    /// Last block wanted.
+    pub stop: bitcoin::BlockHash,
+}
+
 /// Closes the connection; the peer emits `PeerDisconnected` with this reason and stops.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "()")]

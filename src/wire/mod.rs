@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 pub use bitcoin::p2p::address::{AddrV2, AddrV2Message, Address};
 pub use bitcoin::p2p::message::NetworkMessage as Message;
-pub use bitcoin::p2p::message_blockdata::{GetHeadersMessage, Inventory};
+pub use bitcoin::p2p::message_blockdata::{GetBlocksMessage, GetHeadersMessage, Inventory};
 pub use bitcoin::p2p::message_compact_blocks::SendCmpct;
 pub use bitcoin::p2p::message_network::VersionMessage;
 pub use bitcoin::p2p::ServiceFlags;
@@ -97,6 +97,21 @@ pub fn addr_v1_to_v2(time: u32, addr: &Address) -> AddrV2Message {
         }
     };
     AddrV2Message { time, services: addr.services, addr: addr_v2, port: addr.port }
+}
+
+/// The `addr` (v1) form of a BIP155 entry, when v1 can encode it (IPv4, IPv6).
+pub fn addr_v2_to_v1(a: &AddrV2Message) -> Option<(u32, Address)> {
+    let ip = addr_ip(&a.addr)?;
+    Some((a.time, Address::new(&std::net::SocketAddr::new(ip, a.port), a.services)))
+}
+
+/// A 32-byte key identifying an address entry (network, address bytes, port), for
+/// known-address sets.
+pub fn addr_key(a: &AddrV2Message) -> [u8; 32] {
+    use bitcoin::hashes::{sha256, Hash};
+    let mut bytes = bitcoin::consensus::encode::serialize(&a.addr);
+    bytes.extend_from_slice(&a.port.to_be_bytes());
+    sha256::Hash::hash(&bytes).to_byte_array()
 }
 
 /// The IP of a BIP155 address, when it has one.

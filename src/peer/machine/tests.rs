@@ -424,3 +424,61 @@ fn bloom_messages_without_node_bloom_are_misbehaviour() {
     m.on_message(t0, &Message::Verack);
     assert_eq!(m.on_message(t0, &Message::FilterClear), Verdict::Deliver);
 }
+
+#[test]
+fn push_addr_sends_a_duplicate_free_random_subset_of_unknown_addresses() {
+    use crate::wire::{AddrV2, AddrV2Message};
+    use rand::Rng;
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    for round in 0..50 {
+        let (mut m, t0) = ready_outbound();
+        // The scripted peer negotiated addrv2. It told us some addresses itself.
+        let entry = |i: u32| AddrV2Message {
+            time: 0,
+            services: ServiceFlags::NETWORK,
+            addr: AddrV2::Ipv4(std::net::Ipv4Addr::from(0x0a00_0000 + i)),
+            port: 8333,
+        };
+        let told: Vec<AddrV2Message> = (0..rng.gen_range(0..50)).map(entry).collect();
+        m.on_message(t0, &Message::AddrV2(told.clone()));
+        drain(&mut m);
+        // Offer many, with duplicates.
+        let n = rng.gen_range(0..3_000);
+        let offered: Vec<AddrV2Message> = (0..n).map(|_| entry(rng.gen_range(0..2_500))).collect();
+        let sent_count = m.push_addr(&offered);
+        let sent: Vec<AddrV2Message> = drain(&mut m)
+            .into_iter()
+            .flat_map(|a| match a {
+                Action::Send(Message::AddrV2(v)) => v,
+                _ => vec![],
+            })
+            .collect();
+        assert_eq!(sent.len(), sent_count, "seed {seed} round {round}");
+        assert!(sent.len() <= 1_000, "seed {seed}: {} sent", sent.len());
+        let keys: HashSet<[u8; 32]> = sent.iter().map(crate::wire::addr_key).collect();
+        assert_eq!(keys.len(), sent.len(), "seed {seed}: duplicates sent");
+        assert!(sent.iter().all(|a| offered.contains(a)), "seed {seed}: sent something not offered");
+        assert!(sent.iter().all(|a| !told.contains(a)), "seed {seed}: sent what the peer told us");
+        let distinct_new: HashSet<[u8; 32]> =
+            offered.iter().filter(|a| !told.contains(a)).map(crate::wire::addr_key).collect();
+        assert_eq!(sent.len(), distinct_new.len().min(1_000), "seed {seed}: everything new, up to 1,000");
+        // Pushing the same again sends nothing new.
+        assert_eq!(m.push_addr(&sent), 0);
+    }
+}
+
+#[test]
+fn back_to_back_duplicate_getheaders_are_ignored() {
+    use bitcoin::hashes::Hash;
+    let (mut m, _) = ready_outbound();
+    let tip = bitcoin::BlockHash::from_byte_array([1; 32]);
+    let zero = bitcoin::BlockHash::all_zeros();
+    assert!(m.push_getheaders(vec![tip], zero));
+    assert!(!m.push_getheaders(vec![tip], zero));
+    assert!(m.push_getheaders(vec![bitcoin::BlockHash::from_byte_array([2; 32]), tip], zero));
+    assert!(m.push_getblocks(vec![tip], zero));
+    assert!(!m.push_getblocks(vec![tip], zero));
+    assert_eq!(sent(&drain(&mut m)), ["getheaders", "getheaders", "getblocks"]);
+}
