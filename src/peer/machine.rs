@@ -369,9 +369,10 @@ impl PeerMachine {
             relay: remote.relay,
             wtxid_relay: remote.features.wtxid_relay,
             fee_filter: remote.features.fee_filter,
+            send_headers: remote.features.send_headers,
         };
-        for batch in self.relay.poll(now, &mut self.rng, view) {
-            self.send(Message::Inv(batch));
+        for msg in self.relay.poll(now, &mut self.rng, view) {
+            self.send(msg);
         }
     }
 

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::machine::RecentSet;
 use super::Link;
-use crate::wire::Inventory;
+use crate::wire::{Inventory, Message};
 
 /// Mean trickle delay to inbound peers (`INBOUND_INVENTORY_BROADCAST_INTERVAL`, Core).
 pub const INBOUND_INVENTORY_BROADCAST_INTERVAL: Duration = Duration::from_secs(5);
@@ -39,8 +39,11 @@ pub enum Announcement {
         /// Fee rate, sat per 1,000 vbytes.
         fee_rate: Option<u64>,
     },
-    /// A block.
+    /// A block, by hash (announced with `inv`).
     Block(BlockHash),
+    /// A block with its header: announced with `headers` to peers that sent `sendheaders`
+    /// (BIP130), with `inv` to the others.
+    Header(bitcoin::block::Header),
 }
 
 /// What the peer negotiated, as far as announcing goes.
@@ -52,6 +55,8 @@ pub struct PeerView {
     pub wtxid_relay: bool,
     /// The peer's `feefilter`, sat/kvB.
     pub fee_filter: Option<i64>,
+    /// The peer sent `sendheaders`.
+    pub send_headers: bool,
 }
 
 /// One peer's announcement queue.
@@ -59,7 +64,7 @@ pub struct PeerView {
 pub struct Relay {
     mean: Duration,
     queue: VecDeque<Announcement>,
-    blocks: Vec<BlockHash>,
+    blocks: Vec<(BlockHash, Option<bitcoin::block::Header>)>,
     known: RecentSet,
     next_trickle: Option<Instant>,
     dropped: u64,
@@ -95,12 +100,14 @@ impl Relay {
         let key = match a {
             Announcement::Tx { wtxid, .. } => wtxid.to_byte_array(),
             Announcement::Block(hash) => hash.to_byte_array(),
+            Announcement::Header(h) => h.block_hash().to_byte_array(),
         };
         if self.known.contains(&key) {
             return false;
         }
         match a {
-            Announcement::Block(hash) => self.blocks.push(hash),
+            Announcement::Block(hash) => self.blocks.push((hash, None)),
+            Announcement::Header(h) => self.blocks.push((h.block_hash(), Some(h))),
             tx => {
                 if self.queue.len() >= MAX_QUEUED_INVENTORY {
                     self.dropped += 1;
@@ -125,17 +132,26 @@ impl Relay {
         (!self.queue.is_empty()).then_some(self.next_trickle).flatten()
     }
 
-    /// The `inv` messages to send now: blocks at once, transactions when the trickle timer fires
-    /// (the next delay is drawn from an exponential distribution with the link's mean).
-    pub fn poll(&mut self, now: Instant, rng: &mut impl Rng, peer: PeerView) -> Vec<Vec<Inventory>> {
+    /// The messages to send now: blocks at once (`headers` to `sendheaders` peers when the header
+    /// is known, else `inv`), transactions as `inv` when the trickle timer fires (the next delay
+    /// is drawn from an exponential distribution with the link's mean).
+    pub fn poll(&mut self, now: Instant, rng: &mut impl Rng, peer: PeerView) -> Vec<Message> {
         let mut out = Vec::new();
-        let blocks: Vec<Inventory> = self
-            .blocks
-            .drain(..)
-            .filter(|h| self.known.insert(h.to_byte_array()))
-            .map(Inventory::Block)
-            .collect();
-        out.extend(blocks.chunks(MAX_INV_PER_MESSAGE).map(<[Inventory]>::to_vec));
+        let mut headers = Vec::new();
+        let mut invs = Vec::new();
+        for (hash, header) in std::mem::take(&mut self.blocks) {
+            if !self.known.insert(hash.to_byte_array()) {
+                continue;
+            }
+            match header {
+                Some(h) if peer.send_headers => headers.push(h),
+                _ => invs.push(Inventory::Block(hash)),
+            }
+        }
+        if !headers.is_empty() {
+            out.push(Message::Headers(headers));
+        }
+        out.extend(invs.chunks(MAX_INV_PER_MESSAGE).map(|c| Message::Inv(c.to_vec())));
         if self.queue.is_empty() {
             return out;
         }
@@ -160,11 +176,11 @@ impl Relay {
             }
             batch.push(if peer.wtxid_relay { Inventory::WTx(wtxid) } else { Inventory::Transaction(txid) });
             if batch.len() == MAX_INV_PER_MESSAGE {
-                out.push(std::mem::take(&mut batch));
+                out.push(Message::Inv(std::mem::take(&mut batch)));
             }
         }
         if !batch.is_empty() {
-            out.push(batch);
+            out.push(Message::Inv(batch));
         }
         out
     }
@@ -200,7 +216,30 @@ mod tests {
         }
     }
 
-    const ALL: PeerView = PeerView { relay: true, wtxid_relay: true, fee_filter: None };
+    const ALL: PeerView = PeerView { relay: true, wtxid_relay: true, fee_filter: None, send_headers: false };
+
+    fn invs(out: Vec<Message>) -> Vec<Vec<Inventory>> {
+        out.into_iter()
+            .map(|m| match m {
+                Message::Inv(v) => v,
+                other => panic!("expected inv, got {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocks_with_headers_go_as_headers_to_sendheaders_peers() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let header = bitcoin::constants::genesis_block(bitcoin::Network::Regtest).header;
+        let mut r = Relay::new(Link::Outbound);
+        r.queue(Announcement::Header(header));
+        let out = r.poll(Instant::now(), &mut rng, PeerView { send_headers: true, ..ALL });
+        assert_eq!(out, vec![Message::Headers(vec![header])]);
+        let mut r = Relay::new(Link::Outbound);
+        r.queue(Announcement::Header(header));
+        let out = r.poll(Instant::now(), &mut rng, ALL);
+        assert_eq!(out, vec![Message::Inv(vec![Inventory::Block(header.block_hash())])]);
+    }
 
     #[test]
     fn blocks_go_at_once_transactions_wait_for_the_trickle() {
@@ -209,12 +248,12 @@ mod tests {
         let t0 = Instant::now();
         assert!(r.queue(tx(1, None)));
         assert!(r.queue(Announcement::Block(BlockHash::from_byte_array([9; 32]))));
-        let first = r.poll(t0, &mut rng, ALL);
+        let first = invs(r.poll(t0, &mut rng, ALL));
         assert_eq!(first, vec![vec![Inventory::Block(BlockHash::from_byte_array([9; 32]))]]);
         let due = r.next_due().expect("a trickle is scheduled");
         assert!(due > t0);
         assert!(r.poll(due - Duration::from_millis(1), &mut rng, ALL).is_empty());
-        let later = r.poll(due, &mut rng, ALL);
+        let later = invs(r.poll(due, &mut rng, ALL));
         assert_eq!(later, vec![vec![Inventory::WTx(Wtxid::from_byte_array([1 ^ 0xff; 32]))]]);
         // Known now: not announced twice.
         assert!(!r.queue(tx(1, None)));
@@ -233,7 +272,7 @@ mod tests {
         r.queue(tx(3, Some(2_000)));
         r.queue(tx(4, None));
         r.poll(Instant::now(), &mut rng, ALL);
-        let out = r.poll(t, &mut rng, PeerView { wtxid_relay: false, fee_filter: Some(1_000), ..ALL });
+        let out = invs(r.poll(t, &mut rng, PeerView { wtxid_relay: false, fee_filter: Some(1_000), ..ALL }));
         assert_eq!(
             out,
             vec![vec![
@@ -257,7 +296,7 @@ mod tests {
             });
         }
         r.poll(Instant::now(), &mut rng, ALL);
-        let out = r.poll(Instant::now() + Duration::from_secs(3600), &mut rng, ALL);
+        let out = invs(r.poll(Instant::now() + Duration::from_secs(3600), &mut rng, ALL));
         assert_eq!(out.iter().map(Vec::len).collect::<Vec<_>>(), [1_000, 1_000, 500]);
         let mut r = Relay::new(Link::Outbound);
         for i in 0..(MAX_QUEUED_INVENTORY as u32 + 10) {
