@@ -196,3 +196,32 @@ async fn inbound_limit_holds_under_a_connection_flood() {
     assert!(max_seen <= 20, "inbound count reached {max_seen}");
     group.send(btcpeer::group::Shutdown).await.unwrap();
 }
+
+#[actix_rt::test]
+async fn a_bloom_filter_message_without_node_bloom_gets_the_peer_disconnected() {
+    use btcpeer::wire::{Codec, Message};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (probe, _, mut events) = probe(false);
+    let group =
+        PeerGroup::new(inbound_group(regtest_config(), 8), btcpeer::daemon::all_subscriptions(&probe))
+            .start();
+    let addr = listen_addr(&group).await;
+    let mut stream = scripted_handshake(addr, 777).await.expect("handshake");
+    events.expect(WAIT, "the inbound peer ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
+    let codec = Codec::new(btcpeer::Network::Regtest.magic());
+    stream.write_all(&codec.encode_to_bytes(&Message::FilterClear)).await.unwrap();
+    let reason = events
+        .expect(WAIT, "the disconnect", |e| {
+            if let Ev::Disconnected(d) = e {
+                Some(d.reason.clone())
+            } else {
+                None
+            }
+        })
+        .await;
+    assert!(reason.is_misbehavior(), "{reason:?}");
+    // The socket is closed on our side.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await.expect("closed");
+    group.send(btcpeer::group::Shutdown).await.unwrap();
+}
