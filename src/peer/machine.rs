@@ -419,25 +419,21 @@ impl PeerMachine {
     /// Sends `getheaders` (btcd's `PushGetHeadersMsg`), unless it repeats the previous request
     /// (same first locator hash and stop hash). Returns whether it was sent.
     pub fn push_getheaders(&mut self, locator: Vec<BlockHash>, stop: BlockHash) -> bool {
-        let key = (locator.first().map(|h| h.to_byte_array()).unwrap_or_default(), stop);
-        if self.state != PeerState::Ready || self.last_getheaders == Some(key) {
+        let ready = self.state == PeerState::Ready;
+        if !is_new_request(&mut self.last_getheaders, ready, &locator, stop) {
             return false;
         }
-        self.last_getheaders = Some(key);
-        let locator = locator.into_iter().take(MAX_LOCATOR_SZ).collect();
-        self.send(Message::GetHeaders(GetHeadersMessage::new(locator, stop)));
+        self.send(Message::GetHeaders(GetHeadersMessage::new(capped_locator(locator), stop)));
         true
     }
 
     /// Sends `getblocks`, unless it repeats the previous request. Returns whether it was sent.
     pub fn push_getblocks(&mut self, locator: Vec<BlockHash>, stop: BlockHash) -> bool {
-        let key = (locator.first().map(|h| h.to_byte_array()).unwrap_or_default(), stop);
-        if self.state != PeerState::Ready || self.last_getblocks == Some(key) {
+        let ready = self.state == PeerState::Ready;
+        if !is_new_request(&mut self.last_getblocks, ready, &locator, stop) {
             return false;
         }
-        self.last_getblocks = Some(key);
-        let locator = locator.into_iter().take(MAX_LOCATOR_SZ).collect();
-        self.send(Message::GetBlocks(GetBlocksMessage::new(locator, stop)));
+        self.send(Message::GetBlocks(GetBlocksMessage::new(capped_locator(locator), stop)));
         true
     }
 
@@ -865,6 +861,27 @@ impl PeerMachine {
             self.actions.push_back(Action::State(state));
         }
     }
+}
+
+/// Records a locator request unless it repeats the last one (btcd's duplicate suppression).
+fn is_new_request(
+    last: &mut Option<([u8; 32], BlockHash)>,
+    ready: bool,
+    locator: &[BlockHash],
+    stop: BlockHash,
+) -> bool {
+    let key = (locator.first().map(|h| h.to_byte_array()).unwrap_or_default(), stop);
+    if !ready || *last == Some(key) {
+        return false;
+    }
+    *last = Some(key);
+    true
+}
+
+/// At most Core's 101 locator entries.
+fn capped_locator(mut locator: Vec<BlockHash>) -> Vec<BlockHash> {
+    locator.truncate(MAX_LOCATOR_SZ);
+    locator
 }
 
 impl Drop for PeerMachine {
