@@ -19,8 +19,8 @@ use tracing::{debug, info, warn};
 use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIMEOUT};
 use super::machine::{Action, MachineConfig, PeerMachine, Verdict};
 use super::messages::{
-    Disconnect, GetStats, PushAddr, PushGetBlocks, PushGetHeaders, QueueInventory, SendMessage, Subscribe,
-    SubscribeAs, Unsubscribe, WriterReport,
+    Disconnect, GetStats, PushAddr, PushGetBlocks, PushGetHeaders, PushReject, QueueInventory, SendMessage,
+    Subscribe, SubscribeAs, Unsubscribe, WriterReport,
 };
 use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
 use super::reason::DisconnectReason;
@@ -538,6 +538,16 @@ impl Handler<PushGetHeaders> for PeerActor {
 
     fn handle(&mut self, msg: PushGetHeaders, ctx: &mut Context<Self>) -> bool {
         let sent = self.machine.push_getheaders(msg.locator, msg.stop);
+        self.run_actions(ctx);
+        sent
+    }
+}
+
+impl Handler<PushReject> for PeerActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: PushReject, ctx: &mut Context<Self>) -> bool {
+        let sent = self.machine.push_reject(&msg.command, msg.code, &msg.reason, msg.hash);
         self.run_actions(ctx);
         sent
     }

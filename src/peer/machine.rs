@@ -15,7 +15,7 @@ use super::relay::{Announcement, PeerView, Relay};
 use super::{Link, NonceSet, PeerState};
 use crate::wire::limits::{
     BIP0031_VERSION, MAX_ADDR_TO_SEND, MAX_GETDATA_SZ, MAX_HEADERS_RESULTS, MAX_INV_SZ, MAX_LOCATOR_SZ,
-    MAX_SUBVERSION_LENGTH, MIN_PEER_PROTO_VERSION, PROTOCOL_VERSION, SENDHEADERS_VERSION,
+    MAX_SUBVERSION_LENGTH, MIN_PEER_PROTO_VERSION, PROTOCOL_VERSION, REJECT_VERSION, SENDHEADERS_VERSION,
     WTXID_RELAY_VERSION,
 };
 use crate::wire::version::{self, LocalVersion};
@@ -434,6 +434,33 @@ impl PeerMachine {
             return false;
         }
         self.send(Message::GetBlocks(GetBlocksMessage::new(capped_locator(locator), stop)));
+        true
+    }
+
+    /// Sends a BIP61 `reject` (btcd's `PushRejectMsg`), kept for old peers: only to peers at or
+    /// above protocol 70002, and the hash only for `block` and `tx` rejections. Returns whether
+    /// it was sent.
+    pub fn push_reject(
+        &mut self,
+        command: &str,
+        code: crate::wire::RejectReason,
+        reason: &str,
+        hash: Option<[u8; 32]>,
+    ) -> bool {
+        let version = self.remote.as_ref().map_or(0, |r| r.version);
+        if self.state != PeerState::Ready || version < REJECT_VERSION {
+            return false;
+        }
+        let hash = match (command, hash) {
+            ("block" | "tx", Some(h)) => bitcoin::hashes::sha256d::Hash::from_byte_array(h),
+            _ => bitcoin::hashes::sha256d::Hash::all_zeros(),
+        };
+        self.send(Message::Reject(crate::wire::Reject {
+            message: command.to_owned().into(),
+            ccode: code,
+            reason: reason.to_owned().into(),
+            hash,
+        }));
         true
     }
 

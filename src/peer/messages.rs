@@ -45,6 +45,20 @@ pub struct PushGetBlocks {
     pub stop: bitcoin::BlockHash,
 }
 
+/// Sends a BIP61 `reject` to peers old enough to read one. Answers whether it was sent.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "bool")]
+pub struct PushReject {
+    /// The rejected message's command (`tx`, `block`, ...).
+    pub command: String,
+    /// Reject code.
+    pub code: crate::wire::RejectReason,
+    /// Human-readable reason.
+    pub reason: String,
+    /// The rejected block or transaction, for `block`/`tx`.
+    pub hash: Option<[u8; 32]>,
+}
+
 /// Closes the connection; the peer emits `PeerDisconnected` with this reason and stops.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "()")]

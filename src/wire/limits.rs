@@ -34,3 +34,5 @@ pub const FEEFILTER_VERSION: u32 = 70_013;
 pub const SHORT_IDS_BLOCKS_VERSION: u32 = 70_014;
 /// `wtxidrelay` and `sendaddrv2` are sent to peers from this version (`WTXID_RELAY_VERSION`, BIP339).
 pub const WTXID_RELAY_VERSION: u32 = 70_016;
+/// `reject` messages (BIP61) are understood from this version; Core stopped sending them in 0.20.
+pub const REJECT_VERSION: u32 = 70_002;

@@ -482,3 +482,27 @@ fn back_to_back_duplicate_getheaders_are_ignored() {
     assert!(!m.push_getblocks(vec![tip], zero));
     assert_eq!(sent(&drain(&mut m)), ["getheaders", "getheaders", "getblocks"]);
 }
+
+#[test]
+fn reject_goes_only_to_peers_that_understand_it() {
+    use crate::wire::RejectReason;
+    let (mut m, _) = ready_outbound();
+    assert!(m.push_reject("tx", RejectReason::Fee, "insufficient fee", Some([7; 32])));
+    match drain(&mut m).as_slice() {
+        [Action::Send(Message::Reject(r))] => {
+            assert_eq!((r.message.as_ref(), r.reason.as_ref()), ("tx", "insufficient fee"));
+            assert_eq!(bitcoin::hashes::Hash::to_byte_array(r.hash), [7; 32]);
+        }
+        other => panic!("expected one reject, got {other:?}"),
+    }
+    // A peer below 70002 never gets one.
+    let nonces = NonceSet::default();
+    let mut old = machine(Link::Outbound, &nonces);
+    let t0 = Instant::now();
+    old.connected(t0, 0, 0, None);
+    old.on_message(t0, &Message::Version(their_version(70_001, 5)));
+    old.on_message(t0, &Message::Verack);
+    drain(&mut old);
+    assert!(!old.push_reject("tx", RejectReason::Invalid, "bad", None));
+    assert!(drain(&mut old).is_empty());
+}
