@@ -512,6 +512,20 @@ impl PendingTx {
         }
     }
 
+    /// The transaction as requested: without witness data for a plain MSG_TX request (BIP144).
+    /// The flag says whether the request counts: a segwit transaction stripped of its witness is
+    /// invalid (peers older than wtxidrelay ask like this unless we advertise NODE_WITNESS).
+    fn serve(&self, witness: bool) -> (bitcoin::Transaction, bool) {
+        let mut tx = (*self.tx).clone();
+        let has_witness = tx.input.iter().any(|i| !i.witness.is_empty());
+        if !witness {
+            for input in &mut tx.input {
+                input.witness.clear();
+            }
+        }
+        (tx, witness || !has_witness)
+    }
+
     /// Answers the waiters whose peer count is reached.
     fn resolve_reached(&mut self) {
         let outcome = self.outcome();
@@ -1048,25 +1062,20 @@ impl Handler<GetDataReceived> for PeerGroup {
         let Some(entry) = self.peers.get(&msg.peer) else { return };
         let actor = entry.actor.clone();
         let mut missing = Vec::new();
+        let mut served = std::collections::HashSet::new();
         for item in msg.items.iter() {
             match self.broadcasts.find(item) {
                 Some((b, witness)) => {
-                    let mut tx = (*b.tx).clone();
-                    let has_witness = tx.input.iter().any(|i| !i.witness.is_empty());
-                    if !witness {
-                        // A plain MSG_TX request gets the transaction without witness data (BIP144).
-                        for input in &mut tx.input {
-                            input.witness.clear();
-                        }
+                    // Each transaction once per request, however often the peer lists it.
+                    if !served.insert((b.wtxid, witness)) {
+                        continue;
                     }
+                    let (tx, counts) = b.serve(witness);
                     actor.do_send(SendMessage(crate::wire::Message::Tx(tx)));
-                    if witness || !has_witness {
+                    if counts {
                         b.requested.insert(msg.peer);
                         b.resolve_reached();
                     } else {
-                        // Without its witness a segwit transaction is invalid: this request
-                        // does not count. Peers older than wtxidrelay ask like this unless we
-                        // advertise NODE_WITNESS.
                         warn!(peer = %msg.addr, "peer asked for a segwit transaction without witness; advertise NODE_WITNESS (peer.services = 8)");
                     }
                 }

@@ -105,16 +105,15 @@ impl Relay {
         if self.known.contains(&key) {
             return false;
         }
+        // One cap for everything waiting: blocks also wait while the handshake is incomplete.
+        if self.queue.len() + self.blocks.len() >= MAX_QUEUED_INVENTORY {
+            self.dropped += 1;
+            return false;
+        }
         match a {
             Announcement::Block(hash) => self.blocks.push((hash, None)),
             Announcement::Header(h) => self.blocks.push((h.block_hash(), Some(h))),
-            tx => {
-                if self.queue.len() >= MAX_QUEUED_INVENTORY {
-                    self.dropped += 1;
-                    return false;
-                }
-                self.queue.push_back(tx);
-            }
+            tx => self.queue.push_back(tx),
         }
         true
     }
@@ -309,6 +308,9 @@ mod tests {
             });
         }
         assert_eq!(r.dropped(), 10);
+        // Blocks count towards the same cap (they wait too while the peer is not ready).
+        assert!(!r.queue(Announcement::Block(BlockHash::from_byte_array([1; 32]))));
+        assert_eq!(r.dropped(), 11);
     }
 
     #[test]
