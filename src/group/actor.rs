@@ -488,6 +488,8 @@ impl PeerGroup {
 
 /// Transactions being broadcast (or recently broadcast), bounded.
 pub const MAX_BROADCASTS: usize = 1_000;
+/// Callers waiting on one transaction at once (repeated broadcasts of the same transaction).
+pub const MAX_WAITERS_PER_TX: usize = 64;
 /// How long a broadcast transaction stays available to peers that ask late.
 pub const BROADCAST_TTL: Duration = Duration::from_secs(30 * 60);
 
@@ -1038,6 +1040,9 @@ impl Handler<BroadcastTransaction> for PeerGroup {
         let min_peers = msg.min_peers.max(1);
         let announced = ready.len();
         if let Some(b) = self.broadcasts.by_txid.get_mut(&txid) {
+            if b.waiters.len() >= MAX_WAITERS_PER_TX {
+                return fail(BroadcastError::Busy);
+            }
             b.announced_to = b.announced_to.max(announced);
             b.expires = Instant::now() + BROADCAST_TTL;
             b.waiters.push((min_peers, reply));
