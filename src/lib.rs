@@ -57,6 +57,7 @@
 #![deny(missing_docs)]
 
 pub mod addrbook;
+pub mod chain;
 pub mod config;
 #[cfg(feature = "daemon")]
 pub mod daemon;
