@@ -370,19 +370,24 @@ impl Subscribers {
     }
 
     /// Publishes a received block, parsing it once if anyone wants it (typed subscribers when
-    /// `typed`, or the catch-all). A block that does not parse is an error and reaches nobody.
+    /// `typed`, or the catch-all) unless the caller parsed it already (`decoded`). A block that
+    /// does not parse is an error and reaches nobody.
     pub fn received_block(
         &mut self,
         peer: PeerId,
         addr: &PeerAddr,
         raw: RawBlock,
+        decoded: Option<Arc<bitcoin::Block>>,
         typed: bool,
     ) -> Result<(), CodecError> {
         let typed = typed && !self.block.is_empty();
         if !typed && self.message.is_empty() {
             return Ok(());
         }
-        let block = Arc::new(raw.decode()?);
+        let block = match decoded {
+            Some(block) => block,
+            None => Arc::new(raw.decode()?),
+        };
         if !self.message.is_empty() {
             let shared = Arc::new(Message::Block((*block).clone()));
             publish(&mut self.message, || MessageReceived { peer, addr: addr.clone(), message: shared });

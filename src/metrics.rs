@@ -183,6 +183,7 @@ fn reason_name(reason: &DisconnectReason) -> &'static str {
         PingTimeout { .. } => "ping_timeout",
         InactivityTimeout { .. } => "inactivity_timeout",
         SendQueueFull { .. } => "send_queue_full",
+        Stalled { .. } => "stalled",
         ObsoleteVersion { .. } => "obsolete_version",
         MissingServices { .. } => "missing_services",
         WrongNetwork => "wrong_network",

@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+mod fetch;
+
 use super::bans::{Ban, BanList, BanSnapshot, BanTarget};
 use super::inbound::{self, Admission, Candidate};
 use super::messages::*;
@@ -82,6 +84,8 @@ pub struct GroupConfig {
     pub relay_transactions: bool,
     /// Address book sizing.
     pub addrbook: AddrBookConfig,
+    /// Attempts per [`Fetch`] (each on a different peer when possible) before it fails.
+    pub max_request_attempts: u32,
 }
 
 impl GroupConfig {
@@ -114,6 +118,7 @@ impl GroupConfig {
             arbiters: 0,
             hard_limit: None,
             relay_transactions: false,
+            max_request_attempts: super::requests::DEFAULT_MAX_ATTEMPTS,
         }
     }
 }
@@ -136,6 +141,8 @@ struct Entry {
     link: Link,
     ready: bool,
     connected_at: Instant,
+    /// What the peer said in its `version` (set when ready).
+    info: Option<Arc<crate::peer::PeerInfo>>,
 }
 
 /// Supervisor of all connections.
@@ -269,6 +276,7 @@ impl PeerGroup {
                 link: Link::Outbound,
                 ready: false,
                 connected_at: Instant::now(),
+                info: None,
             },
         );
     }
@@ -480,6 +488,7 @@ impl PeerGroup {
                 link: Link::Inbound,
                 ready: false,
                 connected_at: Instant::now(),
+                info: None,
             },
         );
         self.enforce_hard_limit();
@@ -756,6 +765,7 @@ impl Handler<PeerReady> for PeerGroup {
     fn handle(&mut self, msg: PeerReady, _: &mut Context<Self>) {
         let Some(entry) = self.peers.get_mut(&msg.peer) else { return };
         entry.ready = true;
+        entry.info = Some(msg.info.clone());
         if entry.link == Link::Outbound {
             self.policy.on_ready(msg.peer);
             self.book.good(&entry.addr, unix_now());
@@ -888,6 +898,7 @@ impl Handler<AddPeer> for PeerGroup {
                 link: msg.link,
                 ready: true,
                 connected_at: Instant::now(),
+                info: None,
             },
         );
         self.enforce_hard_limit();

@@ -222,3 +222,53 @@ pub enum BroadcastError {
     #[error("peer group is closed")]
     Closed,
 }
+
+/// Asks a suitable ready peer for data and answers with the result. On a timeout, a
+/// disconnect, `notfound` or a wrong answer the request is retried on a different peer, at most
+/// [`GroupConfig::max_request_attempts`](super::GroupConfig) attempts in all; then it fails
+/// with [`RequestError::RetriesExhausted`](crate::peer::requests::RequestError) carrying the
+/// last error.
+///
+/// ```no_run
+/// # async fn demo(group: actix::Addr<btcpeer::group::PeerGroup>, hash: bitcoin::BlockHash) {
+/// use btcpeer::group::Fetch;
+/// use btcpeer::peer::requests::{Request, Response};
+/// match group.send(Fetch::new(Request::Blocks { hashes: vec![hash] })).await {
+///     Ok(Ok(f)) => {
+///         if let Response::Blocks(b) = f.response {
+///             println!("{} from peer {}", b[0].block_hash(), f.peer)
+///         }
+///     }
+///     Ok(Err(e)) => eprintln!("failed: {e}"),
+///     Err(_) => eprintln!("group stopped"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Fetched, crate::peer::requests::RequestError>")]
+pub struct Fetch {
+    /// What to ask for.
+    pub request: crate::peer::requests::Request,
+    /// Try this peer first (e.g. the one that announced the block).
+    pub preferred: Option<PeerId>,
+    /// Never ask these peers.
+    pub exclude: Vec<PeerId>,
+}
+
+impl Fetch {
+    /// A request for any suitable peer.
+    pub fn new(request: crate::peer::requests::Request) -> Self {
+        Fetch { request, preferred: None, exclude: Vec::new() }
+    }
+}
+
+/// A [`Fetch`] result and the peer that served it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Who answered.
+    pub peer: PeerId,
+    /// The answer.
+    pub response: crate::peer::requests::Response,
+    /// Attempts it took (1: the first peer answered).
+    pub attempts: u32,
+}

@@ -9,6 +9,7 @@ pub mod bans;
 pub mod inbound;
 pub mod messages;
 pub mod policy;
+pub mod requests;
 
 pub use actor::{GroupConfig, PeerGroup};
 pub use messages::*;

@@ -2,6 +2,7 @@
 //! timer, counts statistics and executes the machine's actions; protocol decisions live in the
 //! machine.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -19,11 +20,13 @@ use tracing::{debug, info, warn};
 use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIMEOUT};
 use super::machine::{Action, MachineConfig, PeerMachine, Verdict};
 use super::messages::{
+    Fetch,
     Disconnect, GetStats, PushAddr, PushGetBlocks, PushGetHeaders, PushReject, QueueInventory, SendMessage,
     Subscribe, SubscribeAs, Unsubscribe, WriterReport,
 };
 use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
 use super::reason::DisconnectReason;
+use super::requests::{RequestError, RequestId, Response};
 use super::stats::{PeerStats, StatsRecorder};
 use super::{Link, NonceSet, PeerAddr, PeerId, PeerState};
 use crate::events::Subscribers;
@@ -139,6 +142,7 @@ pub struct PeerActor {
     span: tracing::Span,
     connected_at: Option<Instant>,
     trickle_timer: Option<SpawnHandle>,
+    answers: HashMap<RequestId, oneshot::Sender<Result<Response, RequestError>>>,
 }
 
 impl PeerActor {
@@ -201,6 +205,7 @@ impl PeerActor {
             span,
             connected_at: None,
             trickle_timer: None,
+            answers: HashMap::new(),
         }
     }
 
@@ -304,6 +309,11 @@ impl PeerActor {
                     self.subscribers.state_changed(self.id, &self.addr, state);
                 }
                 Action::Latency(latency) => self.count(|m| m.ping(latency)),
+                Action::Answer(id, result) => {
+                    if let Some(tx) = self.answers.remove(&id) {
+                        let _ = tx.send(result);
+                    }
+                }
                 Action::Ready(info) => {
                     let took = self.connected_at.map(|t| t.elapsed()).unwrap_or_default();
                     let link = self.machine.link();
@@ -373,9 +383,29 @@ impl PeerActor {
                 if self.machine.is_closed() {
                     return;
                 }
-                if let Err(error) =
-                    self.subscribers.received_block(self.id, &self.addr, raw, verdict == Verdict::Deliver)
-                {
+                // Parse once when a request waits for this block; subscribers share the result.
+                let mut decoded = None;
+                if verdict == Verdict::Deliver && raw.hash().is_some_and(|h| self.machine.wants_block(&h)) {
+                    match raw.decode() {
+                        Ok(block) => {
+                            let block = Arc::new(block);
+                            decoded = Some(block.clone());
+                            self.machine.on_requested_block(now, block);
+                            self.run_actions(ctx);
+                            if self.machine.is_closed() {
+                                return;
+                            }
+                        }
+                        Err(error) => return self.invalid_frame(now, &error),
+                    }
+                }
+                if let Err(error) = self.subscribers.received_block(
+                    self.id,
+                    &self.addr,
+                    raw,
+                    decoded,
+                    verdict == Verdict::Deliver,
+                ) {
                     self.invalid_frame(now, &error);
                 }
             }
@@ -483,6 +513,23 @@ impl Handler<SendMessage> for PeerActor {
         let (tx, rx) = oneshot::channel();
         match self.enqueue(&msg.0, Some(tx)) {
             Ok(()) => Box::pin(rx.map(|r| r.unwrap_or(Err(SendError::Disconnected)))),
+            Err(e) => Box::pin(future::ready(Err(e))),
+        }
+    }
+}
+
+impl Handler<Fetch> for PeerActor {
+    type Result = ResponseFuture<Result<Response, RequestError>>;
+
+    fn handle(&mut self, msg: Fetch, ctx: &mut Context<Self>) -> Self::Result {
+        let started = self.machine.request(Instant::now(), msg.0);
+        self.run_actions(ctx);
+        match started {
+            Ok(id) => {
+                let (tx, rx) = oneshot::channel();
+                self.answers.insert(id, tx);
+                Box::pin(rx.map(|r| r.unwrap_or(Err(RequestError::NotReady))))
+            }
             Err(e) => Box::pin(future::ready(Err(e))),
         }
     }

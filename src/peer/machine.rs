@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::reason::{DisconnectReason, Misbehavior};
 use super::relay::{Announcement, PeerView, Relay};
+use super::requests::{PeerRequests, Request, RequestError, RequestEvent, RequestId, RequestTimeouts, Response};
 use super::{Link, NonceSet, PeerState};
 use crate::wire::limits::{
     BIP0031_VERSION, MAX_ADDR_TO_SEND, MAX_GETDATA_SZ, MAX_HEADERS_RESULTS, MAX_INV_SZ, MAX_LOCATOR_SZ,
@@ -73,6 +74,8 @@ pub struct MachineConfig {
     pub send_getaddr: bool,
     /// Answer transaction announcements with `getdata`, so `tx` messages arrive.
     pub request_announced_txs: bool,
+    /// How long requests (headers, blocks) may wait for an answer.
+    pub request_timeouts: RequestTimeouts,
 }
 
 impl Default for MachineConfig {
@@ -90,6 +93,7 @@ impl Default for MachineConfig {
             inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
             send_getaddr: false,
             request_announced_txs: false,
+            request_timeouts: RequestTimeouts::default(),
         }
     }
 }
@@ -150,6 +154,8 @@ pub enum Action {
     Disconnect(DisconnectReason),
     /// A ping round trip was measured.
     Latency(Duration),
+    /// A request started with [`PeerMachine::request`] finished.
+    Answer(RequestId, Result<Response, RequestError>),
 }
 
 /// Whether a received message should reach typed subscribers.
@@ -224,6 +230,7 @@ pub struct PeerMachine {
     addr_tokens_at: Instant,
     addr_rate_limited: u64,
     dropped_frames: u64,
+    requests: PeerRequests,
     actions: VecDeque<Action>,
 }
 
@@ -256,6 +263,7 @@ impl PeerMachine {
             addr_tokens_at: Instant::now(),
             addr_rate_limited: 0,
             dropped_frames: 0,
+            requests: PeerRequests::new(),
             actions: VecDeque::new(),
         }
     }
@@ -464,6 +472,70 @@ impl PeerMachine {
         true
     }
 
+    /// Starts a request; the answer comes later as [`Action::Answer`] with the returned id. The
+    /// timeout scales with the peer's measured latency ([`RequestTimeouts`]).
+    pub fn request(&mut self, now: Instant, request: Request) -> Result<RequestId, RequestError> {
+        if self.state != PeerState::Ready || self.closed {
+            return Err(RequestError::NotReady);
+        }
+        let timeout = self.config.request_timeouts.for_latency(self.latency);
+        let id = self.requests.start(now, request, timeout)?;
+        self.run_requests();
+        Ok(id)
+    }
+
+    /// True if a `block` with this hash answers one of our requests (the actor then parses it
+    /// and calls [`on_requested_block`](Self::on_requested_block)).
+    pub fn wants_block(&self, hash: &BlockHash) -> bool {
+        self.requests.wants_block(hash)
+    }
+
+    /// A requested block arrived, parsed.
+    pub fn on_requested_block(&mut self, now: Instant, block: std::sync::Arc<bitcoin::Block>) {
+        if self.closed {
+            return;
+        }
+        self.requests.on_block(now, block);
+        self.run_requests();
+    }
+
+    /// Requests waiting for an answer, and block hashes in flight.
+    pub fn pending_requests(&self) -> (usize, usize) {
+        (self.requests.pending(), self.requests.blocks_in_flight())
+    }
+
+    /// Turns request events into actions. `Consumed` when the peer was dropped for them.
+    fn run_requests(&mut self) -> Verdict {
+        let mut verdict = Verdict::Deliver;
+        while let Some(event) = self.requests.poll_event() {
+            match event {
+                RequestEvent::SendGetHeaders { locator, stop } => {
+                    self.send(Message::GetHeaders(GetHeadersMessage::new(locator, stop)))
+                }
+                RequestEvent::SendGetData(hashes) => {
+                    let witness = self
+                        .remote
+                        .as_ref()
+                        .is_some_and(|r| ServiceFlags::from(r.services).has(ServiceFlags::WITNESS));
+                    let items = hashes
+                        .into_iter()
+                        .map(|h| if witness { Inventory::WitnessBlock(h) } else { Inventory::Block(h) })
+                        .collect();
+                    self.send(Message::GetData(items));
+                }
+                RequestEvent::Done(id, result) => self.actions.push_back(Action::Answer(id, result)),
+                RequestEvent::Misbehaved(reason) => {
+                    verdict = self.misbehaving(Misbehavior::InvalidData { reason });
+                }
+                RequestEvent::Stalled { after } => {
+                    self.disconnect(DisconnectReason::Stalled { after });
+                    verdict = Verdict::Consumed;
+                }
+            }
+        }
+        verdict
+    }
+
     /// Checks a message the application wants to send. Handshake messages are the machine's
     /// own; transactions go only to peers that asked for them; lists stay within Core's limits.
     pub fn check_send(&self, msg: &Message) -> Result<(), String> {
@@ -611,6 +683,14 @@ impl PeerMachine {
             }
             Message::Headers(h) if h.len() > MAX_HEADERS_RESULTS => {
                 self.too_many("headers", h.len(), MAX_HEADERS_RESULTS)
+            }
+            Message::Headers(h) => {
+                self.requests.on_headers(h);
+                self.run_requests()
+            }
+            Message::NotFound(items) => {
+                self.requests.on_notfound(items);
+                self.run_requests()
             }
             Message::Addr(a) if a.len() > MAX_ADDR_TO_SEND => {
                 self.too_many("addr", a.len(), MAX_ADDR_TO_SEND)
@@ -788,6 +868,10 @@ impl PeerMachine {
                 }
             }
             PeerState::Ready => {
+                self.requests.tick(now);
+                if self.run_requests() == Verdict::Consumed {
+                    return;
+                }
                 if let Some((_, sent)) = self.ping {
                     if now.saturating_duration_since(sent) >= self.config.ping_timeout {
                         self.disconnect(DisconnectReason::PingTimeout { after: self.config.ping_timeout });
@@ -817,6 +901,12 @@ impl PeerMachine {
             self.nonces.release(n);
         }
         self.set_state(PeerState::Disconnected);
+        self.requests.close(&reason.to_string());
+        while let Some(event) = self.requests.poll_event() {
+            if let RequestEvent::Done(id, result) = event {
+                self.actions.push_back(Action::Answer(id, result));
+            }
+        }
         self.actions.push_back(Action::Disconnect(reason));
     }
 

@@ -13,6 +13,27 @@ use crate::wire::Message;
 #[rtype(result = "Result<(), SendError>")]
 pub struct SendMessage(pub Message);
 
+/// Asks the peer for data and answers with the result: headers for a locator, blocks by hash,
+/// or transactions of a block (see [`Request`](super::requests::Request)). Times out after the
+/// peer's latency × 10 (bounded; [`RequestTimeouts`](super::requests::RequestTimeouts)); a wrong
+/// answer drops the peer as misbehaving. To have a failed request retried on other peers, send
+/// it to the [`PeerGroup`](crate::group::PeerGroup) instead.
+///
+/// ```no_run
+/// # async fn demo(peer: actix::Addr<btcpeer::peer::PeerActor>, genesis: bitcoin::BlockHash) {
+/// use bitcoin::hashes::Hash;
+/// use btcpeer::peer::messages::Fetch;
+/// use btcpeer::peer::requests::{Request, Response};
+/// let request = Request::Headers { locator: vec![genesis], stop: bitcoin::BlockHash::all_zeros() };
+/// if let Ok(Ok(Response::Headers(headers))) = peer.send(Fetch(request)).await {
+///     println!("{} headers", headers.len());
+/// }
+/// # }
+/// ```
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "Result<super::requests::Response, super::requests::RequestError>")]
+pub struct Fetch(pub super::requests::Request);
+
 /// Announces inventory to the peer: blocks at once, transactions trickled (see
 /// [`relay`](super::relay)); items the peer already knows are skipped.
 #[derive(Debug, ActixMessage)]

@@ -10,6 +10,7 @@ pub mod nonce;
 pub mod outbound;
 pub mod reason;
 pub mod relay;
+pub mod requests;
 pub mod stats;
 
 use std::fmt;

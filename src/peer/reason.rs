@@ -55,6 +55,13 @@ pub enum DisconnectReason {
         /// The configured limit.
         after: Duration,
     },
+    /// Requests timed out repeatedly: the peer does not serve what we ask (Core drops stalling
+    /// peers the same way).
+    #[error("requests unanswered (last timeout {secs:.1}s)", secs = after.as_secs_f64())]
+    Stalled {
+        /// The last timeout that expired.
+        after: Duration,
+    },
     /// The peer does not read fast enough: our outbound byte budget is exhausted.
     #[error("send queue full ({queued} bytes queued)")]
     SendQueueFull {
@@ -124,6 +131,13 @@ pub enum Misbehavior {
         /// Command.
         command: String,
     },
+    /// Headers not chained or failing proof of work, a block not matching its header, or other
+    /// data that cannot be right.
+    #[error("invalid data: {reason}")]
+    InvalidData {
+        /// What was wrong.
+        reason: String,
+    },
     /// A BIP37 bloom-filter message (or BIP35 `mempool`) while we do not offer NODE_BLOOM;
     /// Core disconnects for this too.
     #[error("{command} without NODE_BLOOM")]
@@ -159,7 +173,8 @@ impl DisconnectReason {
             | HandshakeTimeout { .. }
             | PingTimeout { .. }
             | InactivityTimeout { .. }
-            | SendQueueFull { .. } => ReasonKind::Network,
+            | SendQueueFull { .. }
+            | Stalled { .. } => ReasonKind::Network,
             ObsoleteVersion { .. } | MissingServices { .. } | SelfConnection | WrongNetwork => {
                 ReasonKind::Incompatible
             }

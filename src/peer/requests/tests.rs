@@ -1,0 +1,265 @@
+use super::*;
+use bitcoin::block::Version;
+use bitcoin::pow::CompactTarget;
+use bitcoin::{Amount, ScriptBuf, TxMerkleNode, TxOut};
+
+/// A regtest header on `prev` with valid proof of work (about half of all nonces pass).
+fn mine(prev: BlockHash, time: u32, merkle_root: TxMerkleNode) -> Header {
+    let mut h = Header {
+        version: Version::from_consensus(4),
+        prev_blockhash: prev,
+        merkle_root,
+        time,
+        bits: CompactTarget::from_consensus(0x207f_ffff),
+        nonce: 0,
+    };
+    while h.validate_pow(h.target()).is_err() {
+        h.nonce += 1;
+    }
+    h
+}
+
+fn chain(n: usize) -> Vec<Header> {
+    let mut prev = crate::Network::Regtest.genesis_hash();
+    (0..n)
+        .map(|i| {
+            let h = mine(prev, 1_700_000_000 + i as u32, TxMerkleNode::all_zeros());
+            prev = h.block_hash();
+            h
+        })
+        .collect()
+}
+
+fn block(prev: BlockHash, tag: u8) -> Block {
+    let coinbase = Transaction {
+        version: bitcoin::transaction::Version::ONE,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            script_sig: ScriptBuf::from_bytes(vec![1, tag]),
+            ..Default::default()
+        }],
+        output: vec![TxOut { value: Amount::from_sat(50), script_pubkey: ScriptBuf::new() }],
+    };
+    let other = Transaction {
+        input: vec![bitcoin::TxIn { script_sig: ScriptBuf::from_bytes(vec![2, tag]), ..Default::default() }],
+        ..coinbase.clone()
+    };
+    let mut block = Block { header: mine(prev, 1_700_000_000, TxMerkleNode::all_zeros()), txdata: vec![coinbase, other] };
+    block.header.merkle_root = block.compute_merkle_root().expect("non-empty");
+    while block.header.validate_pow(block.header.target()).is_err() {
+        block.header.nonce += 1;
+    }
+    block
+}
+
+fn events(r: &mut PeerRequests) -> Vec<RequestEvent> {
+    std::iter::from_fn(|| r.poll_event()).collect()
+}
+
+const T: Duration = Duration::from_secs(10);
+
+#[test]
+fn timeout_scales_with_latency_within_bounds() {
+    let t = RequestTimeouts { multiplier: 10, min: Duration::from_secs(2), max: Duration::from_secs(30) };
+    assert_eq!(t.for_latency(Some(Duration::from_millis(500))), Duration::from_secs(5));
+    assert_eq!(t.for_latency(Some(Duration::from_millis(10))), Duration::from_secs(2));
+    assert_eq!(t.for_latency(Some(Duration::from_secs(60))), Duration::from_secs(30));
+    assert_eq!(t.for_latency(None), Duration::from_secs(30));
+}
+
+#[test]
+fn headers_answer_matches_locator_and_unrelated_headers_are_announcements() {
+    let now = Instant::now();
+    let hs = chain(3);
+    let genesis = crate::Network::Regtest.genesis_hash();
+    let mut r = PeerRequests::new();
+    let id = r.start(now, Request::Headers { locator: vec![genesis], stop: BlockHash::all_zeros() }, T).unwrap();
+    assert_eq!(
+        events(&mut r),
+        vec![RequestEvent::SendGetHeaders { locator: vec![genesis], stop: BlockHash::all_zeros() }]
+    );
+    assert_eq!(
+        r.start(now, Request::Headers { locator: vec![genesis], stop: BlockHash::all_zeros() }, T),
+        Err(RequestError::Busy)
+    );
+    // An announcement of the third header alone does not connect to the locator.
+    r.on_headers(&hs[2..]);
+    assert!(events(&mut r).is_empty());
+    r.on_headers(&hs);
+    assert_eq!(events(&mut r), vec![RequestEvent::Done(id, Ok(Response::Headers(hs.clone())))]);
+    assert_eq!(r.pending(), 0);
+}
+
+#[test]
+fn empty_headers_answer_means_nothing_more() {
+    let now = Instant::now();
+    let mut r = PeerRequests::new();
+    let id = r
+        .start(now, Request::Headers { locator: vec![crate::Network::Regtest.genesis_hash()], stop: BlockHash::all_zeros() }, T)
+        .unwrap();
+    events(&mut r);
+    r.on_headers(&[]);
+    assert_eq!(events(&mut r), vec![RequestEvent::Done(id, Ok(Response::Headers(vec![])))]);
+}
+
+#[test]
+fn unchained_or_bad_pow_headers_are_misbehaviour() {
+    let now = Instant::now();
+    let mut hs = chain(3);
+    hs.swap(1, 2);
+    let mut r = PeerRequests::new();
+    let id = r
+        .start(now, Request::Headers { locator: vec![crate::Network::Regtest.genesis_hash()], stop: BlockHash::all_zeros() }, T)
+        .unwrap();
+    events(&mut r);
+    r.on_headers(&hs);
+    let ev = events(&mut r);
+    assert!(matches!(&ev[0], RequestEvent::Done(i, Err(RequestError::Invalid { .. })) if *i == id), "{ev:?}");
+    assert!(matches!(&ev[1], RequestEvent::Misbehaved(_)));
+
+    // Bad proof of work, even unsolicited.
+    let mut bad = chain(1);
+    while bad[0].validate_pow(bad[0].target()).is_ok() {
+        bad[0].nonce += 1;
+    }
+    r.on_headers(&bad);
+    assert!(matches!(events(&mut r)[..], [RequestEvent::Misbehaved(_)]));
+}
+
+#[test]
+fn headers_request_times_out_and_two_in_a_row_stall_the_peer() {
+    let now = Instant::now();
+    let mut r = PeerRequests::new();
+    let loc = vec![crate::Network::Regtest.genesis_hash()];
+    let id = r.start(now, Request::Headers { locator: loc.clone(), stop: BlockHash::all_zeros() }, T).unwrap();
+    events(&mut r);
+    r.tick(now + T - Duration::from_millis(1));
+    assert!(events(&mut r).is_empty());
+    r.tick(now + T);
+    assert_eq!(events(&mut r), vec![RequestEvent::Done(id, Err(RequestError::Timeout { after: T }))]);
+    let id2 = r.start(now + T, Request::Headers { locator: loc, stop: BlockHash::all_zeros() }, T).unwrap();
+    events(&mut r);
+    r.tick(now + T * 2);
+    assert_eq!(
+        events(&mut r),
+        vec![RequestEvent::Done(id2, Err(RequestError::Timeout { after: T })), RequestEvent::Stalled { after: T }]
+    );
+}
+
+#[test]
+fn blocks_are_windowed_and_answered_in_order() {
+    let now = Instant::now();
+    let blocks: Vec<Arc<Block>> = (0..20).map(|i| Arc::new(block(BlockHash::all_zeros(), i))).collect();
+    let hashes: Vec<BlockHash> = blocks.iter().map(|b| b.block_hash()).collect();
+    let mut r = PeerRequests::new();
+    let id = r.start(now, Request::Blocks { hashes: hashes.clone() }, T).unwrap();
+    assert_eq!(events(&mut r), vec![RequestEvent::SendGetData(hashes[..MAX_BLOCKS_IN_FLIGHT].to_vec())]);
+    assert_eq!(r.blocks_in_flight(), MAX_BLOCKS_IN_FLIGHT);
+    // Answers in reverse order; each frees a slot for a queued hash.
+    for b in blocks[..MAX_BLOCKS_IN_FLIGHT].iter().rev() {
+        r.on_block(now, b.clone());
+    }
+    assert_eq!(events(&mut r), (16..20).map(|i| RequestEvent::SendGetData(vec![hashes[i]])).collect::<Vec<_>>());
+    // An unrequested block is ignored (not an answer).
+    r.on_block(now, Arc::new(block(BlockHash::all_zeros(), 99)));
+    for b in &blocks[16..] {
+        r.on_block(now, b.clone());
+    }
+    assert_eq!(events(&mut r), vec![RequestEvent::Done(id, Ok(Response::Blocks(blocks)))]);
+    assert_eq!(r.pending(), 0);
+    assert_eq!(r.blocks_in_flight(), 0);
+}
+
+#[test]
+fn block_request_bounds() {
+    let now = Instant::now();
+    let mut r = PeerRequests::new();
+    assert_eq!(r.start(now, Request::Blocks { hashes: vec![] }, T), Err(RequestError::Empty));
+    let many: Vec<BlockHash> = (0..=MAX_PENDING_BLOCKS as u32)
+        .map(|i| BlockHash::from_byte_array(bitcoin::hashes::sha256d::Hash::hash(&i.to_le_bytes()).to_byte_array()))
+        .collect();
+    assert!(matches!(r.start(now, Request::Blocks { hashes: many.clone() }, T), Err(RequestError::TooMany { .. })));
+    r.start(now, Request::Blocks { hashes: many[..MAX_PENDING_BLOCKS].to_vec() }, T).unwrap();
+    assert!(matches!(r.start(now, Request::Blocks { hashes: many[MAX_PENDING_BLOCKS..].to_vec() }, T), Err(RequestError::TooMany { .. })));
+    // The same hash again shares the outstanding getdata.
+    let before = events(&mut r).len();
+    r.start(now, Request::Blocks { hashes: many[..2].to_vec() }, T).unwrap();
+    assert_eq!(before, 1);
+    assert!(events(&mut r).is_empty());
+}
+
+#[test]
+fn notfound_fails_waiting_requests_and_frees_the_window() {
+    let now = Instant::now();
+    let b = Arc::new(block(BlockHash::all_zeros(), 1));
+    let c = Arc::new(block(BlockHash::all_zeros(), 2));
+    let mut r = PeerRequests::new();
+    let id = r.start(now, Request::Blocks { hashes: vec![b.block_hash(), c.block_hash()] }, T).unwrap();
+    events(&mut r);
+    r.on_notfound(&[Inventory::WitnessBlock(b.block_hash())]);
+    assert_eq!(
+        events(&mut r),
+        vec![RequestEvent::Done(id, Err(RequestError::NotFound { hash: b.block_hash().to_string() }))]
+    );
+    assert_eq!(r.blocks_in_flight(), 0, "the request's other hash is no longer wanted");
+    assert!(!r.wants_block(&c.block_hash()));
+}
+
+#[test]
+fn mutated_block_is_misbehaviour() {
+    let now = Instant::now();
+    let good = block(BlockHash::all_zeros(), 1);
+    let mut bad = good.clone();
+    bad.txdata.swap(0, 1);
+    let mut r = PeerRequests::new();
+    let id = r.start(now, Request::Blocks { hashes: vec![good.block_hash()] }, T).unwrap();
+    events(&mut r);
+    r.on_block(now, Arc::new(bad));
+    let ev = events(&mut r);
+    assert!(matches!(&ev[0], RequestEvent::Done(i, Err(RequestError::Invalid { .. })) if *i == id), "{ev:?}");
+    assert!(matches!(&ev[1], RequestEvent::Misbehaved(_)));
+}
+
+#[test]
+fn transactions_of_a_block_by_txid() {
+    let now = Instant::now();
+    let b = Arc::new(block(BlockHash::all_zeros(), 7));
+    let want = b.txdata[1].compute_txid();
+    let mut r = PeerRequests::new();
+    let id = r.start(now, Request::Transactions { block: b.block_hash(), txids: vec![want] }, T).unwrap();
+    events(&mut r);
+    r.on_block(now, b.clone());
+    assert_eq!(events(&mut r), vec![RequestEvent::Done(id, Ok(Response::Transactions(vec![b.txdata[1].clone()])))]);
+
+    let missing = Txid::all_zeros();
+    let id = r.start(now, Request::Transactions { block: b.block_hash(), txids: vec![missing] }, T).unwrap();
+    events(&mut r);
+    r.on_block(now, b.clone());
+    assert_eq!(
+        events(&mut r),
+        vec![RequestEvent::Done(id, Err(RequestError::NotFound { hash: missing.to_string() }))]
+    );
+}
+
+#[test]
+fn block_progress_extends_the_deadline_and_close_fails_everything() {
+    let now = Instant::now();
+    let a = Arc::new(block(BlockHash::all_zeros(), 1));
+    let b = Arc::new(block(BlockHash::all_zeros(), 2));
+    let mut r = PeerRequests::new();
+    let id = r.start(now, Request::Blocks { hashes: vec![a.block_hash(), b.block_hash()] }, T).unwrap();
+    events(&mut r);
+    r.on_block(now + T - Duration::from_secs(1), a);
+    r.tick(now + T);
+    assert!(events(&mut r).is_empty(), "progress restarted the clock");
+    let hid = r
+        .start(now, Request::Headers { locator: vec![crate::Network::Regtest.genesis_hash()], stop: BlockHash::all_zeros() }, T)
+        .unwrap();
+    events(&mut r);
+    r.close("closed by peer");
+    let ev = events(&mut r);
+    assert_eq!(ev.len(), 2);
+    assert!(ev.contains(&RequestEvent::Done(hid, Err(RequestError::Disconnected { reason: "closed by peer".into() }))));
+    assert!(ev.contains(&RequestEvent::Done(id, Err(RequestError::Disconnected { reason: "closed by peer".into() }))));
+    assert_eq!(r.pending(), 0);
+}
