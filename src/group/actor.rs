@@ -929,6 +929,15 @@ impl Handler<DisconnectPeer> for PeerGroup {
     }
 }
 
+impl Handler<DisconnectPeerWith> for PeerGroup {
+    type Result = Result<(), GroupError>;
+    fn handle(&mut self, msg: DisconnectPeerWith, _: &mut Context<Self>) -> Self::Result {
+        let entry = self.peers.get(&msg.peer).ok_or(GroupError::UnknownPeer(msg.peer))?;
+        entry.actor.do_send(Disconnect(msg.reason));
+        Ok(())
+    }
+}
+
 impl Handler<BanAddr> for PeerGroup {
     type Result = MessageResult<BanAddr>;
     fn handle(&mut self, msg: BanAddr, _: &mut Context<Self>) -> Self::Result {

@@ -91,6 +91,18 @@ pub struct AddPeer {
 #[rtype(result = "Result<(), GroupError>")]
 pub struct DisconnectPeer(pub PeerId);
 
+/// Disconnects one peer for a reason of your own: a misbehaviour reason bans its address like
+/// any misbehaviour the peer machine detects (never for static peers), a network reason lets
+/// the group replace it.
+#[derive(Message)]
+#[rtype(result = "Result<(), GroupError>")]
+pub struct DisconnectPeerWith {
+    /// The peer.
+    pub peer: PeerId,
+    /// Why.
+    pub reason: crate::peer::DisconnectReason,
+}
+
 /// Bans an address (its IP, or its host name) and disconnects matching peers.
 #[derive(Message)]
 #[rtype(result = "Ban")]

@@ -120,6 +120,12 @@ impl Bcoin {
         hashes.as_array().expect("hash list").iter().map(|h| h.as_str().unwrap().to_owned()).collect()
     }
 
+    /// Freezes the node (SIGSTOP): its sockets stay open but nothing is answered.
+    pub fn freeze(&self) {
+        let ok = Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status().map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "cannot SIGSTOP the bcoin node");
+    }
+
     /// Kills the node at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
