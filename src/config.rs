@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::network::Network;
 use crate::peer::dial::ProxyConfig;
 use crate::peer::machine::MachineConfig;
+use crate::peer::requests::RequestTimeouts;
 use crate::peer::{PeerAddr, PeerConfig};
 use crate::wire::limits::MAX_SUBVERSION_LENGTH;
 use crate::wire::{version, ServiceFlags};
@@ -76,6 +77,53 @@ pub struct Settings {
     pub inbound: InboundSettings,
     /// Outbound targets, bans, persistence.
     pub group: GroupSettings,
+    /// Timeouts and retries of requests (`[requests]`).
+    pub requests: RequestSettings,
+    /// Header chain sync and block fetching (`[sync]`).
+    pub sync: SyncSettings,
+}
+
+/// Requests to peers (`[requests]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequestSettings {
+    /// A request times out after the peer's ping latency times this.
+    pub timeout_multiplier: u32,
+    /// Shortest request timeout.
+    pub min_timeout_ms: u64,
+    /// Longest request timeout (also used before the first ping is answered).
+    pub max_timeout_secs: u64,
+    /// Attempts per request, each on a different peer when possible.
+    pub max_attempts: u32,
+}
+
+impl Default for RequestSettings {
+    fn default() -> Self {
+        RequestSettings {
+            timeout_multiplier: 10,
+            min_timeout_ms: 5_000,
+            max_timeout_secs: 60,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// Header sync (`[sync]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncSettings {
+    /// Follow the best header chain (kept in `<data_dir>/headers.dat`).
+    pub headers: bool,
+    /// Fetch each new block once synced (implies `headers`).
+    pub fetch_blocks: bool,
+    /// No new header for this long while a peer claims more: replace the sync peer.
+    pub stale_tip_timeout_secs: u64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings { headers: false, fetch_blocks: false, stale_tip_timeout_secs: 30 * 60 }
+    }
 }
 
 /// The peer group (`[group]`).
@@ -204,6 +252,8 @@ impl Default for Settings {
             log: LogSettings::default(),
             inbound: InboundSettings::default(),
             group: GroupSettings::default(),
+            requests: RequestSettings::default(),
+            sync: SyncSettings::default(),
         }
     }
 }
@@ -330,6 +380,22 @@ impl Settings {
         if self.log.filter.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(ConfigError::new("log.filter", format!("invalid filter {:?}", self.log.filter)));
         }
+        let r = &self.requests;
+        if !(1..=1_000).contains(&r.timeout_multiplier) {
+            return Err(ConfigError::new("requests.timeout_multiplier", "must be between 1 and 1000"));
+        }
+        within("requests.min_timeout_ms", r.min_timeout_ms, 3600 * 1000)?;
+        within("requests.max_timeout_secs", r.max_timeout_secs, 3600)?;
+        if r.max_timeout_secs * 1000 < r.min_timeout_ms {
+            return Err(ConfigError::new(
+                "requests.max_timeout_secs",
+                "must not be below requests.min_timeout_ms",
+            ));
+        }
+        if !(1..=100).contains(&r.max_attempts) {
+            return Err(ConfigError::new("requests.max_attempts", "must be between 1 and 100"));
+        }
+        within("sync.stale_tip_timeout_secs", self.sync.stale_tip_timeout_secs, DAY_SECS)?;
         if let Some(events) = &self.events {
             if events.is_empty() {
                 return Err(ConfigError::new("events", "must be a path or '-'"));
@@ -433,6 +499,11 @@ impl Settings {
             inactivity_timeout: Duration::from_secs(p.inactivity_timeout_secs),
             send_getaddr: p.getaddr,
             request_announced_txs: p.request_transactions,
+            request_timeouts: RequestTimeouts {
+                multiplier: self.requests.timeout_multiplier,
+                min: Duration::from_millis(self.requests.min_timeout_ms),
+                max: Duration::from_secs(self.requests.max_timeout_secs),
+            },
             ..MachineConfig::default()
         };
         cfg.connect_timeout = Duration::from_secs(p.connect_timeout_secs);

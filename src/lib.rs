@@ -20,6 +20,8 @@
 //! - [`addrbook`]: the address book (new/tried tables) and network groups.
 //! - [`discovery`]: DNS seeds behind a resolver trait.
 //! - [`persist`]: atomic JSON files with a backup.
+//! - [`chain`]: the header chain (validation, forks, locators) and its append-only file.
+//! - [`sync`]: following the best header chain through a group, block and header streams.
 //! - `metrics` (feature `metrics`): Prometheus counters shared by all peers.
 //! - [`config`]: the settings tree the daemon loads (the library itself never reads
 //!   configuration files or the environment).
@@ -70,6 +72,8 @@ pub mod metrics;
 pub mod network;
 pub mod peer;
 pub mod persist;
+pub mod sync;
+
 pub mod wire;
 
 pub use error::Error;

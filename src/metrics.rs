@@ -29,6 +29,10 @@ pub struct Metrics {
     pub addrbook: IntGaugeVec,
     /// Notifications dropped for full subscriber mailboxes, over current peers (set at scrape time).
     pub subscriber_dropped: IntGauge,
+    /// Best header height (set at scrape time; absent without header sync).
+    pub header_height: IntGauge,
+    /// 1 when headers are synced to the best tip peers know (set at scrape time).
+    pub headers_synced: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -102,7 +106,12 @@ impl Metrics {
             "btcpeer_subscriber_dropped",
             "Notifications dropped for full subscriber mailboxes (current peers).",
         );
+        let header_height = gauge("btcpeer_header_height", "Best header chain height.");
+        let headers_synced =
+            gauge("btcpeer_headers_synced", "1 when the header chain is at the best known tip.");
         Metrics {
+            header_height,
+            headers_synced,
             registry,
             messages,
             bytes,

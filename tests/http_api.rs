@@ -55,7 +55,8 @@ async fn start(node: &Bcoin) -> (Addr<PeerGroup>, SocketAddr, actix_web::dev::Se
     cfg.policy.connect_only = true;
     let group = PeerGroup::new(cfg, vec![]).start();
     let (server, addr) =
-        http::start("127.0.0.1:0".parse().unwrap(), group.clone(), Network::Regtest, Some(metrics)).unwrap();
+        http::start("127.0.0.1:0".parse().unwrap(), group.clone(), None, Network::Regtest, Some(metrics))
+            .unwrap();
     let handle = server.handle();
     actix::spawn(server);
     (group, addr, handle)

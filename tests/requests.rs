@@ -48,7 +48,8 @@ async fn headers_blocks_and_transactions_come_back_from_bcoin() {
 
     // Blocks in the order asked, whatever order they arrive in.
     let want = vec![mined[7], mined[2], mined[11]];
-    let Response::Blocks(blocks) = peer.send(PeerFetch(Request::Blocks { hashes: want.clone() })).await.unwrap().unwrap()
+    let Response::Blocks(blocks) =
+        peer.send(PeerFetch(Request::Blocks { hashes: want.clone() })).await.unwrap().unwrap()
     else {
         panic!()
     };
@@ -97,7 +98,8 @@ async fn a_group_request_completes_on_another_node_when_its_node_dies() {
 
     // Freeze A so the request waits on it, then kill it: the request must move to B.
     a.freeze();
-    let fetch = Fetch { request: Request::Blocks { hashes: vec![mined[3]] }, preferred: Some(a_id), exclude: vec![] };
+    let fetch =
+        Fetch { request: Request::Blocks { hashes: vec![mined[3]] }, preferred: Some(a_id), exclude: vec![] };
     let pending = actix::spawn(group.send(fetch));
     let peers = group.send(GetPeers).await.unwrap();
     let a_stats = peers.iter().find(|p| p.id == a_id).unwrap().clone();
@@ -119,10 +121,7 @@ async fn a_group_request_completes_on_another_node_when_its_node_dies() {
     // With no node left that has it, the budget runs out with a typed error.
     let unknown = BlockHash::from_byte_array([9; 32]);
     let err = group.send(Fetch::new(Request::Blocks { hashes: vec![unknown] })).await.unwrap().unwrap_err();
-    assert!(
-        matches!(err, RequestError::RetriesExhausted { .. } | RequestError::NotFound { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, RequestError::RetriesExhausted { .. } | RequestError::NotFound { .. }), "{err}");
     println!("unknown block through the group: {err}");
     group.send(Shutdown).await.unwrap();
 }

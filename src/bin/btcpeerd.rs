@@ -55,6 +55,13 @@ struct Cli {
     /// Log format: pretty or json.
     #[arg(long, value_name = "pretty|json")]
     log_format: Option<String>,
+    /// Follow the best header chain (stored in the data directory; a restart resumes) and emit
+    /// headers/synced events.
+    #[arg(long)]
+    sync_headers: bool,
+    /// Once synced, fetch each new block and emit block events (implies --sync-headers).
+    #[arg(long)]
+    fetch_blocks: bool,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +82,8 @@ fn main() -> ExitCode {
         proxy: cli.proxy,
         events: cli.events,
         log_format: cli.log_format,
+        sync_headers: cli.sync_headers,
+        fetch_blocks: cli.fetch_blocks,
     };
     let settings = match daemon::settings::load(&overrides, std::env::vars()) {
         Ok(s) => s,

@@ -55,9 +55,14 @@ impl EventLog {
     }
 }
 
-/// The event log's subscriptions.
-pub fn subscriptions(log: &Addr<EventLog>) -> Vec<Subscription> {
+/// The event log's subscriptions. With `chain` (header sync on), per-message `headers` and
+/// `block` events give way to the chain's own (`headers` with height/tip/count, `block` for
+/// fetched blocks), so a sync does not log every header hash.
+pub fn subscriptions(log: &Addr<EventLog>, chain: bool) -> Vec<Subscription> {
     let mut subs = super::all_subscriptions(log);
+    if chain {
+        subs.retain(|s| !matches!(s, Subscription::Headers(_) | Subscription::Block(_)));
+    }
     subs.push(Subscription::Banned(log.clone().recipient()));
     subs.push(Subscription::Unbanned(log.clone().recipient()));
     subs
@@ -213,6 +218,26 @@ impl Handler<HeadersReceived> for EventLog {
     fn handle(&mut self, m: HeadersReceived, _: &mut Context<Self>) {
         let hashes: Vec<String> = m.headers.iter().map(|h| h.block_hash().to_string()).collect();
         self.write("headers", m.peer, &m.addr, json!({ "hashes": hashes }));
+    }
+}
+
+impl Handler<crate::sync::ChainEvent> for EventLog {
+    type Result = ();
+    fn handle(&mut self, m: crate::sync::ChainEvent, _: &mut Context<Self>) {
+        use crate::sync::ChainEvent;
+        match m {
+            ChainEvent::Headers { height, tip, count, reorged, peer } => self.write_group(
+                "headers",
+                json!({"height": height, "tip": tip.to_string(), "count": count, "reorged": reorged, "peer_id": peer.0}),
+            ),
+            ChainEvent::Synced { height, tip } => {
+                self.write_group("synced", json!({"height": height, "tip": tip.to_string()}))
+            }
+            ChainEvent::Block { hash, height, txs, size, peer, .. } => self.write_group(
+                "block",
+                json!({"hash": hash.to_string(), "height": height, "txs": txs, "size": size, "peer_id": peer.0}),
+            ),
+        }
     }
 }
 

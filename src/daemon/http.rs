@@ -27,6 +27,13 @@ struct Api {
     group: Addr<PeerGroup>,
     network: Network,
     metrics: Option<Metrics>,
+    chain: Option<Addr<crate::sync::ChainSync>>,
+}
+
+impl Api {
+    async fn chain_status(&self) -> Option<crate::sync::ChainStatus> {
+        self.chain.as_ref()?.send(crate::sync::GetChainStatus).await.ok()
+    }
 }
 
 fn error(status: actix_web::http::StatusCode, message: impl std::fmt::Display) -> HttpResponse {
@@ -42,10 +49,11 @@ fn unavailable() -> HttpResponse {
 pub fn start(
     bind: SocketAddr,
     group: Addr<PeerGroup>,
+    chain: Option<Addr<crate::sync::ChainSync>>,
     network: Network,
     metrics: Option<Metrics>,
 ) -> std::io::Result<(Server, SocketAddr)> {
-    let api = Api { group, network, metrics };
+    let api = Api { group, network, metrics, chain };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(api.clone()))
@@ -124,12 +132,19 @@ async fn prometheus_metrics(api: web::Data<Api>) -> HttpResponse {
     m.bans.set(i64::try_from(status.bans).unwrap_or(i64::MAX));
     m.addrbook.with_label_values(&["new"]).set(i64::try_from(status.addrbook_new).unwrap_or(i64::MAX));
     m.addrbook.with_label_values(&["tried"]).set(i64::try_from(status.addrbook_tried).unwrap_or(i64::MAX));
+    if let Some(chain) = api.chain_status().await {
+        m.header_height.set(i64::from(chain.height));
+        m.headers_synced.set(i64::from(chain.synced));
+    }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(m.render())
 }
 
 async fn status(api: web::Data<Api>) -> HttpResponse {
     match api.group.send(GetStatus).await {
-        Ok(s) => HttpResponse::Ok().json(json!({ "network": api.network, "group": s })),
+        Ok(s) => {
+            let chain = api.chain_status().await;
+            HttpResponse::Ok().json(json!({ "network": api.network, "group": s, "chain": chain }))
+        }
         Err(_) => unavailable(),
     }
 }

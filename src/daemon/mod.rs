@@ -19,6 +19,7 @@ use crate::discovery::{DnsResolver, SeedResolver};
 use crate::events::Subscription;
 use crate::group::policy::PolicyConfig;
 use crate::group::{GroupConfig, PeerGroup, Shutdown};
+use crate::sync::{ChainSync, ChainSyncConfig, StopChainSync, SubscribeChain, SyncConfig};
 use crate::Error;
 
 /// Installs the global `tracing` subscriber: `RUST_LOG` wins over `log.filter`; output goes to
@@ -54,12 +55,23 @@ pub fn run(settings: Settings) -> Result<(), Error> {
     let metrics = http_addr.map(|_| crate::metrics::Metrics::new());
     let mut config = config;
     config.peer.metrics = metrics.clone();
+    let sync_config = (settings.sync.headers || settings.sync.fetch_blocks).then(|| ChainSyncConfig {
+        network,
+        data_dir: config.data_dir.clone(),
+        checkpoint: None,
+        sync: SyncConfig {
+            stale_tip_timeout: Duration::from_secs(settings.sync.stale_tip_timeout_secs),
+            ..SyncConfig::default()
+        },
+        tip: config.peer.tip.clone(),
+        fetch_blocks: settings.sync.fetch_blocks,
+    });
     let system = System::new();
     system.block_on(async move {
         let mut subscriptions = Vec::new();
         let log = sink.map(|w| event_log::EventLog::new(w).start());
         if let Some(log) = &log {
-            subscriptions.extend(event_log::subscriptions(log));
+            subscriptions.extend(event_log::subscriptions(log, sync_config.is_some()));
         }
         info!(
             %network,
@@ -70,8 +82,24 @@ pub fn run(settings: Settings) -> Result<(), Error> {
             "btcpeerd starting"
         );
         let group = PeerGroup::new(config, subscriptions).start();
+        let chain = match sync_config {
+            Some(sync_config) => match ChainSync::new(sync_config, group.clone()) {
+                Ok(sync) => {
+                    let sync = sync.start();
+                    if let Some(log) = &log {
+                        sync.do_send(SubscribeChain(log.clone().recipient()));
+                    }
+                    Some(sync)
+                }
+                Err(e) => {
+                    let _ = group.send(Shutdown).await;
+                    return Err(Error::Io { context: "cannot load the header chain".into(), source: std::io::Error::other(e.to_string()) });
+                }
+            },
+            None => None,
+        };
         let api = match http_addr {
-            Some(bind) => match http::start(bind, group.clone(), network, metrics) {
+            Some(bind) => match http::start(bind, group.clone(), chain.clone(), network, metrics) {
                 Ok((server, addr)) => {
                     if !addr.ip().is_loopback() {
                         tracing::warn!(%addr, "HTTP API is reachable from other hosts: protect it (see README)");
@@ -92,6 +120,10 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         info!("shutting down");
         // /health answers 503 while the peers close.
         let _ = group.send(Shutdown).await;
+        if let Some(chain) = chain {
+            // Stopping flushes the header file.
+            let _ = chain.send(StopChainSync).await;
+        }
         if let Some(api) = api {
             api.stop(true).await;
         }
@@ -124,6 +156,7 @@ pub fn group_config(settings: &Settings) -> Result<GroupConfig, Error> {
     config.save_interval = Duration::from_secs(settings.group.save_interval_secs);
     config.arbiters = settings.group.threads;
     config.relay_transactions = settings.group.relay;
+    config.max_request_attempts = settings.requests.max_attempts;
     config.data_dir = Some(match &settings.data_dir {
         Some(dir) => PathBuf::from(dir),
         None => default_data_dir(settings.network),

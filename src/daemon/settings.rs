@@ -53,6 +53,10 @@ pub struct Overrides {
     pub events: Option<String>,
     /// `--log-format`.
     pub log_format: Option<String>,
+    /// `--sync-headers`.
+    pub sync_headers: bool,
+    /// `--fetch-blocks`.
+    pub fetch_blocks: bool,
 }
 
 /// Loads and validates the settings. `env` is the process environment (passed in so tests can
@@ -127,6 +131,12 @@ fn build(
     b = set(b, "group.max_outbound", overrides.max_outbound.as_ref()).map_err(err)?;
     b = set(b, "inbound.max_peers", overrides.max_inbound.as_ref()).map_err(err)?;
     b = set(b, "group.ban_time_secs", overrides.ban_time.as_ref()).map_err(err)?;
+    if overrides.sync_headers {
+        b = b.set_override("sync.headers", true).map_err(err)?;
+    }
+    if overrides.fetch_blocks {
+        b = b.set_override("sync.fetch_blocks", true).map_err(err)?;
+    }
     for (key, list) in [("addnode", &overrides.addnode), ("seeds", &overrides.seeds)] {
         if !list.is_empty() {
             b = b.set_override(key, list.clone()).map_err(err)?;

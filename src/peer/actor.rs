@@ -20,9 +20,8 @@ use tracing::{debug, info, warn};
 use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIMEOUT};
 use super::machine::{Action, MachineConfig, PeerMachine, Verdict};
 use super::messages::{
-    Fetch,
-    Disconnect, GetStats, PushAddr, PushGetBlocks, PushGetHeaders, PushReject, QueueInventory, SendMessage,
-    Subscribe, SubscribeAs, Unsubscribe, WriterReport,
+    Disconnect, Fetch, GetStats, PushAddr, PushGetBlocks, PushGetHeaders, PushReject, QueueInventory,
+    SendMessage, Subscribe, SubscribeAs, Unsubscribe, WriterReport,
 };
 use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
 use super::reason::DisconnectReason;

@@ -12,7 +12,9 @@ use tokio::time::Instant;
 
 use super::reason::{DisconnectReason, Misbehavior};
 use super::relay::{Announcement, PeerView, Relay};
-use super::requests::{PeerRequests, Request, RequestError, RequestEvent, RequestId, RequestTimeouts, Response};
+use super::requests::{
+    PeerRequests, Request, RequestError, RequestEvent, RequestId, RequestTimeouts, Response,
+};
 use super::{Link, NonceSet, PeerState};
 use crate::wire::limits::{
     BIP0031_VERSION, MAX_ADDR_TO_SEND, MAX_GETDATA_SZ, MAX_HEADERS_RESULTS, MAX_INV_SZ, MAX_LOCATOR_SZ,

@@ -272,7 +272,12 @@ impl PeerRequests {
     }
 
     /// Starts a request; its answer comes later as [`RequestEvent::Done`] with the returned id.
-    pub fn start(&mut self, now: Instant, request: Request, timeout: Duration) -> Result<RequestId, RequestError> {
+    pub fn start(
+        &mut self,
+        now: Instant,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<RequestId, RequestError> {
         if self.pending() >= MAX_PENDING_REQUESTS {
             return Err(RequestError::TooMany { requested: 1, limit: 0 });
         }
@@ -449,7 +454,10 @@ impl PeerRequests {
         if self.headers.as_ref().is_some_and(|w| now >= w.deadline) {
             if let Some(wait) = self.headers.take() {
                 expired = Some(wait.timeout);
-                self.events.push_back(RequestEvent::Done(wait.id, Err(RequestError::Timeout { after: wait.timeout })));
+                self.events.push_back(RequestEvent::Done(
+                    wait.id,
+                    Err(RequestError::Timeout { after: wait.timeout }),
+                ));
             }
         }
         let late: Vec<(RequestId, Duration)> =
@@ -506,7 +514,8 @@ fn finish_blocks(mut wait: BlocksWait) -> Result<Response, RequestError> {
     let Some(block) = blocks.first() else {
         return Err(RequestError::Invalid { reason: "block missing".into() });
     };
-    let by_txid: HashMap<Txid, &Transaction> = block.txdata.iter().map(|tx| (tx.compute_txid(), tx)).collect();
+    let by_txid: HashMap<Txid, &Transaction> =
+        block.txdata.iter().map(|tx| (tx.compute_txid(), tx)).collect();
     let mut out = Vec::with_capacity(txids.len());
     for txid in txids {
         match by_txid.get(&txid) {

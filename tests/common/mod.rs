@@ -122,7 +122,8 @@ impl Bcoin {
 
     /// Freezes the node (SIGSTOP): its sockets stay open but nothing is answered.
     pub fn freeze(&self) {
-        let ok = Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status().map(|s| s.success());
+        let ok =
+            Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status().map(|s| s.success());
         assert!(matches!(ok, Ok(true)), "cannot SIGSTOP the bcoin node");
     }
 

@@ -52,7 +52,8 @@ impl Handler<Fetch> for PeerGroup {
             let mut attempts = 0u32;
             let mut last: Option<RequestError> = None;
             loop {
-                let pick = PickPeer { request: msg.request.clone(), tried: tried.clone(), preferred: msg.preferred };
+                let pick =
+                    PickPeer { request: msg.request.clone(), tried: tried.clone(), preferred: msg.preferred };
                 let picked = group.send(pick).await.ok().flatten();
                 // Excluded peers are never retried, not even as the fallback.
                 let picked = picked.filter(|(id, _)| !tried[..excluded].contains(id));
@@ -65,10 +66,9 @@ impl Handler<Fetch> for PeerGroup {
                     });
                 };
                 tried.push(peer);
-                let result = actor
-                    .send(PeerFetch(msg.request.clone()))
-                    .await
-                    .unwrap_or_else(|_| Err(RequestError::Disconnected { reason: "peer actor stopped".into() }));
+                let result = actor.send(PeerFetch(msg.request.clone())).await.unwrap_or_else(|_| {
+                    Err(RequestError::Disconnected { reason: "peer actor stopped".into() })
+                });
                 let error = match result {
                     Ok(response) => return Ok(Fetched { peer, response, attempts: attempts + 1 }),
                     Err(e) => e,

@@ -34,17 +34,15 @@ fn block(prev: BlockHash, tag: u8) -> Block {
     let coinbase = Transaction {
         version: bitcoin::transaction::Version::ONE,
         lock_time: bitcoin::absolute::LockTime::ZERO,
-        input: vec![bitcoin::TxIn {
-            script_sig: ScriptBuf::from_bytes(vec![1, tag]),
-            ..Default::default()
-        }],
+        input: vec![bitcoin::TxIn { script_sig: ScriptBuf::from_bytes(vec![1, tag]), ..Default::default() }],
         output: vec![TxOut { value: Amount::from_sat(50), script_pubkey: ScriptBuf::new() }],
     };
     let other = Transaction {
         input: vec![bitcoin::TxIn { script_sig: ScriptBuf::from_bytes(vec![2, tag]), ..Default::default() }],
         ..coinbase.clone()
     };
-    let mut block = Block { header: mine(prev, 1_700_000_000, TxMerkleNode::all_zeros()), txdata: vec![coinbase, other] };
+    let mut block =
+        Block { header: mine(prev, 1_700_000_000, TxMerkleNode::all_zeros()), txdata: vec![coinbase, other] };
     block.header.merkle_root = block.compute_merkle_root().expect("non-empty");
     while block.header.validate_pow(block.header.target()).is_err() {
         block.header.nonce += 1;
@@ -73,7 +71,8 @@ fn headers_answer_matches_locator_and_unrelated_headers_are_announcements() {
     let hs = chain(3);
     let genesis = crate::Network::Regtest.genesis_hash();
     let mut r = PeerRequests::new();
-    let id = r.start(now, Request::Headers { locator: vec![genesis], stop: BlockHash::all_zeros() }, T).unwrap();
+    let id =
+        r.start(now, Request::Headers { locator: vec![genesis], stop: BlockHash::all_zeros() }, T).unwrap();
     assert_eq!(
         events(&mut r),
         vec![RequestEvent::SendGetHeaders { locator: vec![genesis], stop: BlockHash::all_zeros() }]
@@ -95,7 +94,14 @@ fn empty_headers_answer_means_nothing_more() {
     let now = Instant::now();
     let mut r = PeerRequests::new();
     let id = r
-        .start(now, Request::Headers { locator: vec![crate::Network::Regtest.genesis_hash()], stop: BlockHash::all_zeros() }, T)
+        .start(
+            now,
+            Request::Headers {
+                locator: vec![crate::Network::Regtest.genesis_hash()],
+                stop: BlockHash::all_zeros(),
+            },
+            T,
+        )
         .unwrap();
     events(&mut r);
     r.on_headers(&[]);
@@ -109,7 +115,14 @@ fn unchained_or_bad_pow_headers_are_misbehaviour() {
     hs.swap(1, 2);
     let mut r = PeerRequests::new();
     let id = r
-        .start(now, Request::Headers { locator: vec![crate::Network::Regtest.genesis_hash()], stop: BlockHash::all_zeros() }, T)
+        .start(
+            now,
+            Request::Headers {
+                locator: vec![crate::Network::Regtest.genesis_hash()],
+                stop: BlockHash::all_zeros(),
+            },
+            T,
+        )
         .unwrap();
     events(&mut r);
     r.on_headers(&hs);
@@ -131,7 +144,8 @@ fn headers_request_times_out_and_two_in_a_row_stall_the_peer() {
     let now = Instant::now();
     let mut r = PeerRequests::new();
     let loc = vec![crate::Network::Regtest.genesis_hash()];
-    let id = r.start(now, Request::Headers { locator: loc.clone(), stop: BlockHash::all_zeros() }, T).unwrap();
+    let id =
+        r.start(now, Request::Headers { locator: loc.clone(), stop: BlockHash::all_zeros() }, T).unwrap();
     events(&mut r);
     r.tick(now + T - Duration::from_millis(1));
     assert!(events(&mut r).is_empty());
@@ -142,7 +156,10 @@ fn headers_request_times_out_and_two_in_a_row_stall_the_peer() {
     r.tick(now + T * 2);
     assert_eq!(
         events(&mut r),
-        vec![RequestEvent::Done(id2, Err(RequestError::Timeout { after: T })), RequestEvent::Stalled { after: T }]
+        vec![
+            RequestEvent::Done(id2, Err(RequestError::Timeout { after: T })),
+            RequestEvent::Stalled { after: T }
+        ]
     );
 }
 
@@ -159,7 +176,10 @@ fn blocks_are_windowed_and_answered_in_order() {
     for b in blocks[..MAX_BLOCKS_IN_FLIGHT].iter().rev() {
         r.on_block(now, b.clone());
     }
-    assert_eq!(events(&mut r), (16..20).map(|i| RequestEvent::SendGetData(vec![hashes[i]])).collect::<Vec<_>>());
+    assert_eq!(
+        events(&mut r),
+        (16..20).map(|i| RequestEvent::SendGetData(vec![hashes[i]])).collect::<Vec<_>>()
+    );
     // An unrequested block is ignored (not an answer).
     r.on_block(now, Arc::new(block(BlockHash::all_zeros(), 99)));
     for b in &blocks[16..] {
@@ -176,11 +196,19 @@ fn block_request_bounds() {
     let mut r = PeerRequests::new();
     assert_eq!(r.start(now, Request::Blocks { hashes: vec![] }, T), Err(RequestError::Empty));
     let many: Vec<BlockHash> = (0..=MAX_PENDING_BLOCKS as u32)
-        .map(|i| BlockHash::from_byte_array(bitcoin::hashes::sha256d::Hash::hash(&i.to_le_bytes()).to_byte_array()))
+        .map(|i| {
+            BlockHash::from_byte_array(bitcoin::hashes::sha256d::Hash::hash(&i.to_le_bytes()).to_byte_array())
+        })
         .collect();
-    assert!(matches!(r.start(now, Request::Blocks { hashes: many.clone() }, T), Err(RequestError::TooMany { .. })));
+    assert!(matches!(
+        r.start(now, Request::Blocks { hashes: many.clone() }, T),
+        Err(RequestError::TooMany { .. })
+    ));
     r.start(now, Request::Blocks { hashes: many[..MAX_PENDING_BLOCKS].to_vec() }, T).unwrap();
-    assert!(matches!(r.start(now, Request::Blocks { hashes: many[MAX_PENDING_BLOCKS..].to_vec() }, T), Err(RequestError::TooMany { .. })));
+    assert!(matches!(
+        r.start(now, Request::Blocks { hashes: many[MAX_PENDING_BLOCKS..].to_vec() }, T),
+        Err(RequestError::TooMany { .. })
+    ));
     // The same hash again shares the outstanding getdata.
     let before = events(&mut r).len();
     r.start(now, Request::Blocks { hashes: many[..2].to_vec() }, T).unwrap();
@@ -229,7 +257,10 @@ fn transactions_of_a_block_by_txid() {
     let id = r.start(now, Request::Transactions { block: b.block_hash(), txids: vec![want] }, T).unwrap();
     events(&mut r);
     r.on_block(now, b.clone());
-    assert_eq!(events(&mut r), vec![RequestEvent::Done(id, Ok(Response::Transactions(vec![b.txdata[1].clone()])))]);
+    assert_eq!(
+        events(&mut r),
+        vec![RequestEvent::Done(id, Ok(Response::Transactions(vec![b.txdata[1].clone()])))]
+    );
 
     let missing = Txid::all_zeros();
     let id = r.start(now, Request::Transactions { block: b.block_hash(), txids: vec![missing] }, T).unwrap();
@@ -253,13 +284,26 @@ fn block_progress_extends_the_deadline_and_close_fails_everything() {
     r.tick(now + T);
     assert!(events(&mut r).is_empty(), "progress restarted the clock");
     let hid = r
-        .start(now, Request::Headers { locator: vec![crate::Network::Regtest.genesis_hash()], stop: BlockHash::all_zeros() }, T)
+        .start(
+            now,
+            Request::Headers {
+                locator: vec![crate::Network::Regtest.genesis_hash()],
+                stop: BlockHash::all_zeros(),
+            },
+            T,
+        )
         .unwrap();
     events(&mut r);
     r.close("closed by peer");
     let ev = events(&mut r);
     assert_eq!(ev.len(), 2);
-    assert!(ev.contains(&RequestEvent::Done(hid, Err(RequestError::Disconnected { reason: "closed by peer".into() }))));
-    assert!(ev.contains(&RequestEvent::Done(id, Err(RequestError::Disconnected { reason: "closed by peer".into() }))));
+    assert!(ev.contains(&RequestEvent::Done(
+        hid,
+        Err(RequestError::Disconnected { reason: "closed by peer".into() })
+    )));
+    assert!(ev.contains(&RequestEvent::Done(
+        id,
+        Err(RequestError::Disconnected { reason: "closed by peer".into() })
+    )));
     assert_eq!(r.pending(), 0);
 }

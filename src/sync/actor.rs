@@ -1,0 +1,459 @@
+//! [`ChainSync`]: follows the best header chain through a [`PeerGroup`], keeps it on disk, and
+//! optionally fetches new blocks. Decisions come from the pure [`HeaderSync`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use bitcoin::block::Header;
+use bitcoin::hashes::Hash as _;
+use bitcoin::{Block, BlockHash};
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::machine::{HeaderSync, SyncAction, SyncConfig};
+use crate::chain::HeaderStore;
+use crate::chain::{Checkpoint, HeaderChain, Tip};
+use crate::events::{HeadersReceived, InvReceived, PeerDisconnected, PeerReady, Subscription};
+use crate::group::{DisconnectPeerWith, Fetch, PeerGroup, Subscribe};
+use crate::peer::actor::TipHeight;
+use crate::peer::requests::{Request, Response};
+use crate::peer::{DisconnectReason, Misbehavior, PeerId};
+use crate::wire::Inventory;
+use crate::Network;
+
+/// How often the watchdog and retries run.
+const TICK: Duration = Duration::from_secs(1);
+/// How often the header file is flushed to disk while syncing.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// New blocks fetched per tip change at most (a longer jump is a sync, not an announcement).
+const MAX_BLOCKS_PER_TIP_CHANGE: usize = 16;
+
+/// Settings of the chain sync.
+#[derive(Debug, Clone)]
+pub struct ChainSyncConfig {
+    /// The network.
+    pub network: Network,
+    /// Where `headers.dat` lives; `None` keeps the chain in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// Start from this header instead of genesis.
+    pub checkpoint: Option<Checkpoint>,
+    /// Timing.
+    pub sync: SyncConfig,
+    /// Updated with our best height (feeds the `version` start height of new peers).
+    pub tip: TipHeight,
+    /// Fetch each block that extends the tip once synced, and publish it.
+    pub fetch_blocks: bool,
+}
+
+impl ChainSyncConfig {
+    /// Defaults for `network`: from genesis, in memory, no block fetching.
+    pub fn new(network: Network) -> Self {
+        ChainSyncConfig {
+            network,
+            data_dir: None,
+            checkpoint: None,
+            sync: SyncConfig::default(),
+            tip: TipHeight::default(),
+            fetch_blocks: false,
+        }
+    }
+}
+
+/// What the chain sync tells its subscribers.
+#[derive(Debug, Clone, Message, Serialize)]
+#[rtype(result = "()")]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ChainEvent {
+    /// The best header chain changed.
+    Headers {
+        /// New tip height.
+        height: u32,
+        /// New tip hash.
+        tip: BlockHash,
+        /// Headers that joined the best chain.
+        count: usize,
+        /// Headers that left it (a reorg).
+        reorged: usize,
+        /// The peer that sent them.
+        peer: PeerId,
+    },
+    /// At the best tip the peers know.
+    Synced {
+        /// Tip height.
+        height: u32,
+        /// Tip hash.
+        tip: BlockHash,
+    },
+    /// A new block was fetched (`fetch_blocks`).
+    Block {
+        /// Its hash.
+        hash: BlockHash,
+        /// Its height.
+        height: u32,
+        /// Transactions in it.
+        txs: usize,
+        /// Serialized size in bytes.
+        size: usize,
+        /// The block.
+        #[serde(skip)]
+        block: Arc<Block>,
+        /// Who served it.
+        peer: PeerId,
+    },
+}
+
+/// Subscribes to [`ChainEvent`]s.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscribeChain(pub Recipient<ChainEvent>);
+
+/// The chain's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainStatus {
+    /// Best header height.
+    pub height: u32,
+    /// Best header hash.
+    pub tip: BlockHash,
+    /// At the best tip peers know.
+    pub synced: bool,
+    /// Headers stored (all branches).
+    pub headers: usize,
+    /// Notifications dropped because a subscriber's mailbox was full.
+    pub dropped_events: u64,
+}
+
+/// Asks for the chain's state.
+#[derive(Message)]
+#[rtype(result = "ChainStatus")]
+pub struct GetChainStatus;
+
+/// Headers of the best chain after the first locator hash we know, up to `max` (a page of the
+/// header stream; see [`header_stream`](super::header_stream)).
+#[derive(Message)]
+#[rtype(result = "Vec<Header>")]
+pub struct GetHeadersAfter {
+    /// Locator, newest first.
+    pub locator: Vec<BlockHash>,
+    /// Most headers to return.
+    pub max: usize,
+}
+
+/// Stops the chain sync (flushing the header file); answers once stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopChainSync;
+
+/// Why the chain sync could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainSyncError {
+    /// The header file could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::chain::StoreError),
+    /// The checkpoint is not valid for the network.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] crate::chain::HeaderError),
+}
+
+/// Follows the best header chain of a [`PeerGroup`]'s peers.
+///
+/// ```no_run
+/// # async fn demo(group: actix::Addr<btcpeer::group::PeerGroup>) {
+/// use actix::Actor;
+/// use btcpeer::sync::{ChainSync, ChainSyncConfig, GetChainStatus};
+/// let config = ChainSyncConfig::new(btcpeer::Network::Regtest);
+/// let sync = ChainSync::new(config, group).unwrap().start();
+/// let status = sync.send(GetChainStatus).await.unwrap();
+/// println!("height {}", status.height);
+/// # }
+/// ```
+pub struct ChainSync {
+    config: ChainSyncConfig,
+    group: Addr<PeerGroup>,
+    machine: HeaderSync,
+    store: Option<HeaderStore>,
+    subscribers: Vec<Recipient<ChainEvent>>,
+    dropped: u64,
+    last_flush: Instant,
+    dirty: bool,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl ChainSync {
+    /// Loads the chain (from `data_dir/headers.dat` when set: a damaged file is recovered and
+    /// the problem logged) and prepares to sync through `group`.
+    pub fn new(config: ChainSyncConfig, group: Addr<PeerGroup>) -> Result<Self, ChainSyncError> {
+        let chain = match config.checkpoint {
+            Some(cp) => HeaderChain::with_checkpoint(config.network, cp)?,
+            None => HeaderChain::new(config.network),
+        };
+        let (store, chain) = match &config.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| crate::chain::StoreError::Io {
+                    path: dir.clone(),
+                    action: "create directory",
+                    source,
+                })?;
+                let path = dir.join("headers.dat");
+                let (store, chain, report) = HeaderStore::open(&path, chain, unix_now())?;
+                if let Some(problem) = &report.problem {
+                    warn!(path = %path.display(), problem = %problem, "header file damaged; recovered");
+                }
+                info!(headers = report.loaded, height = chain.height(), "header chain loaded");
+                (Some(store), chain)
+            }
+            None => (None, chain),
+        };
+        config.tip.set(i32::try_from(chain.height()).unwrap_or(i32::MAX));
+        let machine = HeaderSync::new(chain, config.sync, Instant::now());
+        Ok(ChainSync {
+            config,
+            group,
+            machine,
+            store,
+            subscribers: Vec::new(),
+            dropped: 0,
+            last_flush: Instant::now(),
+            dirty: false,
+        })
+    }
+
+    fn publish(&mut self, event: ChainEvent) {
+        self.subscribers.retain(|s| s.connected());
+        for s in &self.subscribers {
+            if s.try_send(event.clone()).is_err() {
+                self.dropped += 1;
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(store) = &mut self.store {
+            if self.dirty {
+                if let Err(e) = store.flush() {
+                    warn!(error = %e, "flushing the header file failed");
+                }
+                self.dirty = false;
+            }
+        }
+        self.last_flush = Instant::now();
+    }
+
+    fn run(&mut self, ctx: &mut Context<Self>) {
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                SyncAction::GetHeaders { locator, preferred } => {
+                    let fetch = Fetch {
+                        request: Request::Headers { locator, stop: BlockHash::all_zeros() },
+                        preferred,
+                        exclude: Vec::new(),
+                    };
+                    self.group
+                        .send(fetch)
+                        .into_actor(self)
+                        .map(|result, this, ctx| {
+                            let now = Instant::now();
+                            match result {
+                                Ok(Ok(f)) => match f.response {
+                                    Response::Headers(h) => {
+                                        this.machine.on_answer(now, unix_now(), f.peer, &h)
+                                    }
+                                    _ => this.machine.on_failure(now),
+                                },
+                                Ok(Err(e)) => {
+                                    info!(error = %e, "header request failed");
+                                    this.machine.on_failure(now)
+                                }
+                                Err(_) => this.machine.on_failure(now),
+                            }
+                            this.run(ctx);
+                        })
+                        .spawn(ctx);
+                }
+                SyncAction::Store(headers) => {
+                    if let Some(store) = &mut self.store {
+                        if let Err(e) = store.append(&headers) {
+                            warn!(error = %e, "writing the header file failed");
+                        }
+                        self.dirty = true;
+                    }
+                }
+                SyncAction::TipChanged { connected, disconnected, tip, peer } => {
+                    self.config.tip.set(i32::try_from(tip.height).unwrap_or(i32::MAX));
+                    if !disconnected.is_empty() {
+                        info!(depth = disconnected.len(), height = tip.height, tip = %tip.hash, "reorganized to more work");
+                    }
+                    if self.config.fetch_blocks && self.machine.is_synced() {
+                        let start = connected.len().saturating_sub(MAX_BLOCKS_PER_TIP_CHANGE);
+                        for (hash, height) in &connected[start..] {
+                            self.fetch_block(*hash, *height, peer, ctx);
+                        }
+                    }
+                    self.publish(ChainEvent::Headers {
+                        height: tip.height,
+                        tip: tip.hash,
+                        count: connected.len(),
+                        reorged: disconnected.len(),
+                        peer,
+                    });
+                }
+                SyncAction::Synced(tip) => {
+                    info!(height = tip.height, tip = %tip.hash, "headers synced");
+                    self.flush();
+                    self.publish(ChainEvent::Synced { height: tip.height, tip: tip.hash });
+                }
+                SyncAction::Punish { peer, reason } => {
+                    warn!(%peer, %reason, "invalid headers");
+                    let reason = DisconnectReason::Misbehaving(Misbehavior::InvalidData { reason });
+                    self.group.do_send(DisconnectPeerWith { peer, reason });
+                }
+                SyncAction::Rotate { peer } => {
+                    info!(%peer, "tip is stale; replacing the sync peer");
+                    self.group.do_send(DisconnectPeerWith { peer, reason: DisconnectReason::Requested });
+                }
+            }
+        }
+    }
+
+    fn fetch_block(&mut self, hash: BlockHash, height: u32, peer: PeerId, ctx: &mut Context<Self>) {
+        let fetch = Fetch {
+            request: Request::Blocks { hashes: vec![hash] },
+            preferred: Some(peer),
+            exclude: Vec::new(),
+        };
+        self.group
+            .send(fetch)
+            .into_actor(self)
+            .map(move |result, this, _| match result {
+                Ok(Ok(f)) => {
+                    if let Response::Blocks(mut blocks) = f.response {
+                        if let Some(block) = blocks.pop() {
+                            let size = bitcoin::consensus::encode::serialize(&*block).len();
+                            this.publish(ChainEvent::Block {
+                                hash,
+                                height,
+                                txs: block.txdata.len(),
+                                size,
+                                block,
+                                peer: f.peer,
+                            });
+                        }
+                    }
+                }
+                Ok(Err(e)) => warn!(%hash, error = %e, "block fetch failed"),
+                Err(_) => {}
+            })
+            .spawn(ctx);
+    }
+
+    /// The tip (for tests and status).
+    pub fn tip(&self) -> Tip {
+        self.machine.chain().tip()
+    }
+}
+
+impl Actor for ChainSync {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let subs = [
+            Subscription::Ready(ctx.address().recipient()),
+            Subscription::Disconnected(ctx.address().recipient()),
+            Subscription::Headers(ctx.address().recipient()),
+            Subscription::Inv(ctx.address().recipient()),
+        ];
+        for s in subs {
+            self.group.do_send(Subscribe(s));
+        }
+        ctx.run_interval(TICK, |this, ctx| {
+            this.machine.tick(Instant::now());
+            this.run(ctx);
+            if this.last_flush.elapsed() >= FLUSH_INTERVAL {
+                this.flush();
+            }
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.flush();
+        Running::Stop
+    }
+}
+
+impl Handler<PeerReady> for ChainSync {
+    type Result = ();
+    fn handle(&mut self, m: PeerReady, ctx: &mut Context<Self>) {
+        self.machine.peer_ready(Instant::now(), m.peer, m.info.start_height);
+        self.run(ctx);
+    }
+}
+
+impl Handler<PeerDisconnected> for ChainSync {
+    type Result = ();
+    fn handle(&mut self, m: PeerDisconnected, ctx: &mut Context<Self>) {
+        self.machine.peer_gone(m.peer);
+        self.run(ctx);
+    }
+}
+
+impl Handler<HeadersReceived> for ChainSync {
+    type Result = ();
+    fn handle(&mut self, m: HeadersReceived, ctx: &mut Context<Self>) {
+        self.machine.on_headers(Instant::now(), unix_now(), m.peer, &m.headers);
+        self.run(ctx);
+    }
+}
+
+impl Handler<InvReceived> for ChainSync {
+    type Result = ();
+    fn handle(&mut self, m: InvReceived, ctx: &mut Context<Self>) {
+        for item in m.items.iter() {
+            if let Inventory::Block(h) | Inventory::WitnessBlock(h) = item {
+                self.machine.on_block_inv(Instant::now(), m.peer, *h);
+            }
+        }
+        self.run(ctx);
+    }
+}
+
+impl Handler<SubscribeChain> for ChainSync {
+    type Result = ();
+    fn handle(&mut self, m: SubscribeChain, _: &mut Context<Self>) {
+        self.subscribers.push(m.0);
+    }
+}
+
+impl Handler<GetChainStatus> for ChainSync {
+    type Result = MessageResult<GetChainStatus>;
+    fn handle(&mut self, _: GetChainStatus, _: &mut Context<Self>) -> Self::Result {
+        let chain = self.machine.chain();
+        let tip = chain.tip();
+        MessageResult(ChainStatus {
+            height: tip.height,
+            tip: tip.hash,
+            synced: self.machine.is_synced(),
+            headers: chain.len(),
+            dropped_events: self.dropped,
+        })
+    }
+}
+
+impl Handler<StopChainSync> for ChainSync {
+    type Result = ();
+    fn handle(&mut self, _: StopChainSync, ctx: &mut Context<Self>) {
+        self.flush();
+        ctx.stop();
+    }
+}
+
+impl Handler<GetHeadersAfter> for ChainSync {
+    type Result = MessageResult<GetHeadersAfter>;
+    fn handle(&mut self, m: GetHeadersAfter, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.machine.chain().headers_after(&m.locator, BlockHash::all_zeros(), m.max))
+    }
+}

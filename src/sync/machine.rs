@@ -1,0 +1,298 @@
+//! Header sync decisions (pure): which peer to ask, when the chain is synced, whom to punish,
+//! when the tip is stale. The [`actor`](super::actor) executes the actions with real requests,
+//! the header file and the group.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bitcoin::block::Header;
+use bitcoin::BlockHash;
+use tokio::time::Instant;
+
+use crate::chain::{Connected, HeaderChain, HeaderError, Tip};
+use crate::peer::PeerId;
+use crate::wire::limits::MAX_HEADERS_RESULTS;
+
+/// Core's stale-tip check (`STALE_CHECK_INTERVAL` 10 min, tip older than 30 min triggers an
+/// extra outbound peer): no new header for this long while a peer claims more → rotate.
+pub const DEFAULT_STALE_TIP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Pause after a failed header request before asking again.
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Timing of the header sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// No tip change for this long while peers claim more work: rotate the sync peer.
+    pub stale_tip_timeout: Duration,
+    /// Pause after a failed request.
+    pub retry_delay: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig { stale_tip_timeout: DEFAULT_STALE_TIP_TIMEOUT, retry_delay: DEFAULT_RETRY_DELAY }
+    }
+}
+
+/// What the sync wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncAction {
+    /// Ask for headers after this locator, preferably from this peer.
+    GetHeaders {
+        /// Locator (from the parent of our tip, so an up-to-date peer always answers).
+        locator: Vec<BlockHash>,
+        /// The peer that claims the most.
+        preferred: Option<PeerId>,
+    },
+    /// Headers newly stored (any branch), in order: append them to the header file.
+    Store(Vec<Header>),
+    /// The best chain changed.
+    TipChanged {
+        /// Headers that joined the best chain, in height order.
+        connected: Vec<(BlockHash, u32)>,
+        /// Headers that left it (a reorg), highest first.
+        disconnected: Vec<(BlockHash, u32)>,
+        /// The new tip.
+        tip: Tip,
+        /// Who sent the headers.
+        peer: PeerId,
+    },
+    /// We reached the best tip our peers know.
+    Synced(Tip),
+    /// The peer sent invalid headers: disconnect and ban it.
+    Punish {
+        /// The peer.
+        peer: PeerId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The tip is stale while this peer was our source: drop it so another is dialed.
+    Rotate {
+        /// The peer.
+        peer: PeerId,
+    },
+}
+
+/// Header sync state around a [`HeaderChain`].
+#[derive(Debug)]
+pub struct HeaderSync {
+    chain: HeaderChain,
+    config: SyncConfig,
+    /// Ready peers and the best height each is known to have.
+    peers: BTreeMap<PeerId, u32>,
+    in_flight: bool,
+    retry_at: Option<Instant>,
+    synced: bool,
+    last_tip_change: Instant,
+    last_source: Option<PeerId>,
+    asked_at_height: u32,
+    actions: VecDeque<SyncAction>,
+}
+
+impl HeaderSync {
+    /// Sync around `chain` (loaded from disk or fresh).
+    pub fn new(chain: HeaderChain, config: SyncConfig, now: Instant) -> Self {
+        HeaderSync {
+            chain,
+            config,
+            peers: BTreeMap::new(),
+            in_flight: false,
+            retry_at: None,
+            synced: false,
+            last_tip_change: now,
+            last_source: None,
+            asked_at_height: 0,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> &HeaderChain {
+        &self.chain
+    }
+
+    /// True once at the best tip our peers know (until a peer claims more).
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Next action.
+    pub fn poll_action(&mut self) -> Option<SyncAction> {
+        self.actions.pop_front()
+    }
+
+    /// A peer finished its handshake claiming `start_height`.
+    pub fn peer_ready(&mut self, now: Instant, peer: PeerId, start_height: i32) {
+        let claim = u32::try_from(start_height).unwrap_or(0);
+        self.peers.insert(peer, claim);
+        if claim > self.chain.height() {
+            self.synced = false;
+        }
+        self.maybe_request(now);
+    }
+
+    /// A peer left.
+    pub fn peer_gone(&mut self, peer: PeerId) {
+        self.peers.remove(&peer);
+    }
+
+    /// Our header request was answered by `peer`. The same headers may already have come in
+    /// through [`on_headers`](Self::on_headers); progress is judged by where the answer's last
+    /// header sits now, so the order of the two does not matter.
+    pub fn on_answer(&mut self, now: Instant, unix: u64, peer: PeerId, headers: &[Header]) {
+        self.in_flight = false;
+        self.last_source = Some(peer);
+        let asked_at = self.asked_at_height;
+        self.connect(now, unix, peer, headers);
+        let reached = headers.last().and_then(|h| self.chain.height_of(&h.block_hash()));
+        let progressed = reached.is_some_and(|h| h > asked_at);
+        if headers.len() >= MAX_HEADERS_RESULTS && progressed && self.peers.contains_key(&peer) {
+            // A full answer means "more available" (Core asks again at once).
+            self.request(Some(peer));
+            return;
+        }
+        // A short (or useless) answer is that peer's tip as far as we are concerned.
+        if let Some(h) = self.peers.get_mut(&peer) {
+            *h = reached.unwrap_or(self.chain.height()).min(self.chain.height());
+        }
+        self.maybe_request(now);
+    }
+
+    /// Our header request failed everywhere it was tried.
+    pub fn on_failure(&mut self, now: Instant) {
+        self.in_flight = false;
+        self.retry_at = Some(now + self.config.retry_delay);
+    }
+
+    /// A `headers` message arrived from `peer` (an announcement, or an answer also seen here).
+    pub fn on_headers(&mut self, now: Instant, unix: u64, peer: PeerId, headers: &[Header]) {
+        if headers.is_empty() {
+            return;
+        }
+        match self.chain.connect(headers, unix) {
+            Err(HeaderError::Unconnected { .. }) => {
+                // The peer has headers we lack: ask it (Core answers with getheaders too).
+                self.claim(peer, self.chain.height() + 1);
+                self.maybe_request(now);
+            }
+            result => {
+                self.apply(now, peer, result);
+                if let Some(last) = headers.last() {
+                    if let Some(h) = self.chain.height_of(&last.block_hash()) {
+                        self.claim(peer, h);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A block `inv` arrived from `peer`.
+    pub fn on_block_inv(&mut self, now: Instant, peer: PeerId, hash: BlockHash) {
+        if !self.chain.contains(&hash) {
+            self.claim(peer, self.chain.height() + 1);
+            self.maybe_request(now);
+        }
+    }
+
+    /// Periodic: retries after failures, and the stale-tip watchdog.
+    pub fn tick(&mut self, now: Instant) {
+        self.maybe_request(now);
+        let best_claim = self.best_claim().map_or(0, |(_, h)| h);
+        if best_claim > self.chain.height()
+            && now.saturating_duration_since(self.last_tip_change) >= self.config.stale_tip_timeout
+        {
+            if let Some(peer) = self.last_source.take() {
+                self.peers.remove(&peer);
+                self.actions.push_back(SyncAction::Rotate { peer });
+            }
+            self.last_tip_change = now;
+            self.in_flight = false;
+            self.maybe_request(now);
+        }
+    }
+
+    fn claim(&mut self, peer: PeerId, height: u32) {
+        if let Some(h) = self.peers.get_mut(&peer) {
+            *h = (*h).max(height);
+        }
+        if height > self.chain.height() {
+            self.synced = false;
+        }
+    }
+
+    fn best_claim(&self) -> Option<(PeerId, u32)> {
+        self.peers.iter().max_by_key(|(id, h)| (**h, std::cmp::Reverse(**id))).map(|(id, h)| (*id, *h))
+    }
+
+    /// Requests headers if none are in flight and a peer claims more than we have (or we have
+    /// never heard from anyone); declares sync otherwise.
+    fn maybe_request(&mut self, now: Instant) {
+        if self.in_flight || self.retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        self.retry_at = None;
+        let Some((peer, claim)) = self.best_claim() else { return };
+        if claim > self.chain.height() {
+            self.request(Some(peer));
+        } else if !self.synced && self.last_source.is_some() {
+            self.synced = true;
+            self.actions.push_back(SyncAction::Synced(self.chain.tip()));
+        } else if self.last_source.is_none() {
+            // Nobody answered yet: ask once even if no peer claims more (their start heights
+            // may be stale, and a restart must confirm it is still at the tip).
+            self.request(Some(peer));
+        }
+    }
+
+    fn request(&mut self, preferred: Option<PeerId>) {
+        self.in_flight = true;
+        let tip = self.chain.tip();
+        self.asked_at_height = tip.height;
+        // From the tip's parent, so an up-to-date peer still answers with one header (bcoin
+        // sends nothing at all when it has nothing new).
+        let locator = if tip.height > 0 {
+            self.chain.locator_from(&tip.header.prev_blockhash).unwrap_or_else(|| self.chain.locator())
+        } else {
+            self.chain.locator()
+        };
+        self.actions.push_back(SyncAction::GetHeaders { locator, preferred });
+    }
+
+    fn connect(&mut self, now: Instant, unix: u64, peer: PeerId, headers: &[Header]) {
+        if !headers.is_empty() {
+            let result = self.chain.connect(headers, unix);
+            self.apply(now, peer, result);
+        }
+    }
+
+    /// Reports what `connect` did; punishes invalid headers.
+    fn apply(&mut self, now: Instant, peer: PeerId, result: Result<Connected, HeaderError>) {
+        let (connected, error) = match result {
+            Ok(c) => {
+                let e = c.error.clone();
+                (Some(c), e)
+            }
+            Err(e) => (None, Some(e)),
+        };
+        if let Some(c) = connected {
+            if !c.added_headers.is_empty() {
+                self.actions.push_back(SyncAction::Store(c.added_headers.clone()));
+            }
+            if !c.connected.is_empty() {
+                self.last_tip_change = now;
+                self.actions.push_back(SyncAction::TipChanged {
+                    connected: c.connected,
+                    disconnected: c.disconnected,
+                    tip: self.chain.tip(),
+                    peer,
+                });
+            }
+        }
+        if let Some(e) = error {
+            if e.is_misbehaviour() {
+                self.peers.remove(&peer);
+                self.actions.push_back(SyncAction::Punish { peer, reason: e.to_string() });
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Header sync and block fetching against real bcoin regtest nodes: a full sync of thousands
+//! of headers, a restart that resumes from `headers.dat`, live announcements, new blocks
+//! fetched, and a reorganisation to a chain with more work found on another node.
+
+mod common;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bitcoin::BlockHash;
+use btcpeer::group::*;
+use btcpeer::peer::PeerAddr;
+use btcpeer::sync::*;
+use common::*;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Collects chain events into a channel.
+struct ChainProbe(mpsc::UnboundedSender<ChainEvent>);
+impl Actor for ChainProbe {
+    type Context = Context<Self>;
+}
+impl Handler<ChainEvent> for ChainProbe {
+    type Result = ();
+    fn handle(&mut self, m: ChainEvent, _: &mut Context<Self>) {
+        let _ = self.0.send(m);
+    }
+}
+
+struct ChainEvents(mpsc::UnboundedReceiver<ChainEvent>);
+impl ChainEvents {
+    async fn expect<T>(&mut self, what: &str, mut f: impl FnMut(&ChainEvent) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.0.recv()).await {
+                Ok(Some(e)) => {
+                    if let Some(t) = f(&e) {
+                        return t;
+                    }
+                }
+                Ok(None) => panic!("chain events closed while waiting for {what}"),
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+}
+
+fn best(node: &Bcoin) -> (u64, BlockHash) {
+    let height = node.rpc("getblockcount", json!([])).as_u64().unwrap();
+    let hash = BlockHash::from_str(node.rpc("getbestblockhash", json!([])).as_str().unwrap()).unwrap();
+    (height, hash)
+}
+
+fn group_for(nodes: &[&Bcoin]) -> Addr<PeerGroup> {
+    let mut cfg = group_config(regtest_config(), false);
+    cfg.policy.static_peers = nodes.iter().map(|n| PeerAddr::Ip(n.p2p)).collect();
+    cfg.policy.connect_only = true;
+    PeerGroup::new(cfg, Vec::new()).start()
+}
+
+fn start_sync(
+    group: &Addr<PeerGroup>,
+    dir: Option<&std::path::Path>,
+    fetch_blocks: bool,
+) -> (Addr<ChainSync>, ChainEvents) {
+    let mut cfg = ChainSyncConfig::new(btcpeer::Network::Regtest);
+    cfg.data_dir = dir.map(|d| d.to_path_buf());
+    cfg.fetch_blocks = fetch_blocks;
+    let sync = ChainSync::new(cfg, group.clone()).unwrap().start();
+    let (tx, rx) = mpsc::unbounded_channel();
+    sync.do_send(SubscribeChain(ChainProbe(tx).start().recipient()));
+    (sync, ChainEvents(rx))
+}
+
+#[actix_rt::test]
+async fn headers_sync_to_the_tip_resume_from_disk_and_follow_announcements() {
+    let node = Bcoin::start();
+    node.mine(2_500);
+    let (height, tip) = best(&node);
+    let dir = tempfile::tempdir().unwrap();
+
+    let group = group_for(&[&node]);
+    let (sync, mut events) = start_sync(&group, Some(dir.path()), false);
+    let synced = events
+        .expect("synced", |e| match e {
+            ChainEvent::Synced { height, tip } => Some((*height, *tip)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(synced, (height as u32, tip), "synced to bcoin's tip");
+    let status = sync.send(GetChainStatus).await.unwrap();
+    assert!(status.synced);
+    assert_eq!(status.headers, 2_501, "genesis and 2,500 headers");
+    sync.send(StopChainSync).await.unwrap();
+    group.send(Shutdown).await.unwrap();
+    assert!(dir.path().join("headers.dat").metadata().unwrap().len() >= 2_500 * 80);
+
+    // A restart resumes from disk before any peer is asked.
+    let group = group_for(&[&node]);
+    let (sync, mut events) = start_sync(&group, Some(dir.path()), false);
+    let status = sync.send(GetChainStatus).await.unwrap();
+    assert_eq!((status.height, status.tip), (height as u32, tip));
+
+    // New blocks arrive as announcements and extend the chain.
+    events.expect("synced again", |e| matches!(e, ChainEvent::Synced { .. }).then_some(())).await;
+    node.mine(3);
+    let (height, tip) = best(&node);
+    events
+        .expect("the three new headers", |e| match e {
+            ChainEvent::Headers { height: h, tip: t, .. } if *h == height as u32 => {
+                assert_eq!(*t, tip);
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    group.send(Shutdown).await.unwrap();
+}
+
+#[actix_rt::test]
+async fn new_blocks_are_fetched_once_synced() {
+    let node = Bcoin::start();
+    node.mine(20);
+    let group = group_for(&[&node]);
+    let (_sync, mut events) = start_sync(&group, None, true);
+    events.expect("synced", |e| matches!(e, ChainEvent::Synced { .. }).then_some(())).await;
+    let mined = BlockHash::from_str(&node.mine(1)[0]).unwrap();
+    let (hash, height, txs, size) = events
+        .expect("the new block", |e| match e {
+            ChainEvent::Block { hash, height, txs, size, block, .. } => {
+                assert_eq!(block.block_hash(), *hash);
+                Some((*hash, *height, *txs, *size))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!((hash, height, txs), (mined, 21, 1));
+    assert!(size > 80);
+    group.send(Shutdown).await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_chain_with_more_work_on_another_node_wins_and_a_reorg_follows() {
+    // Two nodes that never talk to each other mine different chains from genesis.
+    let a = Bcoin::start();
+    let b = Bcoin::start();
+    a.mine(10);
+    b.mine(12);
+    let group = group_for(&[&a, &b]);
+    let (sync, mut events) = start_sync(&group, None, false);
+    let b_tip = best(&b).1;
+    wait_for!(WAIT, "the 12-block chain as the best", {
+        sync.send(GetChainStatus).await.unwrap().tip == b_tip
+    });
+    // A overtakes B: the sync switches, reporting the blocks that left the best chain.
+    a.mine(5);
+    let (a_height, a_tip) = best(&a);
+    let reorged = events
+        .expect("the reorg to A's chain", |e| match e {
+            ChainEvent::Headers { tip, reorged, height, .. } if *tip == a_tip => {
+                assert_eq!(*height, a_height as u32);
+                Some(*reorged)
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(reorged, 12, "all of B's blocks left the best chain");
+    group.send(Shutdown).await.unwrap();
+}
