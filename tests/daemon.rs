@@ -126,6 +126,43 @@ fn daemon_reports_bcoin_traffic_as_json_events_and_stops_on_sigterm() {
 }
 
 #[test]
+fn sync_headers_reaches_the_tip_resumes_after_a_restart_and_fetches_new_blocks() {
+    let node = Bcoin::start();
+    node.mine(2_100);
+    let tip = node.rpc("getbestblockhash", serde_json::json!([])).as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let connect = ["--connect", &node.p2p.to_string(), "--sync-headers"];
+    let mut daemon = spawn_daemon(dir.path(), &events, &connect, &[]);
+    let synced = wait_for_event(&events, "synced event", |e| e["event"] == "synced");
+    assert_eq!((synced["height"].as_u64(), synced["tip"].as_str()), (Some(2_100), Some(tip.as_str())));
+    let counts: Vec<u64> = read_events(&events)
+        .iter()
+        .filter(|e| e["event"] == "headers")
+        .map(|e| e["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 2_100, "headers events: {counts:?}");
+    assert!(terminate(&mut daemon.0).success());
+    assert!(dir.path().join("headers.dat").exists());
+
+    // Restart: the chain comes from disk, so no header is counted again before `synced`.
+    std::fs::remove_file(&events).unwrap();
+    let mut daemon = spawn_daemon(dir.path(), &events, &[&connect[..], &["--fetch-blocks"]].concat(), &[]);
+    let synced = wait_for_event(&events, "synced after restart", |e| e["event"] == "synced");
+    assert_eq!(synced["height"].as_u64(), Some(2_100));
+    assert!(!read_events(&events).iter().any(|e| e["event"] == "headers"), "headers fetched again");
+
+    // A new block is announced, fetched and reported.
+    let hash = node.mine(1).remove(0);
+    let block = wait_for_event(&events, "block event", |e| e["event"] == "block");
+    assert_eq!(block["hash"], hash);
+    assert_eq!(block["height"], 2_101);
+    assert_eq!(block["txs"], 1);
+    assert!(block["size"].as_u64().unwrap() > 80);
+    assert!(terminate(&mut daemon.0).success());
+}
+
+#[test]
 fn unreachable_peer_is_retried_and_the_daemon_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.jsonl");

@@ -296,3 +296,6 @@ impl HeaderSync {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+use super::*;
+use bitcoin::block::Version;
+use bitcoin::hashes::Hash as _;
+use bitcoin::pow::CompactTarget;
+use bitcoin::TxMerkleNode;
+
+use crate::Network;
+
+const UNIX: u64 = 1_700_000_000;
+
+/// `n` regtest headers on top of `prev`, with valid proof of work; `salt` makes branches differ.
+fn mine_on(prev: &Header, n: usize, salt: u32) -> Vec<Header> {
+    let mut out: Vec<Header> = Vec::new();
+    let mut parent = *prev;
+    for _ in 0..n {
+        let mut h = Header {
+            version: Version::from_consensus(0x2000_0000),
+            prev_blockhash: parent.block_hash(),
+            merkle_root: TxMerkleNode::from_byte_array([salt as u8; 32]),
+            time: parent.time + 1,
+            bits: CompactTarget::from_consensus(0x207f_ffff),
+            nonce: salt.wrapping_mul(1_000_003),
+        };
+        while h.validate_pow(h.target()).is_err() {
+            h.nonce = h.nonce.wrapping_add(1);
+        }
+        parent = h;
+        out.push(h);
+    }
+    out
+}
+
+fn genesis() -> Header {
+    bitcoin::constants::genesis_block(bitcoin::Network::Regtest).header
+}
+
+fn sync() -> (HeaderSync, Instant) {
+    let now = Instant::now();
+    (HeaderSync::new(HeaderChain::new(Network::Regtest), SyncConfig::default(), now), now)
+}
+
+fn actions(s: &mut HeaderSync) -> Vec<SyncAction> {
+    std::iter::from_fn(|| s.poll_action()).collect()
+}
+
+fn requests(actions: &[SyncAction]) -> Vec<Option<PeerId>> {
+    actions
+        .iter()
+        .filter_map(|a| if let SyncAction::GetHeaders { preferred, .. } = a { Some(*preferred) } else { None })
+        .collect()
+}
+
+#[test]
+fn asks_the_peer_claiming_most_and_follows_full_batches_until_synced() {
+    let (mut s, now) = sync();
+    let chain = mine_on(&genesis(), 2_100, 1);
+    s.peer_ready(now, PeerId(1), 50);
+    s.peer_ready(now, PeerId(2), 2_100);
+    let a = actions(&mut s);
+    // One request at a time: the first peer triggers it, the second must wait for its answer.
+    assert_eq!(requests(&a), vec![Some(PeerId(1))]);
+    s.on_answer(now, UNIX, PeerId(1), &chain[..50]);
+    let a = actions(&mut s);
+    assert!(matches!(&a[0], SyncAction::Store(h) if h.len() == 50));
+    assert!(matches!(&a[1], SyncAction::TipChanged { tip, .. } if tip.height == 50));
+    assert_eq!(requests(&a), vec![Some(PeerId(2))], "peer 2 claims more");
+    assert!(!s.is_synced());
+    s.on_answer(now, UNIX, PeerId(2), &chain[49..2_049]);
+    let a = actions(&mut s);
+    assert_eq!(requests(&a), vec![Some(PeerId(2))], "a full answer means more is available");
+    s.on_answer(now, UNIX, PeerId(2), &chain[2_048..]);
+    let a = actions(&mut s);
+    assert!(requests(&a).is_empty());
+    assert!(matches!(a.last(), Some(SyncAction::Synced(tip)) if tip.height == 2_100));
+    assert!(s.is_synced());
+}
+
+#[test]
+fn locator_starts_at_the_tips_parent_so_an_up_to_date_peer_answers() {
+    let (mut s, now) = sync();
+    let chain = mine_on(&genesis(), 5, 2);
+    s.peer_ready(now, PeerId(1), 5);
+    actions(&mut s);
+    s.on_answer(now, UNIX, PeerId(1), &chain);
+    actions(&mut s);
+    s.peer_ready(now, PeerId(2), 9);
+    let a = actions(&mut s);
+    let Some(SyncAction::GetHeaders { locator, .. }) = a.first() else { panic!("{a:?}") };
+    assert_eq!(locator[0], chain[3].block_hash());
+}
+
+#[test]
+fn invalid_headers_punish_the_sender_and_unconnected_announcements_trigger_a_request() {
+    let (mut s, now) = sync();
+    let chain = mine_on(&genesis(), 3, 3);
+    s.peer_ready(now, PeerId(1), 3);
+    actions(&mut s);
+    let mut bad = chain.clone();
+    bad[1].bits = CompactTarget::from_consensus(0x1d00_ffff); // not regtest's required bits
+    s.on_answer(now, UNIX, PeerId(1), &bad);
+    let a = actions(&mut s);
+    assert!(a.iter().any(|x| matches!(x, SyncAction::Punish { peer, .. } if *peer == PeerId(1))), "{a:?}");
+    // Like Core's CheckHeadersPoW, a message with a bad header is rejected whole.
+    assert_eq!(s.chain().height(), 0);
+
+    // An announcement whose parent we lack is not punished: we ask the announcer.
+    s.peer_ready(now, PeerId(2), 0);
+    actions(&mut s);
+    s.on_headers(now, UNIX, PeerId(2), &chain[2..]);
+    let a = actions(&mut s);
+    assert!(!a.iter().any(|x| matches!(x, SyncAction::Punish { .. })));
+    assert_eq!(requests(&a), vec![Some(PeerId(2))]);
+}
+
+#[test]
+fn failures_back_off_and_the_stale_tip_watchdog_rotates_the_source() {
+    let (mut s, now) = sync();
+    let chain = mine_on(&genesis(), 10, 4);
+    s.peer_ready(now, PeerId(1), 10);
+    actions(&mut s);
+    s.on_failure(now);
+    s.tick(now + Duration::from_secs(1));
+    assert!(requests(&actions(&mut s)).is_empty(), "retry waits");
+    s.tick(now + DEFAULT_RETRY_DELAY);
+    assert_eq!(requests(&actions(&mut s)), vec![Some(PeerId(1))]);
+    // Peer 1 serves 5 and claims 10 but never delivers more.
+    s.on_answer(now, UNIX, PeerId(1), &chain[..5]);
+    actions(&mut s);
+    s.peer_ready(now, PeerId(2), 10);
+    s.on_headers(now, UNIX, PeerId(2), &chain[9..]);
+    actions(&mut s);
+    let later = now + DEFAULT_STALE_TIP_TIMEOUT + Duration::from_secs(1);
+    s.on_failure(later - Duration::from_secs(10));
+    s.tick(later);
+    let a = actions(&mut s);
+    assert!(a.iter().any(|x| matches!(x, SyncAction::Rotate { .. })), "{a:?}");
+}
+
+#[test]
+fn a_fork_with_more_work_is_followed() {
+    let (mut s, now) = sync();
+    let a = mine_on(&genesis(), 5, 5);
+    let b = mine_on(&genesis(), 7, 6);
+    s.peer_ready(now, PeerId(1), 5);
+    actions(&mut s);
+    s.on_answer(now, UNIX, PeerId(1), &a);
+    actions(&mut s);
+    s.on_headers(now, UNIX, PeerId(2), &b);
+    let acts = actions(&mut s);
+    let change = acts.iter().find_map(|x| match x {
+        SyncAction::TipChanged { connected, disconnected, tip, .. } => Some((connected.len(), disconnected.len(), tip.hash)),
+        _ => None,
+    });
+    assert_eq!(change, Some((7, 5, b[6].block_hash())));
+}
