@@ -12,7 +12,7 @@ use actix::prelude::*;
 use bitcoin::hashes::Hash;
 use bitcoin::BlockHash;
 use btcpeer::group::*;
-use btcpeer::peer::messages::{Fetch as PeerFetch, GetStats};
+use btcpeer::peer::messages::{Fetch as PeerFetch, GetStats, SendMessage};
 use btcpeer::peer::requests::{Request, RequestError, Response};
 use btcpeer::peer::{PeerActor, PeerAddr};
 use btcpeer::wire::{Codec, Message};
@@ -69,6 +69,53 @@ async fn headers_blocks_and_transactions_come_back_from_bcoin() {
     println!("unknown block: {err}");
     // The peer is still fine.
     assert_eq!(peer.send(GetStats).await.unwrap().state, btcpeer::peer::PeerState::Ready);
+}
+
+#[actix_rt::test]
+async fn filtered_blocks_come_with_their_matched_transactions_from_a_bloom_peer() {
+    let node = Bcoin::start_with(BcoinOptions { bip37: true, ..Default::default() });
+    let mined: Vec<BlockHash> = node.mine(3).iter().map(|h| hash(h)).collect();
+    let (_probe, subs, mut events) = probe(false);
+    let peer = PeerActor::outbound(regtest_config(), PeerAddr::Ip(node.p2p), subs).start();
+    let services = events
+        .expect(WAIT, "ready", |e| if let Ev::Ready(r) = e { Some(r.info.services) } else { None })
+        .await;
+    assert_ne!(services & 4, 0, "bcoin offers NODE_BLOOM");
+
+    // No filter loaded yet: bcoin answers notfound.
+    let request = Request::FilteredBlocks { hashes: vec![mined[1]] };
+    let err = peer.send(PeerFetch(request.clone())).await.unwrap().unwrap_err();
+    assert!(matches!(err, RequestError::NotFound { .. }), "{err}");
+
+    // A filter with every bit set matches every transaction.
+    let filter = btcpeer::wire::FilterLoad {
+        filter: vec![0xff; 64],
+        hash_funcs: 1,
+        tweak: 0,
+        flags: btcpeer::wire::BloomFlags::None,
+    };
+    peer.send(SendMessage(Message::FilterLoad(filter))).await.unwrap().unwrap();
+    let request = Request::FilteredBlocks { hashes: vec![mined[1], mined[0]] };
+    let Response::FilteredBlocks(blocks) = peer.send(PeerFetch(request)).await.unwrap().unwrap() else {
+        panic!()
+    };
+    assert_eq!(blocks.iter().map(|b| b.header.block_hash()).collect::<Vec<_>>(), vec![mined[1], mined[0]]);
+    let full = peer.send(PeerFetch(Request::Blocks { hashes: vec![mined[1]] })).await.unwrap().unwrap();
+    let Response::Blocks(full) = full else { panic!() };
+    assert_eq!(blocks[0].transactions, full[0].txdata, "the matched transactions are the block's");
+}
+
+#[actix_rt::test]
+async fn filtered_blocks_are_not_asked_of_peers_without_bloom() {
+    let node = Bcoin::start();
+    let mined = hash(&node.mine(1)[0]);
+    let (_probe, subs, mut events) = probe(false);
+    let peer = PeerActor::outbound(regtest_config(), PeerAddr::Ip(node.p2p), subs).start();
+    events.expect(WAIT, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
+    let err =
+        peer.send(PeerFetch(Request::FilteredBlocks { hashes: vec![mined] })).await.unwrap().unwrap_err();
+    assert!(matches!(err, RequestError::Unsupported { .. }), "{err}");
+    assert_eq!(peer.send(GetStats).await.unwrap().sent_per_command.get("getdata"), None, "nothing was sent");
 }
 
 #[actix_rt::test]

@@ -478,10 +478,4 @@ impl HeaderChain {
             }
         }
     }
-
-    /// Bytes held by the best chain's storage, for the memory estimate.
-    #[cfg(test)]
-    pub(crate) fn best_chain_heap_bytes(&self) -> usize {
-        self.best.approx_heap_bytes()
-    }
 }

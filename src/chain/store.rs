@@ -74,9 +74,12 @@ pub struct LoadReport {
     /// Whether the file was rewritten with only the headers the chain kept (after many
     /// skipped or evicted records).
     pub compacted: bool,
-    /// What was wrong and what was done about it, ready to log; `None` for a clean file or a
-    /// first start.
+    /// What was wrong with the file and what was done about it, ready to log; `None` for a
+    /// clean file or a first start.
     pub problem: Option<String>,
+    /// Set when the best header is more than 2 hours ahead of `now`: the local clock is
+    /// probably behind (replay accepts such headers; they passed the rule when they arrived).
+    pub clock_warning: Option<String>,
 }
 
 /// The append-only header file. Create it with [`HeaderStore::open`].
@@ -175,7 +178,8 @@ impl Replay<'_> {
                 }
             }
             Some((i, e)) => {
-                let bad = (self.first + i as u64, e.to_string());
+                let index = self.first + i as u64;
+                let bad = (index, format!("record {index} fails validation: {e}"));
                 if c.known + c.added < i {
                     // A whole-message check (proof of work) failed: the records before the bad
                     // one are still good, and the kept prefix includes them.
@@ -209,8 +213,10 @@ impl HeaderStore {
     /// - many dead records (see [`LoadReport::skipped`]): the file is rewritten with what the
     ///   chain kept.
     ///
-    /// [`LoadReport::problem`] says what happened; it also warns when the best header is more
-    /// than 2 hours ahead of `now` (our clock is probably wrong). Only I/O failures are errors.
+    /// [`LoadReport::problem`] says what happened. `now` is only used for
+    /// [`LoadReport::clock_warning`]: replay skips the 2-hour future rule, because the headers
+    /// passed it when they arrived and a clock set back must not cost the chain. Only I/O
+    /// failures are errors, and they name the file.
     pub fn open(
         path: &Path,
         mut chain: HeaderChain,
@@ -341,7 +347,7 @@ impl HeaderStore {
 
         let tip = chain.tip();
         if u64::from(tip.header.time) > now.saturating_add(MAX_FUTURE_BLOCK_TIME) {
-            problems.push(format!(
+            report.clock_warning = Some(format!(
                 "best header {} at height {} is timestamped {} s ahead of the local clock (is the clock wrong?)",
                 tip.hash,
                 tip.height,

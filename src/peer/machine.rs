@@ -480,6 +480,13 @@ impl PeerMachine {
         if self.state != PeerState::Ready || self.closed {
             return Err(RequestError::NotReady);
         }
+        if matches!(request, Request::FilteredBlocks { .. }) {
+            let services = self.remote.as_ref().map_or(0, |r| r.services);
+            if !ServiceFlags::from(services).has(ServiceFlags::BLOOM) {
+                // Core disconnects a peer asking for filtered blocks without NODE_BLOOM.
+                return Err(RequestError::Unsupported { service: "NODE_BLOOM".into() });
+            }
+        }
         let timeout = self.config.request_timeouts.for_latency(self.latency);
         let id = self.requests.start(now, request, timeout)?;
         self.run_requests();
@@ -522,6 +529,16 @@ impl PeerMachine {
                     let items = hashes
                         .into_iter()
                         .map(|h| if witness { Inventory::WitnessBlock(h) } else { Inventory::Block(h) })
+                        .collect();
+                    self.send(Message::GetData(items));
+                }
+                RequestEvent::SendGetFiltered(hashes) => {
+                    let items = hashes
+                        .into_iter()
+                        .map(|h| Inventory::Unknown {
+                            inv_type: super::requests::MSG_FILTERED_BLOCK,
+                            hash: h.to_byte_array(),
+                        })
                         .collect();
                     self.send(Message::GetData(items));
                 }
@@ -693,6 +710,16 @@ impl PeerMachine {
             Message::NotFound(items) => {
                 self.requests.on_notfound(items);
                 self.run_requests()
+            }
+            Message::MerkleBlock(mb) => {
+                self.requests.on_merkleblock(now, mb);
+                self.run_requests()
+            }
+            Message::Tx(tx) => {
+                if self.requests.on_tx(now, tx) {
+                    return self.run_requests();
+                }
+                Verdict::Deliver
             }
             Message::Addr(a) if a.len() > MAX_ADDR_TO_SEND => {
                 self.too_many("addr", a.len(), MAX_ADDR_TO_SEND)

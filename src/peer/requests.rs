@@ -26,6 +26,8 @@ pub const MAX_BLOCKS_IN_FLIGHT: usize = 16;
 pub const MAX_PENDING_BLOCKS: usize = 1_024;
 /// Requests waiting on one peer at once.
 pub const MAX_PENDING_REQUESTS: usize = 1_024;
+/// `MSG_FILTERED_BLOCK` (`protocol.h`): `getdata` for a BIP37 `merkleblock`.
+pub const MSG_FILTERED_BLOCK: u32 = 3;
 /// Consecutive timed-out requests after which the peer is considered stalled and dropped.
 pub const MAX_CONSECUTIVE_TIMEOUTS: u32 = 2;
 
@@ -85,6 +87,13 @@ pub enum Request {
         /// The blocks wanted.
         hashes: Vec<BlockHash>,
     },
+    /// BIP37 filtered blocks (`getdata(MSG_FILTERED_BLOCK)`): each header with the transactions
+    /// matching the filter loaded on the peer (send `filterload` first). Only peers offering
+    /// NODE_BLOOM serve them (Core drops a peer asking without it).
+    FilteredBlocks {
+        /// The blocks wanted.
+        hashes: Vec<BlockHash>,
+    },
     /// Transactions of one block, by txid (taken from the whole block).
     Transactions {
         /// The block holding them.
@@ -99,7 +108,9 @@ impl Request {
     pub fn command(&self) -> &'static str {
         match self {
             Request::Headers { .. } => "getheaders",
-            Request::Blocks { .. } | Request::Transactions { .. } => "getdata",
+            Request::Blocks { .. } | Request::FilteredBlocks { .. } | Request::Transactions { .. } => {
+                "getdata"
+            }
         }
     }
 }
@@ -113,6 +124,18 @@ pub enum Response {
     Blocks(Vec<Arc<Block>>),
     /// Transactions in the order asked.
     Transactions(Vec<Transaction>),
+    /// Filtered blocks in the order asked.
+    FilteredBlocks(Vec<FilteredBlock>),
+}
+
+/// A block as a BIP37 `merkleblock` shows it: the header, the matching txids (proven against
+/// the header's merkle root) and those transactions, in block order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilteredBlock {
+    /// The block header.
+    pub header: Header,
+    /// Transactions matching the filter, in block order.
+    pub transactions: Vec<Transaction>,
 }
 
 /// Why a request produced no result.
@@ -129,6 +152,12 @@ pub enum RequestError {
     /// Nothing was asked for.
     #[error("empty request")]
     Empty,
+    /// The peer cannot serve this kind of request.
+    #[error("peer does not offer {service}")]
+    Unsupported {
+        /// The missing service.
+        service: String,
+    },
     /// More than the peer-level bounds allow.
     #[error("{requested} items requested; at most {limit} may wait on one peer")]
     TooMany {
@@ -202,6 +231,8 @@ pub enum RequestEvent {
     },
     /// Send `getdata` for these blocks.
     SendGetData(Vec<BlockHash>),
+    /// Send `getdata(MSG_FILTERED_BLOCK)` for these blocks.
+    SendGetFiltered(Vec<BlockHash>),
     /// A request finished.
     Done(RequestId, Result<Response, RequestError>),
     /// The peer answered wrongly: disconnect it as misbehaving.
@@ -226,10 +257,22 @@ struct HeadersWait {
 struct BlocksWait {
     hashes: Vec<BlockHash>,
     got: HashMap<BlockHash, Arc<Block>>,
+    filtered: HashMap<BlockHash, FilteredBlock>,
     txids: Option<Vec<Txid>>,
     deadline: Instant,
     timeout: Duration,
 }
+
+/// A `merkleblock` received, waiting for its matched transactions.
+#[derive(Debug)]
+struct PartialFiltered {
+    header: Header,
+    txids: Vec<Txid>,
+    got: HashMap<Txid, Transaction>,
+}
+
+/// Filtered blocks remembered as asked for, so a late answer is not taken as unsolicited.
+const RECENT_FILTERED: usize = 4_096;
 
 /// The outstanding requests of one peer.
 #[derive(Debug, Default)]
@@ -241,6 +284,14 @@ pub struct PeerRequests {
     waiting: HashMap<BlockHash, Vec<RequestId>>,
     in_flight: HashSet<BlockHash>,
     queued: VecDeque<BlockHash>,
+    /// Filtered-block hash → requests waiting for it.
+    f_waiting: HashMap<BlockHash, Vec<RequestId>>,
+    f_in_flight: HashSet<BlockHash>,
+    f_queued: VecDeque<BlockHash>,
+    f_partial: HashMap<BlockHash, PartialFiltered>,
+    /// Matched txid → the filtered block it completes.
+    f_txs: HashMap<Txid, BlockHash>,
+    f_recent: VecDeque<BlockHash>,
     timeouts_in_a_row: u32,
     events: VecDeque<RequestEvent>,
 }
@@ -261,9 +312,9 @@ impl PeerRequests {
         self.blocks.len() + usize::from(self.headers.is_some())
     }
 
-    /// Block hashes asked for and not yet answered.
+    /// Block hashes asked for and not yet answered (full and filtered).
     pub fn blocks_in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.in_flight.len() + self.f_in_flight.len()
     }
 
     /// True if a `block` with this hash answers a request.
@@ -308,6 +359,7 @@ impl PeerRequests {
                 Ok(id)
             }
             Request::Blocks { hashes } => self.start_blocks(hashes, None, deadline, timeout),
+            Request::FilteredBlocks { hashes } => self.start_filtered(hashes, deadline, timeout),
             Request::Transactions { block, txids } => {
                 if txids.is_empty() {
                     return Err(RequestError::Empty);
@@ -347,15 +399,57 @@ impl PeerRequests {
             }
             waiters.push(id);
         }
-        self.blocks.insert(id, BlocksWait { hashes, got: HashMap::new(), txids, deadline, timeout });
+        self.blocks.insert(
+            id,
+            BlocksWait { hashes, got: HashMap::new(), filtered: HashMap::new(), txids, deadline, timeout },
+        );
         self.fill_window();
         Ok(id)
     }
 
-    /// Moves queued hashes into flight, up to [`MAX_BLOCKS_IN_FLIGHT`].
+    fn start_filtered(
+        &mut self,
+        mut hashes: Vec<BlockHash>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<RequestId, RequestError> {
+        let mut seen = HashSet::new();
+        hashes.retain(|h| seen.insert(*h));
+        if hashes.is_empty() {
+            return Err(RequestError::Empty);
+        }
+        let new = hashes.iter().filter(|h| !self.f_waiting.contains_key(*h)).count();
+        let room = MAX_PENDING_BLOCKS.saturating_sub(self.waiting.len() + self.f_waiting.len());
+        if new > room {
+            return Err(RequestError::TooMany { requested: hashes.len(), limit: room });
+        }
+        let id = self.id();
+        for hash in &hashes {
+            let waiters = self.f_waiting.entry(*hash).or_default();
+            if waiters.is_empty() {
+                self.f_queued.push_back(*hash);
+            }
+            waiters.push(id);
+        }
+        self.blocks.insert(
+            id,
+            BlocksWait {
+                hashes,
+                got: HashMap::new(),
+                filtered: HashMap::new(),
+                txids: None,
+                deadline,
+                timeout,
+            },
+        );
+        self.fill_window();
+        Ok(id)
+    }
+
+    /// Moves queued hashes into flight, up to [`MAX_BLOCKS_IN_FLIGHT`] of both kinds.
     fn fill_window(&mut self) {
         let mut batch = Vec::new();
-        while self.in_flight.len() < MAX_BLOCKS_IN_FLIGHT {
+        while self.blocks_in_flight() < MAX_BLOCKS_IN_FLIGHT {
             let Some(hash) = self.queued.pop_front() else { break };
             if self.waiting.contains_key(&hash) && self.in_flight.insert(hash) {
                 batch.push(hash);
@@ -364,6 +458,93 @@ impl PeerRequests {
         if !batch.is_empty() {
             self.events.push_back(RequestEvent::SendGetData(batch));
         }
+        let mut batch = Vec::new();
+        while self.blocks_in_flight() < MAX_BLOCKS_IN_FLIGHT {
+            let Some(hash) = self.f_queued.pop_front() else { break };
+            if self.f_waiting.contains_key(&hash) && self.f_in_flight.insert(hash) {
+                self.f_recent.push_back(hash);
+                if self.f_recent.len() > RECENT_FILTERED {
+                    self.f_recent.pop_front();
+                }
+                batch.push(hash);
+            }
+        }
+        if !batch.is_empty() {
+            self.events.push_back(RequestEvent::SendGetFiltered(batch));
+        }
+    }
+
+    /// A `merkleblock` arrived. One we never asked for is misbehaviour; one whose partial
+    /// merkle tree does not prove its header's root, or whose header fails its proof of work,
+    /// is invalid. Its matched transactions follow as `tx` messages ([`on_tx`](Self::on_tx)).
+    pub fn on_merkleblock(&mut self, now: Instant, mb: &bitcoin::MerkleBlock) {
+        let hash = mb.header.block_hash();
+        if !self.f_in_flight.contains(&hash) {
+            if !self.f_recent.contains(&hash) {
+                self.events.push_back(RequestEvent::Misbehaved(format!("unsolicited merkleblock {hash}")));
+            }
+            return;
+        }
+        let mut txids = Vec::new();
+        let mut indexes = Vec::new();
+        let problem = if mb.header.validate_pow(mb.header.target()).is_err() {
+            Some(format!("merkleblock {hash} fails its proof of work"))
+        } else if let Err(e) = mb.extract_matches(&mut txids, &mut indexes) {
+            Some(format!("merkleblock {hash} does not prove its merkle root: {e}"))
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            self.f_in_flight.remove(&hash);
+            for id in self.f_waiting.remove(&hash).unwrap_or_default() {
+                self.fail(id, RequestError::Invalid { reason: reason.clone() });
+            }
+            self.events.push_back(RequestEvent::Misbehaved(reason));
+            return;
+        }
+        for txid in &txids {
+            self.f_txs.insert(*txid, hash);
+        }
+        self.f_partial.insert(hash, PartialFiltered { header: mb.header, txids, got: HashMap::new() });
+        self.complete_filtered(now, hash);
+    }
+
+    /// A `tx` arrived: it may complete a filtered block. Returns true if it did belong to one.
+    pub fn on_tx(&mut self, now: Instant, tx: &Transaction) -> bool {
+        if self.f_txs.is_empty() {
+            return false;
+        }
+        let txid = tx.compute_txid();
+        let Some(hash) = self.f_txs.remove(&txid) else { return false };
+        if let Some(p) = self.f_partial.get_mut(&hash) {
+            p.got.insert(txid, tx.clone());
+        }
+        self.complete_filtered(now, hash);
+        true
+    }
+
+    fn complete_filtered(&mut self, now: Instant, hash: BlockHash) {
+        let done = self.f_partial.get(&hash).is_some_and(|p| p.got.len() == p.txids.len());
+        if !done {
+            return;
+        }
+        let Some(mut p) = self.f_partial.remove(&hash) else { return };
+        let transactions = p.txids.iter().filter_map(|t| p.got.remove(t)).collect();
+        let block = FilteredBlock { header: p.header, transactions };
+        self.f_in_flight.remove(&hash);
+        self.timeouts_in_a_row = 0;
+        for id in self.f_waiting.remove(&hash).unwrap_or_default() {
+            let Some(wait) = self.blocks.get_mut(&id) else { continue };
+            wait.filtered.insert(hash, block.clone());
+            wait.deadline = now + wait.timeout;
+            if wait.filtered.len() == wait.hashes.len() {
+                if let Some(mut wait) = self.blocks.remove(&id) {
+                    let blocks = wait.hashes.iter().filter_map(|h| wait.filtered.remove(h)).collect();
+                    self.events.push_back(RequestEvent::Done(id, Ok(Response::FilteredBlocks(blocks))));
+                }
+            }
+        }
+        self.fill_window();
     }
 
     /// A `headers` message arrived (after the list-size check). Answers the outstanding
@@ -434,8 +615,18 @@ impl PeerRequests {
         for item in items {
             let hash = match item {
                 Inventory::Block(h) | Inventory::WitnessBlock(h) => *h,
+                Inventory::Unknown { inv_type: MSG_FILTERED_BLOCK, hash } => {
+                    BlockHash::from_byte_array(*hash)
+                }
                 _ => continue,
             };
+            if self.f_in_flight.remove(&hash) {
+                self.f_partial.remove(&hash);
+                for id in self.f_waiting.remove(&hash).unwrap_or_default() {
+                    self.fail(id, RequestError::NotFound { hash: hash.to_string() });
+                }
+                continue;
+            }
             if !self.in_flight.remove(&hash) {
                 continue;
             }
@@ -489,6 +680,11 @@ impl PeerRequests {
         self.queued.clear();
         self.in_flight.clear();
         self.waiting.clear();
+        self.f_queued.clear();
+        self.f_in_flight.clear();
+        self.f_waiting.clear();
+        self.f_partial.clear();
+        self.f_txs.clear();
     }
 
     /// Ends one block request with an error and forgets the hashes only it waited for.
@@ -501,6 +697,18 @@ impl PeerRequests {
                     self.waiting.remove(hash);
                     // A late answer for it is harmless: `on_block` ignores unknown hashes.
                     self.in_flight.remove(hash);
+                }
+            }
+            if let Some(waiters) = self.f_waiting.get_mut(hash) {
+                waiters.retain(|w| *w != id);
+                if waiters.is_empty() {
+                    self.f_waiting.remove(hash);
+                    self.f_in_flight.remove(hash);
+                    if let Some(p) = self.f_partial.remove(hash) {
+                        for t in &p.txids {
+                            self.f_txs.remove(t);
+                        }
+                    }
                 }
             }
         }

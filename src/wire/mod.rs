@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv6Addr};
 pub use bitcoin::p2p::address::{AddrV2, AddrV2Message, Address};
 pub use bitcoin::p2p::message::NetworkMessage as Message;
 pub use bitcoin::p2p::message_blockdata::{GetBlocksMessage, GetHeadersMessage, Inventory};
+pub use bitcoin::p2p::message_bloom::{BloomFlags, FilterAdd, FilterLoad};
 pub use bitcoin::p2p::message_compact_blocks::SendCmpct;
 pub use bitcoin::p2p::message_network::{Reject, RejectReason, VersionMessage};
 pub use bitcoin::p2p::ServiceFlags;

@@ -47,6 +47,8 @@ pub struct BcoinOptions {
     /// Make bcoin connect out to these peers only.
     pub connect: Vec<SocketAddr>,
     pub max_inbound: Option<usize>,
+    /// Offer NODE_BLOOM: serve BIP37 filters and merkleblocks.
+    pub bip37: bool,
 }
 
 impl Bcoin {
@@ -69,6 +71,9 @@ impl Bcoin {
         cmd.arg(&script).args(["--host", &host, "--port", &port, "--log-level", "none"]);
         for c in &opts.connect {
             cmd.args(["--connect", &c.to_string()]);
+        }
+        if opts.bip37 {
+            cmd.args(["--bip37", "true"]);
         }
         if let Some(n) = opts.max_inbound {
             cmd.args(["--max-inbound", &n.to_string()]);

@@ -307,3 +307,52 @@ fn block_progress_extends_the_deadline_and_close_fails_everything() {
     )));
     assert_eq!(r.pending(), 0);
 }
+
+#[test]
+fn filtered_block_completes_when_its_matched_transactions_arrive() {
+    let now = Instant::now();
+    let b = block(BlockHash::all_zeros(), 3);
+    let want = b.txdata[1].compute_txid();
+    let mb = bitcoin::MerkleBlock::from_block_with_predicate(&b, |t| *t == want);
+    let mut r = PeerRequests::new();
+    let id = r.start(now, Request::FilteredBlocks { hashes: vec![b.block_hash()] }, T).unwrap();
+    assert_eq!(events(&mut r), vec![RequestEvent::SendGetFiltered(vec![b.block_hash()])]);
+    r.on_merkleblock(now, &mb);
+    assert!(events(&mut r).is_empty(), "waits for the matched tx");
+    assert!(!r.on_tx(now, &b.txdata[0]), "an unrelated tx is not taken");
+    assert!(r.on_tx(now, &b.txdata[1]));
+    assert_eq!(
+        events(&mut r),
+        vec![RequestEvent::Done(
+            id,
+            Ok(Response::FilteredBlocks(vec![FilteredBlock {
+                header: b.header,
+                transactions: vec![b.txdata[1].clone()]
+            }]))
+        )]
+    );
+    // A late duplicate is tolerated; a merkleblock never asked for is misbehaviour.
+    r.on_merkleblock(now, &mb);
+    assert!(events(&mut r).is_empty());
+    let other = block(BlockHash::all_zeros(), 4);
+    r.on_merkleblock(now, &bitcoin::MerkleBlock::from_block_with_predicate(&other, |_| true));
+    assert!(matches!(events(&mut r)[..], [RequestEvent::Misbehaved(_)]));
+}
+
+#[test]
+fn a_merkleblock_that_does_not_prove_its_root_is_invalid() {
+    let now = Instant::now();
+    let b = block(BlockHash::all_zeros(), 5);
+    let mut mb = bitcoin::MerkleBlock::from_block_with_predicate(&b, |_| true);
+    // Same header, proof of a different block's transactions.
+    let other = block(BlockHash::all_zeros(), 6);
+    mb.txn = bitcoin::MerkleBlock::from_block_with_predicate(&other, |_| true).txn;
+    let mut r = PeerRequests::new();
+    let id = r.start(now, Request::FilteredBlocks { hashes: vec![b.block_hash()] }, T).unwrap();
+    events(&mut r);
+    r.on_merkleblock(now, &mb);
+    let ev = events(&mut r);
+    assert!(matches!(&ev[0], RequestEvent::Done(i, Err(RequestError::Invalid { .. })) if *i == id), "{ev:?}");
+    assert!(matches!(&ev[1], RequestEvent::Misbehaved(_)));
+    assert_eq!(r.pending(), 0);
+}

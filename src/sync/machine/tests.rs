@@ -46,7 +46,9 @@ fn actions(s: &mut HeaderSync) -> Vec<SyncAction> {
 fn requests(actions: &[SyncAction]) -> Vec<Option<PeerId>> {
     actions
         .iter()
-        .filter_map(|a| if let SyncAction::GetHeaders { preferred, .. } = a { Some(*preferred) } else { None })
+        .filter_map(
+            |a| if let SyncAction::GetHeaders { preferred, .. } = a { Some(*preferred) } else { None },
+        )
         .collect()
 }
 
@@ -148,7 +150,9 @@ fn a_fork_with_more_work_is_followed() {
     s.on_headers(now, UNIX, PeerId(2), &b);
     let acts = actions(&mut s);
     let change = acts.iter().find_map(|x| match x {
-        SyncAction::TipChanged { connected, disconnected, tip, .. } => Some((connected.len(), disconnected.len(), tip.hash)),
+        SyncAction::TipChanged { connected, disconnected, tip, .. } => {
+            Some((connected.len(), disconnected.len(), tip.hash))
+        }
         _ => None,
     });
     assert_eq!(change, Some((7, 5, b[6].block_hash())));

@@ -4,7 +4,7 @@
  *
  *   node node.js --host 127.0.0.2 [--port 48444] [--http-port 48445]
  *                [--api-key KEY] [--connect 127.0.0.3:18444 ...]
- *                [--max-inbound N] [--log-level warning]
+ *                [--max-inbound N] [--log-level warning] [--bip37 true]
  *
  * On success it prints exactly one line to stdout, e.g.
  *   {"ready":true,"p2p":"127.0.0.2:48444","http":"127.0.0.2:48445"}
@@ -45,7 +45,8 @@ function parseArgs(argv) {
     apiKey: null,
     connect: [],
     maxInbound: null,
-    logLevel: 'warning'
+    logLevel: 'warning',
+    bip37: false
   };
 
   for (let i = 0; i < argv.length; i++) {
@@ -62,6 +63,7 @@ function parseArgs(argv) {
       case '--connect': opts.connect.push(value); break;
       case '--max-inbound': opts.maxInbound = parsePort(value, arg); break;
       case '--log-level': opts.logLevel = value; break;
+      case '--bip37': opts.bip37 = value === 'true'; break;
       default: fail(`unknown argument: ${arg}`);
     }
   }
@@ -157,6 +159,7 @@ async function main() {
     seeds: [],                // regtest's default seed is 127.0.0.1:48444
     only: opts.connect,       // outbound to these peers only (may be empty)
     maxInbound: opts.maxInbound == null ? undefined : opts.maxInbound,
+    bip37: opts.bip37,        // serve BIP37 filters and merkleblocks (NODE_BLOOM)
     createSocket: (port, host) => createSocket(opts.host, port, host),
     httpHost: opts.host,
     httpPort: opts.httpPort,
