@@ -55,7 +55,13 @@ fn best(node: &Bcoin) -> (u64, BlockHash) {
 }
 
 fn group_for(nodes: &[&Bcoin]) -> Addr<PeerGroup> {
-    let mut cfg = group_config(regtest_config(), false);
+    group_with_tip(nodes, btcpeer::peer::actor::TipHeight::default())
+}
+
+fn group_with_tip(nodes: &[&Bcoin], tip: btcpeer::peer::actor::TipHeight) -> Addr<PeerGroup> {
+    let mut peer = regtest_config();
+    peer.tip = tip;
+    let mut cfg = group_config(peer, false);
     cfg.policy.static_peers = nodes.iter().map(|n| PeerAddr::Ip(n.p2p)).collect();
     cfg.policy.connect_only = true;
     PeerGroup::new(cfg, Vec::new()).start()
@@ -66,7 +72,17 @@ fn start_sync(
     dir: Option<&std::path::Path>,
     fetch_blocks: bool,
 ) -> (Addr<ChainSync>, ChainEvents) {
+    start_sync_with_tip(group, dir, fetch_blocks, Default::default())
+}
+
+fn start_sync_with_tip(
+    group: &Addr<PeerGroup>,
+    dir: Option<&std::path::Path>,
+    fetch_blocks: bool,
+    tip: btcpeer::peer::actor::TipHeight,
+) -> (Addr<ChainSync>, ChainEvents) {
     let mut cfg = ChainSyncConfig::new(btcpeer::Network::Regtest);
+    cfg.tip = tip;
     cfg.data_dir = dir.map(|d| d.to_path_buf());
     cfg.fetch_blocks = fetch_blocks;
     let sync = ChainSync::new(cfg, group.clone()).unwrap().start();
@@ -98,11 +114,19 @@ async fn headers_sync_to_the_tip_resume_from_disk_and_follow_announcements() {
     group.send(Shutdown).await.unwrap();
     assert!(dir.path().join("headers.dat").metadata().unwrap().len() >= 2_500 * 80);
 
-    // A restart resumes from disk before any peer is asked.
-    let group = group_for(&[&node]);
-    let (sync, mut events) = start_sync(&group, Some(dir.path()), false);
+    // A restart resumes from disk before any peer is asked, and the height loaded is what our
+    // `version` tells peers from then on (the sync loads the chain before the group dials).
+    let shared = btcpeer::peer::actor::TipHeight::default();
+    let group = group_with_tip(&[&node], shared.clone());
+    let (sync, mut events) = start_sync_with_tip(&group, Some(dir.path()), false, shared.clone());
     let status = sync.send(GetChainStatus).await.unwrap();
     assert_eq!((status.height, status.tip), (height as u32, tip));
+    assert_eq!(shared.get(), 2_500);
+    wait_until_blocking(WAIT, "bcoin to see our start height", || {
+        node.rpc("getpeerinfo", json!([]))
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["startingheight"] == 2_500))
+    });
 
     // New blocks arrive as announcements and extend the chain.
     events.expect("synced again", |e| matches!(e, ChainEvent::Synced { .. }).then_some(())).await;
