@@ -118,11 +118,18 @@ pub struct SyncSettings {
     pub fetch_blocks: bool,
     /// No new header for this long while a peer claims more: replace the sync peer.
     pub stale_tip_timeout_secs: u64,
+    /// Start from this trusted header instead of genesis: `HEIGHT:HEADER_HEX` (80 bytes).
+    pub checkpoint: Option<String>,
 }
 
 impl Default for SyncSettings {
     fn default() -> Self {
-        SyncSettings { headers: false, fetch_blocks: false, stale_tip_timeout_secs: 30 * 60 }
+        SyncSettings {
+            headers: false,
+            fetch_blocks: false,
+            stale_tip_timeout_secs: 30 * 60,
+            checkpoint: None,
+        }
     }
 }
 
@@ -396,6 +403,7 @@ impl Settings {
             return Err(ConfigError::new("requests.max_attempts", "must be between 1 and 100"));
         }
         within("sync.stale_tip_timeout_secs", self.sync.stale_tip_timeout_secs, DAY_SECS)?;
+        self.checkpoint()?;
         if let Some(events) = &self.events {
             if events.is_empty() {
                 return Err(ConfigError::new("events", "must be a path or '-'"));
@@ -423,6 +431,24 @@ impl Settings {
     /// True when only the `connect` peers are used (Core's `-connect`).
     pub fn connect_only(&self) -> bool {
         !self.connect.is_empty()
+    }
+
+    /// The configured header-sync checkpoint, checked against the network's rules.
+    pub fn checkpoint(&self) -> Result<Option<crate::chain::Checkpoint>, ConfigError> {
+        let Some(raw) = &self.sync.checkpoint else { return Ok(None) };
+        let bad = |problem: String| ConfigError::new("sync.checkpoint", problem);
+        let (height, hex) = raw.split_once(':').ok_or_else(|| bad("expected HEIGHT:HEADER_HEX".into()))?;
+        let height: u32 = height.trim().parse().map_err(|_| bad(format!("invalid height {height:?}")))?;
+        let hex = hex.trim();
+        if hex.len() != 160 {
+            return Err(bad(format!("header must be 80 bytes (160 hex digits), got {} digits", hex.len())));
+        }
+        let header: bitcoin::block::Header = bitcoin::consensus::encode::deserialize_hex(hex)
+            .map_err(|e| bad(format!("invalid header: {e}")))?;
+        let checkpoint = crate::chain::Checkpoint { height, header };
+        crate::chain::HeaderChain::with_checkpoint(self.network, checkpoint)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Some(checkpoint))
     }
 
     /// The DNS seeds to use.
@@ -544,6 +570,20 @@ mod tests {
         s.proxy.addr = Some("127.0.0.1:9050".into());
         s.proxy.username = Some("u".into());
         assert_eq!(s.validate().unwrap_err().key, "proxy.username");
+        for bad in ["12", "x:00", "2016:abcd", &format!("2015:{}", "00".repeat(80))] {
+            let mut s = Settings::default();
+            s.sync.checkpoint = Some(bad.into());
+            assert_eq!(s.validate().unwrap_err().key, "sync.checkpoint", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_is_height_and_header() {
+        let mut s = Settings { network: Network::Regtest, ..Settings::default() };
+        let genesis = bitcoin::constants::genesis_block(bitcoin::Network::Regtest).header;
+        s.sync.checkpoint = Some(format!("0:{}", bitcoin::consensus::encode::serialize_hex(&genesis)));
+        let cp = s.checkpoint().unwrap().unwrap();
+        assert_eq!((cp.height, cp.header), (0, genesis));
     }
 
     #[test]

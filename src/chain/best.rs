@@ -36,7 +36,7 @@ fn short_id(hash: &BlockHash) -> ShortId {
 }
 
 /// The best chain from its start (genesis or a checkpoint) to its tip.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct BestChain {
     start: u32,
     chunks: Vec<Vec<Header>>,

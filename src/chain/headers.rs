@@ -2,6 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
 
 use bitcoin::block::Header;
 use bitcoin::pow::Work;
@@ -12,7 +13,7 @@ use super::validate::{self, Ancestors, Rules};
 use super::{Checkpoint, Connected, HeaderError, Tip};
 use crate::Network;
 
-/// Default cap on headers kept off the best chain (forks), about 1.6 MB.
+/// Default cap on headers kept off the best chain (forks): about 170 bytes each, under 4 MB.
 ///
 /// Memory, not consensus: when more are stored, the lowest-work fork tips are evicted first
 /// (newest first among equals), so parents always outlive their children, cheap forks (regtest,
@@ -36,7 +37,7 @@ struct SideEntry {
 ///
 /// Pure: no I/O and no clock (`now` is an argument). The best chain is stored compactly (about
 /// 100 bytes per header, see the `best` module); forks are capped at [`MAX_FORK_HEADERS`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HeaderChain {
     network: Network,
     rules: Rules,
@@ -44,6 +45,19 @@ pub struct HeaderChain {
     side: HashMap<BlockHash, SideEntry>,
     next_seq: u64,
     max_fork_headers: usize,
+}
+
+impl fmt::Debug for HeaderChain {
+    // A summary: the derived form would print every header.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeaderChain")
+            .field("network", &self.network)
+            .field("start_height", &self.best.start())
+            .field("height", &self.best.height())
+            .field("tip", &self.best.tip_hash())
+            .field("fork_headers", &self.side.len())
+            .finish()
+    }
 }
 
 /// The chain ending at the header being built on: the best chain up to `base`, then `branch`.
@@ -118,6 +132,10 @@ impl HeaderChain {
             } else {
                 Err(bad("height 0 must be genesis"))
             };
+        }
+        // Heights are u32; far below the limit, no chain can ever reach it.
+        if cp.height > u32::MAX / 2 {
+            return Err(bad("height is beyond any possible chain"));
         }
         let rules = Rules::new(network, cp.height);
         if !rules.params.no_pow_retargeting && cp.height % rules.interval != 0 {

@@ -240,3 +240,13 @@ fn bad_checkpoints_are_refused() {
     .expect("genesis at 0");
     assert_eq!(g.tip().hash, Network::Mainnet.genesis_hash());
 }
+
+#[test]
+fn absurd_checkpoint_heights_are_refused_and_debug_is_a_summary() {
+    let g = genesis(Network::Regtest);
+    let e = HeaderChain::with_checkpoint(Network::Regtest, Checkpoint { height: u32::MAX, header: g });
+    assert!(matches!(e, Err(HeaderError::BadCheckpoint { .. })));
+    let (chain, _) = regtest_chain(3);
+    let debug = format!("{chain:?}");
+    assert!(debug.contains("height: 3") && debug.len() < 300, "{debug}");
+}

@@ -55,10 +55,11 @@ pub fn run(settings: Settings) -> Result<(), Error> {
     let metrics = http_addr.map(|_| crate::metrics::Metrics::new());
     let mut config = config;
     config.peer.metrics = metrics.clone();
+    let checkpoint = settings.checkpoint()?;
     let sync_config = (settings.sync.headers || settings.sync.fetch_blocks).then(|| ChainSyncConfig {
         network,
         data_dir: config.data_dir.clone(),
-        checkpoint: None,
+        checkpoint,
         sync: SyncConfig {
             stale_tip_timeout: Duration::from_secs(settings.sync.stale_tip_timeout_secs),
             ..SyncConfig::default()
