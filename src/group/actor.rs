@@ -511,6 +511,11 @@ struct PendingTx {
     requested: std::collections::HashSet<PeerId>,
     waiters: Vec<(usize, BroadcastReply)>,
     expires: Instant,
+    /// Ours (not relayed): announced to every peer that becomes ready until it is seen in a
+    /// block or expires.
+    rebroadcast: bool,
+    /// The block it was seen in.
+    confirmed_in: Option<bitcoin::BlockHash>,
 }
 
 impl PendingTx {
@@ -520,6 +525,7 @@ impl PendingTx {
             wtxid: self.wtxid.to_string(),
             announced_to: self.announced_to,
             requested_by: self.requested.len(),
+            confirmed_in: self.confirmed_in.map(|h| h.to_string()),
         }
     }
 
@@ -766,6 +772,21 @@ impl Handler<PeerReady> for PeerGroup {
         let Some(entry) = self.peers.get_mut(&msg.peer) else { return };
         entry.ready = true;
         entry.info = Some(msg.info.clone());
+        // Our own broadcasts still waiting for a block reach newcomers too.
+        let now = Instant::now();
+        let pending: Vec<crate::peer::relay::Announcement> = self
+            .broadcasts
+            .by_txid
+            .iter_mut()
+            .filter(|(_, b)| b.rebroadcast && b.confirmed_in.is_none() && b.expires > now)
+            .map(|(txid, b)| {
+                b.announced_to += 1;
+                crate::peer::relay::Announcement::Tx { txid: *txid, wtxid: b.wtxid, fee_rate: None }
+            })
+            .collect();
+        if !pending.is_empty() {
+            entry.actor.do_send(QueueInventory(pending));
+        }
         if entry.link == Link::Outbound {
             self.policy.on_ready(msg.peer);
             self.book.good(&entry.addr, unix_now());
@@ -913,6 +934,8 @@ fn own_subscriptions(ctx: &Context<PeerGroup>, relay: bool) -> Vec<Subscription>
         Subscription::Ready(me.clone().recipient()),
         Subscription::Addr(me.clone().recipient()),
         Subscription::GetData(me.clone().recipient()),
+        // Blocks (fetched by a chain sync or a request) confirm our broadcasts.
+        Subscription::Block(me.clone().recipient()),
     ];
     if relay {
         subs.push(Subscription::Tx(me.recipient()));
@@ -1049,6 +1072,8 @@ impl Handler<BroadcastTransaction> for PeerGroup {
                     requested: Default::default(),
                     waiters: Vec::new(),
                     expires: Instant::now() + BROADCAST_TTL,
+                    rebroadcast: true,
+                    confirmed_in: None,
                 },
             );
         }
@@ -1077,6 +1102,29 @@ impl Handler<BroadcastTransaction> for PeerGroup {
             }
         });
         Box::pin(async move { answer.await.unwrap_or(Err(BroadcastError::Closed)) })
+    }
+}
+
+impl Handler<crate::events::BlockReceived> for PeerGroup {
+    type Result = ();
+
+    /// A broadcast seen in a block is done: waiters get their outcome and rebroadcasting stops.
+    fn handle(&mut self, msg: crate::events::BlockReceived, _: &mut Context<Self>) {
+        if self.broadcasts.by_txid.is_empty() {
+            return;
+        }
+        let hash = msg.block.block_hash();
+        for tx in &msg.block.txdata {
+            let Some(b) = self.broadcasts.by_txid.get_mut(&tx.compute_txid()) else { continue };
+            if b.confirmed_in.is_none() {
+                b.confirmed_in = Some(hash);
+                info!(txid = %tx.compute_txid(), block = %hash, "broadcast transaction confirmed");
+                let outcome = b.outcome();
+                for (_, reply) in b.waiters.drain(..) {
+                    let _ = reply.send(Ok(outcome.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -1158,6 +1206,8 @@ impl Handler<crate::events::TxReceived> for PeerGroup {
                 requested: Default::default(),
                 waiters: Vec::new(),
                 expires: Instant::now() + BROADCAST_TTL,
+                rebroadcast: false,
+                confirmed_in: None,
             },
         );
     }

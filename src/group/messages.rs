@@ -210,6 +210,9 @@ pub struct BroadcastOutcome {
     pub announced_to: usize,
     /// Peers that requested it so far.
     pub requested_by: usize,
+    /// The block it was seen in, if one arrived (with a chain sync fetching blocks) before
+    /// enough peers asked.
+    pub confirmed_in: Option<String>,
 }
 
 /// Why a broadcast failed.

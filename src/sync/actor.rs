@@ -204,6 +204,9 @@ impl ChainSync {
                 if let Some(problem) = &report.problem {
                     warn!(path = %path.display(), problem = %problem, "header file damaged; recovered");
                 }
+                if let Some(warning) = &report.clock_warning {
+                    warn!(path = %path.display(), %warning, "header file");
+                }
                 info!(headers = report.loaded, height = chain.height(), "header chain loaded");
                 (Some(store), chain)
             }
