@@ -255,7 +255,7 @@ async fn a_broadcast_reaches_peers_that_come_later_until_a_fetched_block_confirm
     });
 
     // A peer that connects afterwards is told about it too.
-    let mut listen = Vec::new();
+    let mut listen: Vec<std::net::SocketAddr>;
     wait_for!(WAIT, "the listener", {
         listen = group.send(GetListenAddrs).await.unwrap();
         !listen.is_empty()
