@@ -278,3 +278,52 @@ async fn a_broadcast_reaches_peers_that_come_later_until_a_fetched_block_confirm
     assert_eq!(outcome.requested_by, 1);
     group.send(Shutdown).await.unwrap();
 }
+
+#[actix_rt::test]
+async fn block_stream_downloads_from_several_peers_in_order_and_header_stream_follows_the_chain() {
+    use futures_util::StreamExt;
+    let a = Bcoin::start();
+    a.mine(300);
+    let b = Bcoin::start_with(BcoinOptions { connect: vec![a.p2p], ..Default::default() });
+    wait_for!(WAIT, "node B to sync from A", { b.rpc("getblockcount", json!([])).as_u64() == Some(300) });
+    let group = group_for(&[&a, &b]);
+    let (sync, mut events) = start_sync(&group, None, false);
+    events.expect("synced", |e| matches!(e, ChainEvent::Synced { .. }).then_some(())).await;
+    wait_for!(WAIT, "both peers ready", {
+        group
+            .send(GetPeers)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|p| p.state == btcpeer::peer::PeerState::Ready)
+            .count()
+            == 2
+    });
+
+    // Every header from genesis, in order, through the header stream.
+    let mut headers = Box::pin(header_stream(sync.clone(), Vec::new()));
+    let mut prev = btcpeer::Network::Regtest.genesis_hash();
+    let mut hashes = Vec::new();
+    for _ in 0..300 {
+        let h = tokio::time::timeout(WAIT, headers.next()).await.unwrap().unwrap();
+        assert_eq!(h.prev_blockhash, prev);
+        prev = h.block_hash();
+        hashes.push(prev);
+    }
+    assert_eq!(prev, best(&a).1);
+
+    // All 300 blocks, 32 requests at a time spread over both nodes, delivered in order.
+    let blocks: Vec<_> = block_stream(group.clone(), hashes.clone(), 32).collect().await;
+    let got: Vec<BlockHash> = blocks.iter().map(|b| b.as_ref().unwrap().block_hash()).collect();
+    assert_eq!(got, hashes);
+    let peers = group.send(GetPeers).await.unwrap();
+    let served: Vec<u64> =
+        peers.iter().map(|p| p.recv_per_command.get("block").map_or(0, |c| c.messages)).collect();
+    assert!(served.iter().all(|n| *n > 0), "both nodes served blocks: {served:?}");
+
+    // The header stream then follows new blocks live.
+    let new = BlockHash::from_str(&a.mine(1)[0]).unwrap();
+    let h = tokio::time::timeout(WAIT, headers.next()).await.unwrap().unwrap();
+    assert_eq!((h.prev_blockhash, h.block_hash()), (prev, new));
+    group.send(Shutdown).await.unwrap();
+}

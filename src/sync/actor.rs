@@ -130,8 +130,9 @@ pub struct ChainStatus {
 #[rtype(result = "ChainStatus")]
 pub struct GetChainStatus;
 
-/// Headers of the best chain after the first locator hash we know, up to `max` (a page of the
-/// header stream; see [`header_stream`](super::header_stream)).
+/// Headers of the best chain after the first locator hash we know (empty locator: after the
+/// chain's first header), up to `max` (at most 2,000; a page of the header stream, see
+/// [`header_stream`](super::header_stream)).
 #[derive(Message)]
 #[rtype(result = "Vec<Header>")]
 pub struct GetHeadersAfter {
@@ -457,6 +458,12 @@ impl Handler<StopChainSync> for ChainSync {
 impl Handler<GetHeadersAfter> for ChainSync {
     type Result = MessageResult<GetHeadersAfter>;
     fn handle(&mut self, m: GetHeadersAfter, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.machine.chain().headers_after(&m.locator, BlockHash::all_zeros(), m.max))
+        let chain = self.machine.chain();
+        let locator = match m.locator.is_empty() {
+            // From the chain's first header (genesis or the checkpoint).
+            true => chain.hash_at(chain.start_height()).into_iter().collect(),
+            false => m.locator,
+        };
+        MessageResult(chain.headers_after(&locator, BlockHash::all_zeros(), m.max.min(2_000)))
     }
 }
