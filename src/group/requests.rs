@@ -77,7 +77,7 @@ pub enum Next {
 }
 
 /// Decides whether to retry after `attempts` attempts (counting the one that failed with
-/// `error`). A peer that was not ready or busy costs no attempt: nothing was sent.
+/// `error`).
 pub fn after_failure(max_attempts: u32, attempts: u32, error: RequestError) -> Next {
     if !error.is_retryable() {
         return Next::Fail(error);
@@ -88,9 +88,16 @@ pub fn after_failure(max_attempts: u32, attempts: u32, error: RequestError) -> N
     Next::Retry
 }
 
-/// True if the failure means nothing was sent, so it does not count as an attempt.
+/// True if the failure means nothing was sent, so it does not count as an attempt (a peer
+/// that stopped being ready between choice and request). The loop around it is still bounded
+/// by [`max_picks`].
 pub fn is_free_failure(error: &RequestError) -> bool {
-    matches!(error, RequestError::NotReady | RequestError::Busy)
+    matches!(error, RequestError::NotReady)
+}
+
+/// Most peers picked for one request, free failures included.
+pub fn max_picks(max_attempts: u32) -> usize {
+    usize::try_from(max_attempts).unwrap_or(usize::MAX).saturating_mul(2).saturating_add(8)
 }
 
 #[cfg(test)]
@@ -156,7 +163,9 @@ mod tests {
             Next::Fail(RequestError::RetriesExhausted { attempts: 3, last: Box::new(timeout) })
         );
         assert_eq!(after_failure(3, 1, RequestError::Empty), Next::Fail(RequestError::Empty));
-        assert!(is_free_failure(&RequestError::Busy));
+        assert!(is_free_failure(&RequestError::NotReady));
+        assert!(!is_free_failure(&RequestError::Busy));
+        assert_eq!(max_picks(3), 14);
         assert!(!is_free_failure(&RequestError::NotFound { hash: String::new() }));
     }
 }

@@ -5,7 +5,7 @@ use actix::prelude::*;
 
 use super::PeerGroup;
 use crate::group::messages::{Fetch, Fetched};
-use crate::group::requests::{after_failure, choose_peer, is_free_failure, Candidate, Next};
+use crate::group::requests::{after_failure, choose_peer, is_free_failure, max_picks, Candidate, Next};
 use crate::peer::messages::Fetch as PeerFetch;
 use crate::peer::requests::{Request, RequestError};
 use crate::peer::{PeerActor, PeerId};
@@ -57,6 +57,7 @@ impl Handler<Fetch> for PeerGroup {
                 let picked = group.send(pick).await.ok().flatten();
                 // Excluded peers are never retried, not even as the fallback.
                 let picked = picked.filter(|(id, _)| !tried[..excluded].contains(id));
+                let picked = picked.filter(|_| tried.len() - excluded < max_picks(max_attempts));
                 let Some((peer, actor)) = picked else {
                     return Err(match last {
                         Some(last) if attempts > 0 => {
