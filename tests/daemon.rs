@@ -282,13 +282,24 @@ fn the_demo_reaches_ready_serves_health_and_stops_cleanly() {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx.recv_timeout(left).expect("the demo printed no ready event in time");
+        let line = rx.recv_timeout(left).expect("the demo printed no ready and block events in time");
         let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         if event["event"] == "ready" {
             assert_eq!(event["user_agent"], "/bcoin:v1.0.2/");
+        }
+        // The demo follows the chain: the miner's blocks are fetched and reported.
+        if event["event"] == "block" {
+            assert!(event["height"].as_u64().unwrap() >= 1, "{event}");
             break;
         }
     }
+    let status: Value = ureq::get(&format!("http://127.0.0.1:{port}/status"))
+        .timeout(Duration::from_secs(10))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert!(status["chain"]["height"].as_u64().unwrap() >= 1, "{status}");
     let health: Value = ureq::get(&format!("http://127.0.0.1:{port}/health"))
         .timeout(Duration::from_secs(10))
         .call()
