@@ -30,7 +30,7 @@ use crate::events::{
     AddrReceived, GetDataReceived, PeerDisconnected, PeerReady, SubscriberId, Subscribers, Subscription,
 };
 use crate::peer::messages::{
-    Disconnect, GetStats, QueueInventory, SendMessage, Subscribe as PeerSubscribe, SubscribeAs,
+    Disconnect, GetStats, QueueTransactions, SendMessage, Subscribe as PeerSubscribe, SubscribeAs,
     Unsubscribe as PeerUnsubscribe,
 };
 use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr, PeerConfig, PeerId, PeerStats, ReasonKind};
@@ -774,18 +774,18 @@ impl Handler<PeerReady> for PeerGroup {
         entry.info = Some(msg.info.clone());
         // Our own broadcasts still waiting for a block reach newcomers too.
         let now = Instant::now();
-        let pending: Vec<crate::peer::relay::Announcement> = self
+        let pending: Vec<Arc<bitcoin::Transaction>> = self
             .broadcasts
             .by_txid
-            .iter_mut()
-            .filter(|(_, b)| b.rebroadcast && b.confirmed_in.is_none() && b.expires > now)
-            .map(|(txid, b)| {
+            .values_mut()
+            .filter(|b| b.rebroadcast && b.confirmed_in.is_none() && b.expires > now)
+            .map(|b| {
                 b.announced_to += 1;
-                crate::peer::relay::Announcement::Tx { txid: *txid, wtxid: b.wtxid, fee_rate: None }
+                b.tx.clone()
             })
             .collect();
         if !pending.is_empty() {
-            entry.actor.do_send(QueueInventory(pending));
+            entry.actor.do_send(QueueTransactions(pending));
         }
         if entry.link == Link::Outbound {
             self.policy.on_ready(msg.peer);
@@ -1077,9 +1077,10 @@ impl Handler<BroadcastTransaction> for PeerGroup {
                 },
             );
         }
-        let announcement = crate::peer::relay::Announcement::Tx { txid, wtxid, fee_rate: None };
-        for e in &ready {
-            e.actor.do_send(QueueInventory(vec![announcement]));
+        if let Some(b) = self.broadcasts.by_txid.get(&txid) {
+            for e in &ready {
+                e.actor.do_send(QueueTransactions(vec![b.tx.clone()]));
+            }
         }
         let (reply, answer) = oneshot::channel();
         let min_peers = msg.min_peers.max(1);
@@ -1192,9 +1193,8 @@ impl Handler<crate::events::TxReceived> for PeerGroup {
         }
         let others: Vec<&Entry> =
             self.peers.iter().filter(|(id, e)| **id != msg.peer && e.ready).map(|(_, e)| e).collect();
-        let announcement = crate::peer::relay::Announcement::Tx { txid, wtxid, fee_rate: None };
         for e in &others {
-            e.actor.do_send(QueueInventory(vec![announcement]));
+            e.actor.do_send(QueueTransactions(vec![msg.tx.clone()]));
         }
         self.broadcasts.by_wtxid.insert(wtxid, txid);
         self.broadcasts.by_txid.insert(

@@ -21,7 +21,7 @@ use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIME
 use super::machine::{Action, MachineConfig, PeerMachine, Verdict};
 use super::messages::{
     Disconnect, Fetch, GetStats, PushAddr, PushGetBlocks, PushGetHeaders, PushReject, QueueInventory,
-    SendMessage, Subscribe, SubscribeAs, Unsubscribe, WriterReport,
+    QueueTransactions, SendMessage, Subscribe, SubscribeAs, Unsubscribe, WriterReport,
 };
 use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
 use super::reason::DisconnectReason;
@@ -564,6 +564,16 @@ impl Handler<QueueInventory> for PeerActor {
 
     fn handle(&mut self, msg: QueueInventory, ctx: &mut Context<Self>) {
         self.machine.queue_inventory(Instant::now(), &msg.0);
+        self.run_actions(ctx);
+        self.arm_trickle(ctx);
+    }
+}
+
+impl Handler<QueueTransactions> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: QueueTransactions, ctx: &mut Context<Self>) {
+        self.machine.queue_transactions(Instant::now(), &msg.0);
         self.run_actions(ctx);
         self.arm_trickle(ctx);
     }

@@ -10,6 +10,7 @@ use rand::Rng;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::bloom::{BloomError, BloomFilter};
 use super::reason::{DisconnectReason, Misbehavior};
 use super::relay::{Announcement, PeerView, Relay};
 use super::requests::{
@@ -233,6 +234,7 @@ pub struct PeerMachine {
     addr_rate_limited: u64,
     dropped_frames: u64,
     requests: PeerRequests,
+    bloom: Option<BloomFilter>,
     actions: VecDeque<Action>,
 }
 
@@ -266,6 +268,7 @@ impl PeerMachine {
             addr_rate_limited: 0,
             dropped_frames: 0,
             requests: PeerRequests::new(),
+            bloom: None,
             actions: VecDeque::new(),
         }
     }
@@ -359,9 +362,37 @@ impl PeerMachine {
     /// trickle (see [`super::relay`]).
     pub fn queue_inventory(&mut self, now: Instant, items: &[Announcement]) {
         for item in items {
+            // A filtered peer gets only transactions its filter matches, which needs the
+            // transaction itself: see `queue_transactions`.
+            if self.bloom.is_some() && matches!(item, Announcement::Tx { .. }) {
+                continue;
+            }
             self.relay.queue(*item);
         }
         self.flush_inventory(now);
+    }
+
+    /// Queues transactions for announcement; to a peer that loaded a BIP37 filter only those
+    /// the filter matches (updating it as Core does).
+    pub fn queue_transactions(&mut self, now: Instant, txs: &[std::sync::Arc<bitcoin::Transaction>]) {
+        for tx in txs {
+            if let Some(filter) = self.bloom.as_mut() {
+                if !filter.is_relevant_and_update(tx) {
+                    continue;
+                }
+            }
+            self.relay.queue(Announcement::Tx {
+                txid: tx.compute_txid(),
+                wtxid: tx.compute_wtxid(),
+                fee_rate: None,
+            });
+        }
+        self.flush_inventory(now);
+    }
+
+    /// True while the peer has a BIP37 filter loaded.
+    pub fn has_bloom_filter(&self) -> bool {
+        self.bloom.is_some()
     }
 
     /// When queued inventory is next due (for a precise timer; `tick` also flushes).
@@ -686,6 +717,34 @@ impl PeerMachine {
                 if !self.config.services.has(ServiceFlags::BLOOM) =>
             {
                 self.misbehaving(Misbehavior::BloomNotOffered { command: msg.cmd().to_owned() })
+            }
+            Message::FilterLoad(load) => match BloomFilter::load(load) {
+                Ok(filter) => {
+                    self.bloom = Some(filter);
+                    // Core: a loaded filter turns transaction relay on (`m_relay_txs`).
+                    if let Some(r) = self.remote.as_mut() {
+                        r.relay = true;
+                    }
+                    Verdict::Deliver
+                }
+                Err(e) => self.misbehaving(Misbehavior::InvalidData { reason: e.to_string() }),
+            },
+            Message::FilterAdd(add) => {
+                let result = match self.bloom.as_mut() {
+                    Some(filter) => filter.add(&add.data),
+                    None => Err(BloomError::NoFilter),
+                };
+                match result {
+                    Ok(()) => Verdict::Deliver,
+                    Err(e) => self.misbehaving(Misbehavior::InvalidData { reason: e.to_string() }),
+                }
+            }
+            Message::FilterClear => {
+                self.bloom = None;
+                if let Some(r) = self.remote.as_mut() {
+                    r.relay = true;
+                }
+                Verdict::Deliver
             }
             Message::Inv(items) => {
                 if items.len() > MAX_INV_SZ {

@@ -34,6 +34,12 @@ pub struct SendMessage(pub Message);
 #[rtype(result = "Result<super::requests::Response, super::requests::RequestError>")]
 pub struct Fetch(pub super::requests::Request);
 
+/// Announces transactions to the peer through the trickle; a peer that loaded a BIP37 filter
+/// (when we offer NODE_BLOOM) is told only of those its filter matches.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+pub struct QueueTransactions(pub Vec<std::sync::Arc<bitcoin::Transaction>>);
+
 /// Announces inventory to the peer: blocks at once, transactions trickled (see
 /// [`relay`](super::relay)); items the peer already knows are skipped.
 #[derive(Debug, ActixMessage)]

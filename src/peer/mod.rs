@@ -3,6 +3,7 @@
 //! ([`outbound`]) and statistics ([`stats`]).
 
 pub mod actor;
+pub mod bloom;
 pub mod dial;
 pub mod machine;
 pub mod messages;

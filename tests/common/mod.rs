@@ -49,6 +49,8 @@ pub struct BcoinOptions {
     pub max_inbound: Option<usize>,
     /// Offer NODE_BLOOM: serve BIP37 filters and merkleblocks.
     pub bip37: bool,
+    /// Send every peer a `filterload` holding these elements once it is ready.
+    pub filterload: Option<Vec<Vec<u8>>>,
 }
 
 impl Bcoin {
@@ -74,6 +76,12 @@ impl Bcoin {
         }
         if opts.bip37 {
             cmd.args(["--bip37", "true"]);
+        }
+        if let Some(elements) = &opts.filterload {
+            let hex: Vec<String> =
+                elements.iter().map(|e| e.iter().map(|b| format!("{b:02x}")).collect()).collect();
+            let list = if hex.is_empty() { "-".to_owned() } else { hex.join(",") };
+            cmd.args(["--filterload", &list]);
         }
         if let Some(n) = opts.max_inbound {
             cmd.args(["--max-inbound", &n.to_string()]);

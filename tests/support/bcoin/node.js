@@ -5,6 +5,7 @@
  *   node node.js --host 127.0.0.2 [--port 48444] [--http-port 48445]
  *                [--api-key KEY] [--connect 127.0.0.3:18444 ...]
  *                [--max-inbound N] [--log-level warning] [--bip37 true]
+ *                [--filterload HEX,HEX,...|-]
  *
  * On success it prints exactly one line to stdout, e.g.
  *   {"ready":true,"p2p":"127.0.0.2:48444","http":"127.0.0.2:48445"}
@@ -46,7 +47,8 @@ function parseArgs(argv) {
     connect: [],
     maxInbound: null,
     logLevel: 'warning',
-    bip37: false
+    bip37: false,
+    filterload: null
   };
 
   for (let i = 0; i < argv.length; i++) {
@@ -64,6 +66,7 @@ function parseArgs(argv) {
       case '--max-inbound': opts.maxInbound = parsePort(value, arg); break;
       case '--log-level': opts.logLevel = value; break;
       case '--bip37': opts.bip37 = value === 'true'; break;
+      case '--filterload': opts.filterload = value; break;
       default: fail(`unknown argument: ${arg}`);
     }
   }
@@ -187,6 +190,20 @@ async function main() {
   };
 
   strictSendRawTransaction(node);
+
+  // --filterload: load a BIP37 filter (holding the given hex elements; "-" for none) on every
+  // peer once its handshake completes, the way an SPV client does. Unlike bcoin's own
+  // sendFilterLoad it does so whatever services the peer offers, so a test can check that a
+  // peer without NODE_BLOOM refuses it.
+  if (opts.filterload != null) {
+    const { BloomFilter } = require('bfilter');
+    const packets = require('bcoin/lib/net/packets');
+    const filter = BloomFilter.fromRate(1000, 0.0001, BloomFilter.flags.ALL);
+    for (const hex of opts.filterload.split(','))
+      if (hex !== '-' && hex !== '')
+        filter.add(Buffer.from(hex, 'hex'));
+    node.pool.on('peer open', (peer) => peer.send(new packets.FilterLoadPacket(filter)));
+  }
 
   let closing = false;
   const shutdown = async (code) => {
