@@ -53,7 +53,12 @@ async fn main() {
     match group.send(Fetch::new(Request::Blocks { hashes: vec![genesis] })).await {
         Ok(Ok(f)) => {
             if let Response::Blocks(b) = f.response {
-                println!("genesis from peer {} ({} attempt(s)): {} tx", f.peer, f.attempts, b[0].txdata.len());
+                println!(
+                    "genesis from peer {} ({} attempt(s)): {} tx",
+                    f.peer,
+                    f.attempts,
+                    b[0].txdata.len()
+                );
             }
         }
         Ok(Err(e)) => eprintln!("genesis request failed: {e}"),

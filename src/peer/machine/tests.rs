@@ -551,7 +551,7 @@ fn a_loaded_filter_turns_relay_on_and_only_matching_transactions_are_announced()
     let (mut m, t0) = ready_bloom_peer();
     let (wanted, other) = (paying([7; 20]), paying([8; 20]));
     // relay=0 and no filter: nothing is announced.
-    m.queue_transactions(t0, &[wanted.clone()]);
+    m.queue_transactions(t0, std::slice::from_ref(&wanted));
     m.tick(t0 + Duration::from_secs(120));
     assert!(announced_txids(&drain(&mut m)).is_empty());
 
@@ -576,7 +576,7 @@ fn a_loaded_filter_turns_relay_on_and_only_matching_transactions_are_announced()
 
     // filterclear: everything again.
     m.on_message(t0, &Message::FilterClear);
-    m.queue_transactions(t0, &[other.clone()]);
+    m.queue_transactions(t0, std::slice::from_ref(&other));
     m.tick(t0 + Duration::from_secs(360));
     assert_eq!(announced_txids(&drain(&mut m)), vec![other.compute_txid()]);
 }
