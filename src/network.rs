@@ -93,6 +93,57 @@ impl Network {
         bitcoin::constants::genesis_block(self.to_bitcoin()).block_hash()
     }
 
+    /// Bitcoin Core's historical checkpoints (`checkpointData`, `kernel/chainparams.cpp`,
+    /// v26): a header at one of these heights must have this hash, and once the best chain has
+    /// passed one, forks below it are refused ("bad-fork-prior-to-checkpoint"). They make a
+    /// cheap low-difficulty chain from genesis useless: it would have to contain these blocks.
+    pub fn checkpoints(self) -> &'static [(u32, &'static str)] {
+        match self {
+            Network::Mainnet => &[
+                (11_111, "0000000069e244f73d78e8fd29ba2fd2ed618bd6fa2ee92559f542fdb26e7c1d"),
+                (33_333, "000000002dd5588a74784eaa7ab0507a18ad16a236e7b1ce69f00d7ddfb5d0a6"),
+                (74_000, "0000000000573993a3c9e41ce34471c079dcf5f52a0e824a81e7f953b8661a20"),
+                (105_000, "00000000000291ce28027faea320c8d2b054b2e0fe44a773f3eefb151d6bdc97"),
+                (134_444, "00000000000005b12ffd4cd315cd34ffd4a594f430ac814c91184a0d42d2b0fe"),
+                (168_000, "000000000000099e61ea72015e79632f216fe6cb33d7899acb35b75c8303b763"),
+                (193_000, "000000000000059f452a5f7340de6682a977387c17010ff6e6c3bd83ca8b1317"),
+                (210_000, "000000000000048b95347e83192f69cf0366076336c639f9b7228e9ba171342e"),
+                (216_116, "00000000000001b4f4b433e81ee46494af945cf96014816a4e2370f11b23df4e"),
+                (225_430, "00000000000001c108384350f74090433e7fcf79a606b8e797f065b130575932"),
+                (250_000, "000000000000003887df1f29024b06fc2200b55f8af8f35453d7be294df2d214"),
+                (279_000, "0000000000000001ae8c72a0b0c301f67e3afca10e819efa9041e458e9bd7e40"),
+                (295_000, "00000000000000004d9b4ef50f0f9d686fd69db2e03af35a100370c64632a983"),
+            ],
+            Network::Testnet3 => &[(546, "000000002a936ca763904c3c35fce2f3556c559c0214345d31b1bcebf76acb70")],
+            Network::Testnet4 | Network::Signet | Network::Regtest => &[],
+        }
+    }
+
+    /// Bitcoin Core's `nMinimumChainWork` (`kernel/chainparams.cpp`, v26) as big-endian hex: a
+    /// chain with less work is not the network's, so the header sync never calls it synced.
+    pub fn min_chain_work_hex(self) -> &'static str {
+        match self {
+            Network::Mainnet => "000000000000000000000000000000000000000063c4ebd298db40af57541800",
+            Network::Testnet3 => "000000000000000000000000000000000000000000000c59b14e264ba6c15db9",
+            Network::Signet => "00000000000000000000000000000000000000000000000000000206e86f08e8",
+            // Not in the Core release these values come from; regtest has none.
+            Network::Testnet4 | Network::Regtest => "00",
+        }
+    }
+
+    /// [`min_chain_work_hex`](Self::min_chain_work_hex) as chainwork.
+    pub fn min_chain_work(self) -> bitcoin::pow::Work {
+        let hex = self.min_chain_work_hex();
+        let mut be = [0u8; 32];
+        let digits = hex.as_bytes();
+        // Constant input, right-aligned: the last 64 digits at most.
+        for (i, pair) in digits.rchunks(2).take(32).enumerate() {
+            let s = std::str::from_utf8(pair).unwrap_or("0");
+            be[31 - i] = u8::from_str_radix(s, 16).unwrap_or(0);
+        }
+        bitcoin::pow::Work::from_be_bytes(be)
+    }
+
     /// The matching `bitcoin` crate network.
     pub fn to_bitcoin(self) -> bitcoin::Network {
         match self {

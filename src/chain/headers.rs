@@ -45,6 +45,8 @@ pub struct HeaderChain {
     side: HashMap<BlockHash, SideEntry>,
     next_seq: u64,
     max_fork_headers: usize,
+    /// The network's checkpoints (height, hash), ascending.
+    pub(super) checkpoints: Vec<(u32, BlockHash)>,
 }
 
 impl fmt::Debug for HeaderChain {
@@ -157,6 +159,11 @@ impl HeaderChain {
             side: HashMap::new(),
             next_seq: 0,
             max_fork_headers: MAX_FORK_HEADERS,
+            checkpoints: network
+                .checkpoints()
+                .iter()
+                .filter_map(|(h, hex)| hex.parse::<BlockHash>().ok().map(|hash| (*h, hash)))
+                .collect(),
         }
     }
 
@@ -374,6 +381,11 @@ impl HeaderChain {
                 break;
             }
             let height = prev_height + 1;
+            if let Err(e) = self.check_checkpoints(height, hash, path.tip_hash == self.best.tip_hash()) {
+                failure = Some((i, e));
+                break;
+            }
+            let rules = &self.rules;
             if rules.params.allow_min_difficulty_blocks {
                 walk = Some(validate::next_last_non_min_bits(rules, height, &header, walk_value));
             }
@@ -396,6 +408,23 @@ impl HeaderChain {
         }
         self.evict_forks();
         (out, failure)
+    }
+
+    /// Core's checkpoint rules: a header at a checkpoint height must be the checkpoint, and no
+    /// fork may start below the last checkpoint the best chain has passed.
+    fn check_checkpoints(&self, height: u32, hash: BlockHash, extends_best: bool) -> Result<(), HeaderError> {
+        if let Ok(i) = self.checkpoints.binary_search_by_key(&height, |(h, _)| *h) {
+            if self.checkpoints[i].1 != hash {
+                return Err(HeaderError::CheckpointMismatch { height, hash });
+            }
+        }
+        if !extends_best {
+            let passed = self.checkpoints.iter().rev().find(|(h, _)| *h <= self.best.height()).map(|(h, _)| *h);
+            if passed.is_some_and(|cp| height <= cp) {
+                return Err(HeaderError::ForkBeforeCheckpoint { hash });
+            }
+        }
+        Ok(())
     }
 
     fn bump_seq(&mut self) -> u64 {

@@ -173,6 +173,15 @@ pub enum HeaderError {
         /// The header's hash.
         hash: BlockHash,
     },
+    /// A header at one of the network's checkpoint heights is not the checkpoint
+    /// (misbehaviour).
+    #[error("header {hash} at height {height} contradicts the network's checkpoint")]
+    CheckpointMismatch {
+        /// Its height.
+        height: u32,
+        /// The header's hash.
+        hash: BlockHash,
+    },
     /// [`HeaderChain::with_checkpoint`] was given a checkpoint it cannot start from (a local
     /// configuration error, not a peer's).
     #[error("invalid checkpoint at height {height}: {reason}")]

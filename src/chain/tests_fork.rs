@@ -250,3 +250,29 @@ fn absurd_checkpoint_heights_are_refused_and_debug_is_a_summary() {
     let debug = format!("{chain:?}");
     assert!(debug.contains("height: 3") && debug.len() < 300, "{debug}");
 }
+
+#[test]
+fn core_checkpoints_bind_heights_and_forbid_forks_below_the_last_one_passed() {
+    let (_, main) = regtest_chain(6);
+    let mut chain = regtest();
+    chain.checkpoints = vec![(3, main[2].block_hash())];
+    // A different header at the checkpoint height is misbehaviour.
+    let liar = build(&main[1], 2, 9); // heights 3..=4
+    let e = chain.connect(&main[..2], NOW).and_then(|_| chain.connect(&liar, NOW)).unwrap_err();
+    assert!(matches!(e, HeaderError::CheckpointMismatch { height: 3, .. }), "{e:?}");
+    assert!(e.is_misbehaviour());
+    // The real chain passes it; afterwards a fork below it is refused.
+    chain.connect(&main[2..], NOW).expect("the checkpointed chain");
+    let low_fork = build(&main[0], 1, 7); // height 2
+    let e = chain.connect(&low_fork, NOW).unwrap_err();
+    assert!(matches!(e, HeaderError::ForkBeforeCheckpoint { .. }), "{e:?}");
+    // Forks above it are fine.
+    assert!(chain.connect(&build(&main[3], 1, 7), NOW).is_ok());
+}
+
+#[test]
+fn mainnet_checkpoints_and_minimum_work_parse() {
+    assert_eq!(HeaderChain::new(Network::Mainnet).checkpoints.len(), 13);
+    assert!(Network::Mainnet.min_chain_work() > Network::Signet.min_chain_work());
+    assert_eq!(Network::Regtest.min_chain_work(), bitcoin::pow::Work::from_be_bytes([0; 32]));
+}
