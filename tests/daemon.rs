@@ -151,6 +151,9 @@ fn sync_headers_reaches_the_tip_resumes_after_a_restart_and_fetches_new_blocks()
     let synced = wait_for_event(&events, "synced after restart", |e| e["event"] == "synced");
     assert_eq!(synced["height"].as_u64(), Some(2_100));
     assert!(!read_events(&events).iter().any(|e| e["event"] == "headers"), "headers fetched again");
+    // The chain was loaded before the first dial: our version already carried its height.
+    let peers = node.rpc("getpeerinfo", serde_json::json!([]));
+    assert_eq!(peers[0]["startingheight"], 2_100, "{peers}");
 
     // A new block is announced, fetched and reported.
     let hash = node.mine(1).remove(0);

@@ -419,7 +419,8 @@ impl HeaderChain {
             }
         }
         if !extends_best {
-            let passed = self.checkpoints.iter().rev().find(|(h, _)| *h <= self.best.height()).map(|(h, _)| *h);
+            let passed =
+                self.checkpoints.iter().rev().find(|(h, _)| *h <= self.best.height()).map(|(h, _)| *h);
             if passed.is_some_and(|cp| height <= cp) {
                 return Err(HeaderError::ForkBeforeCheckpoint { hash });
             }

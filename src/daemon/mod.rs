@@ -82,23 +82,27 @@ pub fn run(settings: Settings) -> Result<(), Error> {
             data_dir = ?config.data_dir,
             "btcpeerd starting"
         );
-        let group = PeerGroup::new(config, subscriptions).start();
-        let chain = match sync_config {
-            Some(sync_config) => match ChainSync::new(sync_config, group.clone()) {
-                Ok(sync) => {
-                    let sync = sync.start();
-                    if let Some(log) = &log {
-                        sync.do_send(SubscribeChain(log.clone().recipient()));
-                    }
-                    Some(sync)
-                }
-                Err(e) => {
-                    let _ = group.send(Shutdown).await;
-                    return Err(Error::Io { context: "cannot load the header chain".into(), source: std::io::Error::other(e.to_string()) });
-                }
-            },
-            None => None,
+        // The chain is loaded before the group dials, so the first peers already get our
+        // height in `version`.
+        let group_ctx = Context::<PeerGroup>::new();
+        let group_addr = group_ctx.address();
+        let chain = match sync_config.map(|c| ChainSync::new(c, group_addr.clone())).transpose() {
+            Ok(chain) => chain,
+            Err(e) => {
+                return Err(Error::Io {
+                    context: "cannot load the header chain".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            }
         };
+        let group = group_ctx.run(PeerGroup::new(config, subscriptions));
+        let chain = chain.map(|sync| {
+            let sync = sync.start();
+            if let Some(log) = &log {
+                sync.do_send(SubscribeChain(log.clone().recipient()));
+            }
+            sync
+        });
         let api = match http_addr {
             Some(bind) => match http::start(bind, group.clone(), chain.clone(), network, metrics) {
                 Ok((server, addr)) => {

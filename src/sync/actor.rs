@@ -282,9 +282,14 @@ impl ChainSync {
                 SyncAction::Store(headers) => {
                     if let Some(store) = &mut self.store {
                         if let Err(e) = store.append(&headers) {
-                            warn!(error = %e, "writing the header file failed");
+                            // A partial record may be on disk now; writing more after it would
+                            // misalign the file. Stop writing: the next start cuts the torn
+                            // record off and the sync fetches the rest again.
+                            tracing::error!(error = %e, "writing the header file failed; not writing it any more");
+                            self.store = None;
+                        } else {
+                            self.dirty = true;
                         }
-                        self.dirty = true;
                     }
                 }
                 SyncAction::TipChanged { connected, disconnected, tip, peer } => {
@@ -292,7 +297,9 @@ impl ChainSync {
                     if !disconnected.is_empty() {
                         info!(depth = disconnected.len(), height = tip.height, tip = %tip.hash, "reorganized to more work");
                     }
-                    if self.config.fetch_blocks && self.machine.is_synced() {
+                    // Blocks are fetched from the first sync on: the initial sync is not a
+                    // stream of new blocks.
+                    if self.config.fetch_blocks && self.machine.was_synced() {
                         let start = connected.len().saturating_sub(MAX_BLOCKS_PER_TIP_CHANGE);
                         for (hash, height) in &connected[start..] {
                             self.fetch_block(*hash, *height, peer, ctx);
@@ -374,6 +381,20 @@ impl Actor for ChainSync {
         for s in subs {
             self.group.do_send(Subscribe(s));
         }
+        // Peers that became ready before we subscribed announce nothing again: ask for them.
+        self.group
+            .send(crate::group::GetPeers)
+            .into_actor(self)
+            .map(|peers, this, ctx| {
+                let now = Instant::now();
+                for p in peers.unwrap_or_default() {
+                    if p.state == crate::peer::PeerState::Ready {
+                        this.machine.peer_ready(now, p.id, p.start_height);
+                    }
+                }
+                this.run(ctx);
+            })
+            .wait(ctx);
         ctx.run_interval(TICK, |this, ctx| {
             this.machine.tick(Instant::now());
             this.run(ctx);

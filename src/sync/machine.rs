@@ -74,18 +74,33 @@ pub enum SyncAction {
 }
 
 /// Header sync state around a [`HeaderChain`].
+///
+/// Peers' `start_height`s are hints: a peer that fails to deliver what it claimed loses its
+/// claim. A full answer (2,000 headers) means "more": the next request continues from its
+/// last header, on whichever branch it landed, so a competing branch longer than one message
+/// is followed until it has more work. The chain is only called synced once its work reaches
+/// the network's minimum (Core's `nMinimumChainWork`).
 #[derive(Debug)]
 pub struct HeaderSync {
     chain: HeaderChain,
     config: SyncConfig,
-    /// Ready peers and the best height each is known to have.
+    /// Ready peers and the height each is believed to have.
     peers: BTreeMap<PeerId, u32>,
-    in_flight: bool,
+    /// The peer the current request prefers.
+    in_flight: Option<Option<PeerId>>,
     retry_at: Option<Instant>,
     synced: bool,
+    /// Once synced at least once: new blocks are worth fetching from then on.
+    ever_synced: bool,
     last_tip_change: Instant,
-    last_source: Option<PeerId>,
-    asked_at_height: u32,
+    /// Someone answered since we started (a restart must confirm it is still at the tip).
+    answered: bool,
+    /// Continue from this header (the end of the last full answer) instead of our tip.
+    continue_from: Option<BlockHash>,
+    /// Where the previous full answer ended: a full answer ending there again is no progress
+    /// (a peer repeating itself must not keep us asking).
+    last_full_end: Option<BlockHash>,
+    warned_low_work: bool,
     actions: VecDeque<SyncAction>,
 }
 
@@ -96,12 +111,15 @@ impl HeaderSync {
             chain,
             config,
             peers: BTreeMap::new(),
-            in_flight: false,
+            in_flight: None,
             retry_at: None,
             synced: false,
+            ever_synced: false,
             last_tip_change: now,
-            last_source: None,
-            asked_at_height: 0,
+            answered: false,
+            continue_from: None,
+            last_full_end: None,
+            warned_low_work: false,
             actions: VecDeque::new(),
         }
     }
@@ -116,12 +134,17 @@ impl HeaderSync {
         self.synced
     }
 
+    /// True once the chain was synced at least once: blocks that extend it are new ones.
+    pub fn was_synced(&self) -> bool {
+        self.ever_synced
+    }
+
     /// Next action.
     pub fn poll_action(&mut self) -> Option<SyncAction> {
         self.actions.pop_front()
     }
 
-    /// A peer finished its handshake claiming `start_height`.
+    /// A peer finished its handshake claiming `start_height` (a hint, not a promise).
     pub fn peer_ready(&mut self, now: Instant, peer: PeerId, start_height: i32) {
         let claim = u32::try_from(start_height).unwrap_or(0);
         self.peers.insert(peer, claim);
@@ -137,30 +160,52 @@ impl HeaderSync {
     }
 
     /// Our header request was answered by `peer`. The same headers may already have come in
-    /// through [`on_headers`](Self::on_headers); progress is judged by where the answer's last
-    /// header sits now, so the order of the two does not matter.
+    /// through [`on_headers`](Self::on_headers); what counts is where the answer's last header
+    /// sits now, so the order of the two does not matter.
     pub fn on_answer(&mut self, now: Instant, unix: u64, peer: PeerId, headers: &[Header]) {
-        self.in_flight = false;
-        self.last_source = Some(peer);
-        let asked_at = self.asked_at_height;
+        self.in_flight = None;
+        self.answered = true;
         self.connect(now, unix, peer, headers);
-        let reached = headers.last().and_then(|h| self.chain.height_of(&h.block_hash()));
-        let progressed = reached.is_some_and(|h| h > asked_at);
+        let last = headers.last().map(|h| h.block_hash());
+        let landed = last.and_then(|h| self.chain.header(&h)).map(|(_, height)| height);
+        let progressed = landed.is_some() && last != self.last_full_end;
         if headers.len() >= MAX_HEADERS_RESULTS && progressed && self.peers.contains_key(&peer) {
-            // A full answer means "more available" (Core asks again at once).
+            self.last_full_end = last;
+            // A full answer means "more available": continue from its end, on its branch.
+            self.continue_from = last;
+            if let (Some(h), Some(c)) = (landed, self.peers.get_mut(&peer)) {
+                *c = (*c).max(h + 1);
+            }
             self.request(Some(peer));
             return;
         }
-        // A short (or useless) answer is that peer's tip as far as we are concerned.
-        if let Some(h) = self.peers.get_mut(&peer) {
-            *h = reached.unwrap_or(self.chain.height()).min(self.chain.height());
+        self.continue_from = None;
+        self.last_full_end = None;
+        // A short answer is the peer's tip: it has what we now hold at best.
+        let reached = last.and_then(|h| self.chain.height_of(&h)).unwrap_or(self.chain.height());
+        if let Some(c) = self.peers.get_mut(&peer) {
+            *c = reached.min(self.chain.height());
+        }
+        if self.chain.work() < self.chain.network().min_chain_work()
+            && last.is_some_and(|h| self.chain.is_on_best_chain(&h))
+        {
+            // Core drops a sync peer whose chain ends below the network's minimum work.
+            self.peers.remove(&peer);
+            self.actions.push_back(SyncAction::Rotate { peer });
         }
         self.maybe_request(now);
     }
 
-    /// Our header request failed everywhere it was tried.
+    /// Our header request failed everywhere it was tried; the peer it preferred did not
+    /// deliver what it claimed.
     pub fn on_failure(&mut self, now: Instant) {
-        self.in_flight = false;
+        if let Some(Some(peer)) = self.in_flight.take() {
+            let height = self.chain.height();
+            if let Some(c) = self.peers.get_mut(&peer) {
+                *c = (*c).min(height);
+            }
+        }
+        self.continue_from = None;
         self.retry_at = Some(now + self.config.retry_delay);
     }
 
@@ -197,24 +242,23 @@ impl HeaderSync {
     /// Periodic: retries after failures, and the stale-tip watchdog.
     pub fn tick(&mut self, now: Instant) {
         self.maybe_request(now);
-        let best_claim = self.best_claim().map_or(0, |(_, h)| h);
-        if best_claim > self.chain.height()
-            && now.saturating_duration_since(self.last_tip_change) >= self.config.stale_tip_timeout
-        {
-            if let Some(peer) = self.last_source.take() {
+        if now.saturating_duration_since(self.last_tip_change) < self.config.stale_tip_timeout {
+            return;
+        }
+        self.last_tip_change = now;
+        // Rotate the peer that claims the most without having delivered it.
+        if let Some((peer, claim)) = self.best_claim() {
+            if claim > self.chain.height() {
                 self.peers.remove(&peer);
                 self.actions.push_back(SyncAction::Rotate { peer });
             }
-            self.last_tip_change = now;
-            self.in_flight = false;
-            self.maybe_request(now);
         }
+        self.maybe_request(now);
     }
 
     fn claim(&mut self, peer: PeerId, height: u32) {
-        if let Some(h) = self.peers.get_mut(&peer) {
-            *h = (*h).max(height);
-        }
+        let c = self.peers.entry(peer).or_insert(0);
+        *c = (*c).max(height);
         if height > self.chain.height() {
             self.synced = false;
         }
@@ -224,37 +268,44 @@ impl HeaderSync {
         self.peers.iter().max_by_key(|(id, h)| (**h, std::cmp::Reverse(**id))).map(|(id, h)| (*id, *h))
     }
 
-    /// Requests headers if none are in flight and a peer claims more than we have (or we have
-    /// never heard from anyone); declares sync otherwise.
+    /// Requests headers if none are in flight and a peer claims more than we have (or nobody
+    /// answered yet); declares sync otherwise.
     fn maybe_request(&mut self, now: Instant) {
-        if self.in_flight || self.retry_at.is_some_and(|t| now < t) {
+        if self.in_flight.is_some() || self.retry_at.is_some_and(|t| now < t) {
             return;
         }
         self.retry_at = None;
         let Some((peer, claim)) = self.best_claim() else { return };
-        if claim > self.chain.height() {
+        if claim > self.chain.height() || !self.answered {
             self.request(Some(peer));
-        } else if !self.synced && self.last_source.is_some() {
+        } else if !self.synced {
+            if self.chain.work() < self.chain.network().min_chain_work() {
+                if !self.warned_low_work {
+                    self.warned_low_work = true;
+                    tracing::warn!(
+                        height = self.chain.height(),
+                        "no peer offers a header chain with the network's minimum work yet"
+                    );
+                }
+                return;
+            }
             self.synced = true;
+            self.ever_synced = true;
             self.actions.push_back(SyncAction::Synced(self.chain.tip()));
-        } else if self.last_source.is_none() {
-            // Nobody answered yet: ask once even if no peer claims more (their start heights
-            // may be stale, and a restart must confirm it is still at the tip).
-            self.request(Some(peer));
         }
     }
 
     fn request(&mut self, preferred: Option<PeerId>) {
-        self.in_flight = true;
+        self.in_flight = Some(preferred);
         let tip = self.chain.tip();
-        self.asked_at_height = tip.height;
-        // From the tip's parent, so an up-to-date peer still answers with one header (bcoin
-        // sends nothing at all when it has nothing new).
-        let locator = if tip.height > 0 {
-            self.chain.locator_from(&tip.header.prev_blockhash).unwrap_or_else(|| self.chain.locator())
-        } else {
-            self.chain.locator()
+        // From the end of the last full answer, or from our tip's parent so an up-to-date peer
+        // still answers with one header (bcoin sends nothing at all when it has nothing new).
+        let from = match self.continue_from {
+            Some(h) => h,
+            None if tip.height > self.chain.start_height() => tip.header.prev_blockhash,
+            None => tip.hash,
         };
+        let locator = self.chain.locator_from(&from).unwrap_or_else(|| self.chain.locator());
         self.actions.push_back(SyncAction::GetHeaders { locator, preferred });
     }
 

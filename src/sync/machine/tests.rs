@@ -115,27 +115,88 @@ fn invalid_headers_punish_the_sender_and_unconnected_announcements_trigger_a_req
 }
 
 #[test]
-fn failures_back_off_and_the_stale_tip_watchdog_rotates_the_source() {
+fn failures_back_off_and_the_stale_tip_watchdog_rotates_a_peer_that_does_not_deliver() {
     let (mut s, now) = sync();
-    let chain = mine_on(&genesis(), 10, 4);
     s.peer_ready(now, PeerId(1), 10);
-    actions(&mut s);
+    assert_eq!(requests(&actions(&mut s)), vec![Some(PeerId(1))]);
     s.on_failure(now);
     s.tick(now + Duration::from_secs(1));
     assert!(requests(&actions(&mut s)).is_empty(), "retry waits");
     s.tick(now + DEFAULT_RETRY_DELAY);
+    // Nobody answered yet, so we still ask, though peer 1 lost its claim.
     assert_eq!(requests(&actions(&mut s)), vec![Some(PeerId(1))]);
-    // Peer 1 serves 5 and claims 10 but never delivers more.
-    s.on_answer(now, UNIX, PeerId(1), &chain[..5]);
-    actions(&mut s);
+    // Peer 2 claims more and never answers: the watchdog drops it, not the others.
     s.peer_ready(now, PeerId(2), 10);
-    s.on_headers(now, UNIX, PeerId(2), &chain[9..]);
     actions(&mut s);
-    let later = now + DEFAULT_STALE_TIP_TIMEOUT + Duration::from_secs(1);
-    s.on_failure(later - Duration::from_secs(10));
-    s.tick(later);
+    s.tick(now + DEFAULT_STALE_TIP_TIMEOUT + Duration::from_secs(1));
     let a = actions(&mut s);
-    assert!(a.iter().any(|x| matches!(x, SyncAction::Rotate { .. })), "{a:?}");
+    assert!(a.contains(&SyncAction::Rotate { peer: PeerId(2) }), "{a:?}");
+    assert!(!a.contains(&SyncAction::Rotate { peer: PeerId(1) }));
+}
+
+#[test]
+fn an_inflated_start_height_is_dropped_once_its_peer_fails_to_deliver() {
+    let (mut s, now) = sync();
+    let chain = mine_on(&genesis(), 5, 7);
+    s.peer_ready(now, PeerId(1), i32::MAX);
+    assert_eq!(requests(&actions(&mut s)), vec![Some(PeerId(1))]);
+    s.peer_ready(now, PeerId(2), 5);
+    s.on_failure(now);
+    s.tick(now + DEFAULT_RETRY_DELAY);
+    assert_eq!(requests(&actions(&mut s)), vec![Some(PeerId(2))], "the liar lost its claim");
+    s.on_answer(now, UNIX, PeerId(2), &chain);
+    let a = actions(&mut s);
+    assert!(matches!(a.last(), Some(SyncAction::Synced(t)) if t.height == 5), "{a:?}");
+}
+
+#[test]
+fn a_competing_branch_longer_than_one_message_is_followed_to_a_reorg() {
+    let (mut s, now) = sync();
+    let a = mine_on(&genesis(), 3_000, 8);
+    let b = mine_on(&a[99], 5_100, 9); // forks at height 100, reaches 5,200
+    s.peer_ready(now, PeerId(1), 3_000);
+    actions(&mut s);
+    s.on_answer(now, UNIX, PeerId(1), &a[..2_000]);
+    actions(&mut s);
+    s.on_answer(now, UNIX, PeerId(1), &a[1_999..]);
+    actions(&mut s);
+    assert_eq!(s.chain().height(), 3_000);
+    s.peer_ready(now, PeerId(2), 5_200);
+    let acts = actions(&mut s);
+    assert_eq!(requests(&acts), vec![Some(PeerId(2))]);
+    // Peer 2 answers from the fork point: 2,000 headers that land on a side branch.
+    s.on_answer(now, UNIX, PeerId(2), &b[..2_000]);
+    let acts = actions(&mut s);
+    let Some(SyncAction::GetHeaders { locator, .. }) =
+        acts.iter().find(|x| matches!(x, SyncAction::GetHeaders { .. }))
+    else {
+        panic!("a full answer asks again: {} actions", acts.len())
+    };
+    assert_eq!(locator[0], b[1_999].block_hash(), "continuing on the branch");
+    s.on_answer(now, UNIX, PeerId(2), &b[2_000..4_000]);
+    let acts = actions(&mut s);
+    assert!(
+        acts.iter()
+            .any(|x| matches!(x, SyncAction::TipChanged { disconnected, .. } if !disconnected.is_empty())),
+        "reorg"
+    );
+    s.on_answer(now, UNIX, PeerId(2), &b[4_000..]);
+    let acts = actions(&mut s);
+    assert!(matches!(acts.last(), Some(SyncAction::Synced(t)) if t.height == 5_200));
+}
+
+#[test]
+fn a_repeated_full_answer_does_not_loop() {
+    let (mut s, now) = sync();
+    let a = mine_on(&genesis(), 2_000, 10);
+    s.peer_ready(now, PeerId(1), 5_000);
+    actions(&mut s);
+    s.on_answer(now, UNIX, PeerId(1), &a);
+    assert_eq!(requests(&actions(&mut s)).len(), 1);
+    s.on_answer(now, UNIX, PeerId(1), &a);
+    let acts = actions(&mut s);
+    assert!(requests(&acts).is_empty(), "no progress, no new request");
+    assert!(matches!(acts.last(), Some(SyncAction::Synced(t)) if t.height == 2_000));
 }
 
 #[test]
