@@ -93,6 +93,8 @@ pub struct RequestSettings {
     pub min_timeout_ms: u64,
     /// Longest request timeout (also used before the first ping is answered).
     pub max_timeout_secs: u64,
+    /// Shortest timeout for block requests.
+    pub block_timeout_secs: u64,
     /// Attempts per request, each on a different peer when possible.
     pub max_attempts: u32,
 }
@@ -103,6 +105,7 @@ impl Default for RequestSettings {
             timeout_multiplier: 10,
             min_timeout_ms: 5_000,
             max_timeout_secs: 60,
+            block_timeout_secs: 60,
             max_attempts: 3,
         }
     }
@@ -393,6 +396,7 @@ impl Settings {
         }
         within("requests.min_timeout_ms", r.min_timeout_ms, 3600 * 1000)?;
         within("requests.max_timeout_secs", r.max_timeout_secs, 3600)?;
+        within("requests.block_timeout_secs", r.block_timeout_secs, 3600)?;
         if r.max_timeout_secs * 1000 < r.min_timeout_ms {
             return Err(ConfigError::new(
                 "requests.max_timeout_secs",
@@ -529,6 +533,7 @@ impl Settings {
                 multiplier: self.requests.timeout_multiplier,
                 min: Duration::from_millis(self.requests.min_timeout_ms),
                 max: Duration::from_secs(self.requests.max_timeout_secs),
+                block: Duration::from_secs(self.requests.block_timeout_secs),
             },
             ..MachineConfig::default()
         };

@@ -934,8 +934,6 @@ fn own_subscriptions(ctx: &Context<PeerGroup>, relay: bool) -> Vec<Subscription>
         Subscription::Ready(me.clone().recipient()),
         Subscription::Addr(me.clone().recipient()),
         Subscription::GetData(me.clone().recipient()),
-        // Blocks (fetched by a chain sync or a request) confirm our broadcasts.
-        Subscription::Block(me.clone().recipient()),
     ];
     if relay {
         subs.push(Subscription::Tx(me.recipient()));
@@ -1106,16 +1104,18 @@ impl Handler<BroadcastTransaction> for PeerGroup {
     }
 }
 
-impl Handler<crate::events::BlockReceived> for PeerGroup {
+impl Handler<BlockConnected> for PeerGroup {
     type Result = ();
 
-    /// A broadcast seen in a block is done: waiters get their outcome and rebroadcasting stops.
-    fn handle(&mut self, msg: crate::events::BlockReceived, _: &mut Context<Self>) {
+    /// A broadcast seen in a block of the best chain is done: waiters get their outcome and
+    /// rebroadcasting stops. Only a chain sync sends this, for blocks it requested and checked
+    /// (an unsolicited block from a peer proves nothing).
+    fn handle(&mut self, msg: BlockConnected, _: &mut Context<Self>) {
         if self.broadcasts.by_txid.is_empty() {
             return;
         }
-        let hash = msg.block.block_hash();
-        for tx in &msg.block.txdata {
+        let hash = msg.0.block_hash();
+        for tx in &msg.0.txdata {
             let Some(b) = self.broadcasts.by_txid.get_mut(&tx.compute_txid()) else { continue };
             if b.confirmed_in.is_none() {
                 b.confirmed_in = Some(hash);

@@ -287,3 +287,10 @@ pub struct Fetched {
     /// Attempts it took (1: the first peer answered).
     pub attempts: u32,
 }
+
+/// A block on the best header chain, requested and checked against its header (sent by
+/// [`ChainSync`](crate::sync::ChainSync) when it fetches blocks): broadcasts it contains are
+/// confirmed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct BlockConnected(pub std::sync::Arc<bitcoin::Block>);

@@ -522,13 +522,16 @@ impl Handler<Fetch> for PeerActor {
 
     fn handle(&mut self, msg: Fetch, ctx: &mut Context<Self>) -> Self::Result {
         let started = self.machine.request(Instant::now(), msg.0);
+        // Register the answer before running the actions: sending may already end the
+        // connection, and its answer (Disconnected) must reach this caller.
+        let reply = started.map(|id| {
+            let (tx, rx) = oneshot::channel();
+            self.answers.insert(id, tx);
+            rx
+        });
         self.run_actions(ctx);
-        match started {
-            Ok(id) => {
-                let (tx, rx) = oneshot::channel();
-                self.answers.insert(id, tx);
-                Box::pin(rx.map(|r| r.unwrap_or(Err(RequestError::NotReady))))
-            }
+        match reply {
+            Ok(rx) => Box::pin(rx.map(|r| r.unwrap_or(Err(RequestError::NotReady)))),
             Err(e) => Box::pin(future::ready(Err(e))),
         }
     }

@@ -241,6 +241,7 @@ pub struct PeerMachine {
 impl PeerMachine {
     /// A machine for a connection that has not started.
     pub fn new(config: MachineConfig, link: Link, nonces: NonceSet, rng: StdRng) -> Self {
+        let block_timeout = config.request_timeouts.block;
         PeerMachine {
             config,
             link,
@@ -267,7 +268,7 @@ impl PeerMachine {
             addr_tokens_at: Instant::now(),
             addr_rate_limited: 0,
             dropped_frames: 0,
-            requests: PeerRequests::new(),
+            requests: PeerRequests::with_block_timeout(block_timeout),
             bloom: None,
             actions: VecDeque::new(),
         }
@@ -595,6 +596,14 @@ impl PeerMachine {
             Message::Version(_) | Message::Verack | Message::WtxidRelay | Message::SendAddrV2 => {
                 Some(format!("{} is sent by the handshake itself", msg.cmd()))
             }
+            Message::GetData(items)
+                if items.iter().any(|i| {
+                    matches!(i, Inventory::Unknown { inv_type: super::requests::MSG_FILTERED_BLOCK, .. })
+                }) =>
+            {
+                // Its answer could not be told from an unsolicited merkleblock (misbehaviour).
+                Some("ask for filtered blocks with Fetch(Request::FilteredBlocks)".into())
+            }
             Message::Inv(items) | Message::GetData(items) | Message::NotFound(items) => {
                 too_long(items.len(), MAX_INV_SZ).or_else(|| {
                     let announces_tx = matches!(msg, Message::Inv(_))
@@ -756,8 +765,13 @@ impl PeerMachine {
                 self.request_transactions(items);
                 Verdict::Deliver
             }
-            Message::GetData(items) | Message::NotFound(items) if items.len() > MAX_INV_SZ => {
-                self.too_many(msg.cmd(), items.len(), MAX_INV_SZ)
+            Message::GetData(items) if items.len() > MAX_INV_SZ => {
+                self.too_many("getdata", items.len(), MAX_INV_SZ)
+            }
+            // Core ignores the contents of an oversized `notfound` rather than punishing it.
+            Message::NotFound(items) if items.len() > MAX_INV_SZ => {
+                self.dropped_frames += 1;
+                Verdict::Consumed
             }
             Message::Headers(h) if h.len() > MAX_HEADERS_RESULTS => {
                 self.too_many("headers", h.len(), MAX_HEADERS_RESULTS)
@@ -767,7 +781,7 @@ impl PeerMachine {
                 self.run_requests()
             }
             Message::NotFound(items) => {
-                self.requests.on_notfound(items);
+                self.requests.on_notfound(now, items);
                 self.run_requests()
             }
             Message::MerkleBlock(mb) => {

@@ -24,6 +24,8 @@ pub const MAX_BLOCKS_IN_FLIGHT: usize = 16;
 /// Block hashes one peer may have waiting (in flight or queued): Core's download window
 /// (`BLOCK_DOWNLOAD_WINDOW`, 1,024).
 pub const MAX_PENDING_BLOCKS: usize = 1_024;
+/// Block hashes in one request: its blocks are held until all arrived, so this bounds memory.
+pub const MAX_BLOCKS_PER_REQUEST: usize = 64;
 /// Requests waiting on one peer at once.
 pub const MAX_PENDING_REQUESTS: usize = 1_024;
 /// `MSG_FILTERED_BLOCK` (`protocol.h`): `getdata` for a BIP37 `merkleblock`.
@@ -41,11 +43,18 @@ pub struct RequestTimeouts {
     pub min: Duration,
     /// Cap, also used before the first ping is answered.
     pub max: Duration,
+    /// Floor for block requests (Core allows 10 min per block; we can ask another peer).
+    pub block: Duration,
 }
 
 impl Default for RequestTimeouts {
     fn default() -> Self {
-        RequestTimeouts { multiplier: 10, min: Duration::from_secs(5), max: Duration::from_secs(60) }
+        RequestTimeouts {
+            multiplier: 10,
+            min: Duration::from_secs(5),
+            max: Duration::from_secs(60),
+            block: Duration::from_secs(60),
+        }
     }
 }
 
@@ -259,7 +268,8 @@ struct BlocksWait {
     got: HashMap<BlockHash, Arc<Block>>,
     filtered: HashMap<BlockHash, FilteredBlock>,
     txids: Option<Vec<Txid>>,
-    deadline: Instant,
+    /// Set when the first of its hashes goes on the wire; progress restarts it.
+    deadline: Option<Instant>,
     timeout: Duration,
 }
 
@@ -293,6 +303,8 @@ pub struct PeerRequests {
     f_txs: HashMap<Txid, BlockHash>,
     f_recent: VecDeque<BlockHash>,
     timeouts_in_a_row: u32,
+    /// Floor for block requests (bigger than a ping-based timeout: blocks are megabytes).
+    block_timeout: Duration,
     events: VecDeque<RequestEvent>,
 }
 
@@ -300,6 +312,12 @@ impl PeerRequests {
     /// No requests.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// No requests; block requests get at least `block_timeout` (megabytes take longer than a
+    /// ping round trip suggests).
+    pub fn with_block_timeout(block_timeout: Duration) -> Self {
+        PeerRequests { block_timeout, ..Self::default() }
     }
 
     /// Next thing to do.
@@ -333,6 +351,7 @@ impl PeerRequests {
             return Err(RequestError::TooMany { requested: 1, limit: 0 });
         }
         let deadline = now + timeout;
+        let block_timeout = timeout.max(self.block_timeout);
         match request {
             Request::Headers { locator, stop } => {
                 if self.headers.is_some() {
@@ -358,13 +377,13 @@ impl PeerRequests {
                 self.events.push_back(RequestEvent::SendGetHeaders { locator, stop });
                 Ok(id)
             }
-            Request::Blocks { hashes } => self.start_blocks(hashes, None, deadline, timeout),
-            Request::FilteredBlocks { hashes } => self.start_filtered(hashes, deadline, timeout),
+            Request::Blocks { hashes } => self.start_blocks(now, hashes, None, block_timeout),
+            Request::FilteredBlocks { hashes } => self.start_filtered(now, hashes, block_timeout),
             Request::Transactions { block, txids } => {
                 if txids.is_empty() {
                     return Err(RequestError::Empty);
                 }
-                self.start_blocks(vec![block], Some(txids), deadline, timeout)
+                self.start_blocks(now, vec![block], Some(txids), block_timeout)
             }
         }
     }
@@ -376,9 +395,9 @@ impl PeerRequests {
 
     fn start_blocks(
         &mut self,
+        now: Instant,
         mut hashes: Vec<BlockHash>,
         txids: Option<Vec<Txid>>,
-        deadline: Instant,
         timeout: Duration,
     ) -> Result<RequestId, RequestError> {
         let mut seen = HashSet::new();
@@ -386,8 +405,11 @@ impl PeerRequests {
         if hashes.is_empty() {
             return Err(RequestError::Empty);
         }
+        if hashes.len() > MAX_BLOCKS_PER_REQUEST {
+            return Err(RequestError::TooMany { requested: hashes.len(), limit: MAX_BLOCKS_PER_REQUEST });
+        }
         let new = hashes.iter().filter(|h| !self.waiting.contains_key(*h)).count();
-        let room = MAX_PENDING_BLOCKS.saturating_sub(self.waiting.len());
+        let room = MAX_PENDING_BLOCKS.saturating_sub(self.waiting.len() + self.f_waiting.len());
         if new > room {
             return Err(RequestError::TooMany { requested: hashes.len(), limit: room });
         }
@@ -401,22 +423,32 @@ impl PeerRequests {
         }
         self.blocks.insert(
             id,
-            BlocksWait { hashes, got: HashMap::new(), filtered: HashMap::new(), txids, deadline, timeout },
+            BlocksWait {
+                hashes,
+                got: HashMap::new(),
+                filtered: HashMap::new(),
+                txids,
+                deadline: None,
+                timeout,
+            },
         );
-        self.fill_window();
+        self.fill_window(now);
         Ok(id)
     }
 
     fn start_filtered(
         &mut self,
+        now: Instant,
         mut hashes: Vec<BlockHash>,
-        deadline: Instant,
         timeout: Duration,
     ) -> Result<RequestId, RequestError> {
         let mut seen = HashSet::new();
         hashes.retain(|h| seen.insert(*h));
         if hashes.is_empty() {
             return Err(RequestError::Empty);
+        }
+        if hashes.len() > MAX_BLOCKS_PER_REQUEST {
+            return Err(RequestError::TooMany { requested: hashes.len(), limit: MAX_BLOCKS_PER_REQUEST });
         }
         let new = hashes.iter().filter(|h| !self.f_waiting.contains_key(*h)).count();
         let room = MAX_PENDING_BLOCKS.saturating_sub(self.waiting.len() + self.f_waiting.len());
@@ -438,16 +470,16 @@ impl PeerRequests {
                 got: HashMap::new(),
                 filtered: HashMap::new(),
                 txids: None,
-                deadline,
+                deadline: None,
                 timeout,
             },
         );
-        self.fill_window();
+        self.fill_window(now);
         Ok(id)
     }
 
     /// Moves queued hashes into flight, up to [`MAX_BLOCKS_IN_FLIGHT`] of both kinds.
-    fn fill_window(&mut self) {
+    fn fill_window(&mut self, now: Instant) {
         let mut batch = Vec::new();
         while self.blocks_in_flight() < MAX_BLOCKS_IN_FLIGHT {
             let Some(hash) = self.queued.pop_front() else { break };
@@ -455,6 +487,7 @@ impl PeerRequests {
                 batch.push(hash);
             }
         }
+        self.arm(now, &batch, false);
         if !batch.is_empty() {
             self.events.push_back(RequestEvent::SendGetData(batch));
         }
@@ -469,8 +502,31 @@ impl PeerRequests {
                 batch.push(hash);
             }
         }
+        self.arm(now, &batch, true);
         if !batch.is_empty() {
             self.events.push_back(RequestEvent::SendGetFiltered(batch));
+        }
+    }
+
+    /// A block arrived: the peer is serving, so every request on the wire gets its full time
+    /// again. A slow but steady peer is never timed out; one that stops serving is, a timeout
+    /// after its last block (Core judges block download per peer in the same spirit).
+    fn progress(&mut self, now: Instant) {
+        for wait in self.blocks.values_mut() {
+            if wait.deadline.is_some() {
+                wait.deadline = Some(now + wait.timeout);
+            }
+        }
+    }
+
+    /// Starts the clock of requests whose first hash just went on the wire: time spent queued
+    /// behind the window is not the peer's fault.
+    fn arm(&mut self, now: Instant, sent: &[BlockHash], filtered: bool) {
+        let waiting = if filtered { &self.f_waiting } else { &self.waiting };
+        for id in sent.iter().filter_map(|h| waiting.get(h)).flatten() {
+            if let Some(wait) = self.blocks.get_mut(id) {
+                wait.deadline.get_or_insert(now + wait.timeout);
+            }
         }
     }
 
@@ -483,6 +539,10 @@ impl PeerRequests {
             if !self.f_recent.contains(&hash) {
                 self.events.push_back(RequestEvent::Misbehaved(format!("unsolicited merkleblock {hash}")));
             }
+            return;
+        }
+        if self.f_partial.contains_key(&hash) {
+            // A duplicate while its transactions arrive: keep what we have.
             return;
         }
         let mut txids = Vec::new();
@@ -533,10 +593,10 @@ impl PeerRequests {
         let block = FilteredBlock { header: p.header, transactions };
         self.f_in_flight.remove(&hash);
         self.timeouts_in_a_row = 0;
+        self.progress(now);
         for id in self.f_waiting.remove(&hash).unwrap_or_default() {
             let Some(wait) = self.blocks.get_mut(&id) else { continue };
             wait.filtered.insert(hash, block.clone());
-            wait.deadline = now + wait.timeout;
             if wait.filtered.len() == wait.hashes.len() {
                 if let Some(mut wait) = self.blocks.remove(&id) {
                     let blocks = wait.hashes.iter().filter_map(|h| wait.filtered.remove(h)).collect();
@@ -544,7 +604,7 @@ impl PeerRequests {
                 }
             }
         }
-        self.fill_window();
+        self.fill_window(now);
     }
 
     /// A `headers` message arrived (after the list-size check). Answers the outstanding
@@ -595,11 +655,10 @@ impl PeerRequests {
             return;
         }
         self.timeouts_in_a_row = 0;
+        self.progress(now);
         for id in waiters {
             let Some(wait) = self.blocks.get_mut(&id) else { continue };
             wait.got.insert(hash, block.clone());
-            // Progress restarts the clock: a long list is judged block by block.
-            wait.deadline = now + wait.timeout;
             if wait.got.len() == wait.hashes.len() {
                 if let Some(wait) = self.blocks.remove(&id) {
                     let result = finish_blocks(wait);
@@ -607,11 +666,11 @@ impl PeerRequests {
                 }
             }
         }
-        self.fill_window();
+        self.fill_window(now);
     }
 
     /// A `notfound` arrived: requests waiting for a listed block fail.
-    pub fn on_notfound(&mut self, items: &[Inventory]) {
+    pub fn on_notfound(&mut self, now: Instant, items: &[Inventory]) {
         for item in items {
             let hash = match item {
                 Inventory::Block(h) | Inventory::WitnessBlock(h) => *h,
@@ -621,7 +680,11 @@ impl PeerRequests {
                 _ => continue,
             };
             if self.f_in_flight.remove(&hash) {
-                self.f_partial.remove(&hash);
+                if let Some(p) = self.f_partial.remove(&hash) {
+                    for t in &p.txids {
+                        self.f_txs.remove(t);
+                    }
+                }
                 for id in self.f_waiting.remove(&hash).unwrap_or_default() {
                     self.fail(id, RequestError::NotFound { hash: hash.to_string() });
                 }
@@ -636,7 +699,7 @@ impl PeerRequests {
                 }
             }
         }
-        self.fill_window();
+        self.fill_window(now);
     }
 
     /// Expires requests past their deadline.
@@ -651,8 +714,12 @@ impl PeerRequests {
                 ));
             }
         }
-        let late: Vec<(RequestId, Duration)> =
-            self.blocks.iter().filter(|(_, w)| now >= w.deadline).map(|(id, w)| (*id, w.timeout)).collect();
+        let late: Vec<(RequestId, Duration)> = self
+            .blocks
+            .iter()
+            .filter(|(_, w)| w.deadline.is_some_and(|d| now >= d))
+            .map(|(id, w)| (*id, w.timeout))
+            .collect();
         for (id, timeout) in late {
             expired = Some(timeout);
             self.fail(id, RequestError::Timeout { after: timeout });
@@ -663,7 +730,7 @@ impl PeerRequests {
                 self.events.push_back(RequestEvent::Stalled { after });
             }
         }
-        self.fill_window();
+        self.fill_window(now);
     }
 
     /// The connection ended: every request fails.
@@ -756,6 +823,15 @@ pub fn check_headers(headers: &[Header]) -> Option<String> {
 pub fn check_block(block: &Block) -> Option<String> {
     if block.txdata.is_empty() {
         return Some(format!("block {} has no transactions", block.block_hash()));
+    }
+    // A duplicated transaction keeps the merkle root (CVE-2012-2459, Core's `IsBlockMutated`).
+    let mut seen = HashSet::with_capacity(block.txdata.len());
+    if !block.txdata.iter().all(|tx| seen.insert(tx.compute_txid())) {
+        return Some(format!("block {} has a duplicate transaction", block.block_hash()));
+    }
+    // 64-byte transactions can pass for inner merkle nodes (Core rejects them).
+    if block.txdata.iter().any(|tx| tx.base_size() == 64) {
+        return Some(format!("block {} has a 64-byte transaction", block.block_hash()));
     }
     if !block.check_merkle_root() {
         return Some(format!("block {} does not match its merkle root", block.block_hash()));

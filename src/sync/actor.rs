@@ -344,6 +344,9 @@ impl ChainSync {
                 Ok(Ok(f)) => {
                     if let Response::Blocks(mut blocks) = f.response {
                         if let Some(block) = blocks.pop() {
+                            if this.machine.chain().is_on_best_chain(&hash) {
+                                this.group.do_send(crate::group::BlockConnected(block.clone()));
+                            }
                             let size = bitcoin::consensus::encode::serialize(&*block).len();
                             this.publish(ChainEvent::Block {
                                 hash,
@@ -480,10 +483,15 @@ impl Handler<GetHeadersAfter> for ChainSync {
     type Result = MessageResult<GetHeadersAfter>;
     fn handle(&mut self, m: GetHeadersAfter, _: &mut Context<Self>) -> Self::Result {
         let chain = self.machine.chain();
-        let locator = match m.locator.is_empty() {
-            // From the chain's first header (genesis or the checkpoint).
-            true => chain.hash_at(chain.start_height()).into_iter().collect(),
-            false => m.locator,
+        let on_best = m.locator.iter().any(|h| chain.is_on_best_chain(h));
+        let locator = match m.locator.iter().find(|h| chain.contains(h)) {
+            // After a reorg the caller's newest hashes may sit on a side branch: continue from
+            // where that branch leaves the best chain.
+            Some(h) if !on_best => chain.locator_from(h).unwrap_or_default(),
+            _ if m.locator.is_empty() || !on_best => {
+                chain.hash_at(chain.start_height()).into_iter().collect()
+            }
+            _ => m.locator,
         };
         MessageResult(chain.headers_after(&locator, BlockHash::all_zeros(), m.max.min(2_000)))
     }

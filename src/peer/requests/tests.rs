@@ -58,7 +58,11 @@ const T: Duration = Duration::from_secs(10);
 
 #[test]
 fn timeout_scales_with_latency_within_bounds() {
-    let t = RequestTimeouts { multiplier: 10, min: Duration::from_secs(2), max: Duration::from_secs(30) };
+    let t = RequestTimeouts {
+        max: Duration::from_secs(30),
+        min: Duration::from_secs(2),
+        ..RequestTimeouts::default()
+    };
     assert_eq!(t.for_latency(Some(Duration::from_millis(500))), Duration::from_secs(5));
     assert_eq!(t.for_latency(Some(Duration::from_millis(10))), Duration::from_secs(2));
     assert_eq!(t.for_latency(Some(Duration::from_secs(60))), Duration::from_secs(30));
@@ -204,7 +208,13 @@ fn block_request_bounds() {
         r.start(now, Request::Blocks { hashes: many.clone() }, T),
         Err(RequestError::TooMany { .. })
     ));
-    r.start(now, Request::Blocks { hashes: many[..MAX_PENDING_BLOCKS].to_vec() }, T).unwrap();
+    assert!(matches!(
+        r.start(now, Request::Blocks { hashes: many[..MAX_BLOCKS_PER_REQUEST + 1].to_vec() }, T),
+        Err(RequestError::TooMany { limit: MAX_BLOCKS_PER_REQUEST, .. })
+    ));
+    for chunk in many[..MAX_PENDING_BLOCKS].chunks(MAX_BLOCKS_PER_REQUEST) {
+        r.start(now, Request::Blocks { hashes: chunk.to_vec() }, T).unwrap();
+    }
     assert!(matches!(
         r.start(now, Request::Blocks { hashes: many[MAX_PENDING_BLOCKS..].to_vec() }, T),
         Err(RequestError::TooMany { .. })
@@ -212,7 +222,7 @@ fn block_request_bounds() {
     // The same hash again shares the outstanding getdata.
     let before = events(&mut r).len();
     r.start(now, Request::Blocks { hashes: many[..2].to_vec() }, T).unwrap();
-    assert_eq!(before, 1);
+    assert_eq!(before, 1, "one getdata for the first 16");
     assert!(events(&mut r).is_empty());
 }
 
@@ -224,7 +234,7 @@ fn notfound_fails_waiting_requests_and_frees_the_window() {
     let mut r = PeerRequests::new();
     let id = r.start(now, Request::Blocks { hashes: vec![b.block_hash(), c.block_hash()] }, T).unwrap();
     events(&mut r);
-    r.on_notfound(&[Inventory::WitnessBlock(b.block_hash())]);
+    r.on_notfound(now, &[Inventory::WitnessBlock(b.block_hash())]);
     assert_eq!(
         events(&mut r),
         vec![RequestEvent::Done(id, Err(RequestError::NotFound { hash: b.block_hash().to_string() }))]
@@ -355,4 +365,52 @@ fn a_merkleblock_that_does_not_prove_its_root_is_invalid() {
     assert!(matches!(&ev[0], RequestEvent::Done(i, Err(RequestError::Invalid { .. })) if *i == id), "{ev:?}");
     assert!(matches!(&ev[1], RequestEvent::Misbehaved(_)));
     assert_eq!(r.pending(), 0);
+}
+
+#[test]
+fn a_queued_block_request_is_timed_from_when_it_is_sent() {
+    let now = Instant::now();
+    let blocks: Vec<Arc<Block>> = (0..40).map(|i| Arc::new(block(BlockHash::all_zeros(), i))).collect();
+    let mut r = PeerRequests::new();
+    let ids: Vec<RequestId> = blocks
+        .iter()
+        .map(|b| r.start(now, Request::Blocks { hashes: vec![b.block_hash()] }, T).unwrap())
+        .collect();
+    events(&mut r);
+    // The peer serves one block every 2 s (slower than 40 in 10 s, never stalled for 10 s).
+    let mut done = 0;
+    for (i, b) in blocks.iter().enumerate() {
+        let t = now + Duration::from_secs(2 * (i as u64 + 1));
+        r.tick(t);
+        r.on_block(t, b.clone());
+        for e in events(&mut r) {
+            match e {
+                RequestEvent::Done(id, Ok(_)) => {
+                    assert!(ids.contains(&id));
+                    done += 1;
+                }
+                RequestEvent::Done(_, Err(e)) => panic!("request {i} failed: {e}"),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(done, 40, "nothing timed out while waiting behind the window");
+}
+
+#[test]
+fn blocks_with_a_duplicated_transaction_or_a_64_byte_transaction_are_mutated() {
+    // Three transactions: the odd count is what lets a duplicated last one keep the root.
+    let mut good = block(BlockHash::all_zeros(), 11);
+    let third = Transaction {
+        input: vec![bitcoin::TxIn { script_sig: ScriptBuf::from_bytes(vec![3, 11]), ..Default::default() }],
+        ..good.txdata[1].clone()
+    };
+    good.txdata.push(third);
+    good.header.merkle_root = good.compute_merkle_root().expect("non-empty");
+    let mut dup = good.clone();
+    dup.txdata.push(dup.txdata[2].clone());
+    // Duplicating the last transaction keeps the merkle root (CVE-2012-2459).
+    assert_eq!(dup.compute_merkle_root(), good.compute_merkle_root());
+    assert!(check_block(&good).is_none());
+    assert!(check_block(&dup).is_some_and(|r| r.contains("duplicate")), "{:?}", check_block(&dup));
 }
