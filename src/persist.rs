@@ -144,15 +144,16 @@ fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, String> {
 }
 
 /// `path` with `.suffix` appended to its file name (`a/book.json` → `a/book.json.tmp`).
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
     name.push(".");
     name.push(suffix);
     PathBuf::from(name)
 }
 
+/// Makes a rename in `path`'s directory durable.
 #[cfg(unix)]
-fn sync_dir(path: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -161,7 +162,7 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn sync_dir(_path: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(_path: &Path) -> io::Result<()> {
     Ok(()) // Directories cannot be opened for syncing here; rename is durable on NTFS.
 }
 

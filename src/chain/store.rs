@@ -15,6 +15,7 @@
 //! Forks are stored too, so replaying in file order rebuilds the same branches and the same
 //! best tip (ties are won by the first seen, and the file keeps that order).
 
+use crate::persist::{sync_dir, with_suffix};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -108,14 +109,6 @@ fn record(header: &Header) -> [u8; RECORD_LEN] {
     r[..80].copy_from_slice(&bytes);
     r[80..].copy_from_slice(&header.block_hash().to_byte_array()[..4]);
     r
-}
-
-/// `path` with `.suffix` appended to its file name.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(".");
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// Records being replayed: one chained run, flushed into the chain in batches.
@@ -437,18 +430,4 @@ where
     drop(file);
     fs::rename(&tmp, path).map_err(io_err(path, "replace"))?;
     sync_dir(path).map_err(io_err(path, "sync the directory of"))
-}
-
-#[cfg(unix)]
-fn sync_dir(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_path: &Path) -> io::Result<()> {
-    Ok(()) // Directories cannot be opened for syncing here; rename is durable on NTFS.
 }

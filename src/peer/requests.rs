@@ -377,13 +377,13 @@ impl PeerRequests {
                 self.events.push_back(RequestEvent::SendGetHeaders { locator, stop });
                 Ok(id)
             }
-            Request::Blocks { hashes } => self.start_blocks(now, hashes, None, block_timeout),
-            Request::FilteredBlocks { hashes } => self.start_filtered(now, hashes, block_timeout),
+            Request::Blocks { hashes } => self.start_blocks(now, hashes, None, false, block_timeout),
+            Request::FilteredBlocks { hashes } => self.start_blocks(now, hashes, None, true, block_timeout),
             Request::Transactions { block, txids } => {
                 if txids.is_empty() {
                     return Err(RequestError::Empty);
                 }
-                self.start_blocks(now, vec![block], Some(txids), block_timeout)
+                self.start_blocks(now, vec![block], Some(txids), false, block_timeout)
             }
         }
     }
@@ -393,11 +393,14 @@ impl PeerRequests {
         self.next_id
     }
 
+    /// Starts a request for whole blocks (`filtered == false`, optionally keeping only some
+    /// transactions) or for filtered blocks.
     fn start_blocks(
         &mut self,
         now: Instant,
         mut hashes: Vec<BlockHash>,
         txids: Option<Vec<Txid>>,
+        filtered: bool,
         timeout: Duration,
     ) -> Result<RequestId, RequestError> {
         let mut seen = HashSet::new();
@@ -408,72 +411,34 @@ impl PeerRequests {
         if hashes.len() > MAX_BLOCKS_PER_REQUEST {
             return Err(RequestError::TooMany { requested: hashes.len(), limit: MAX_BLOCKS_PER_REQUEST });
         }
-        let new = hashes.iter().filter(|h| !self.waiting.contains_key(*h)).count();
         let room = MAX_PENDING_BLOCKS.saturating_sub(self.waiting.len() + self.f_waiting.len());
+        let (waiting, queued) = if filtered {
+            (&mut self.f_waiting, &mut self.f_queued)
+        } else {
+            (&mut self.waiting, &mut self.queued)
+        };
+        let new = hashes.iter().filter(|h| !waiting.contains_key(*h)).count();
         if new > room {
             return Err(RequestError::TooMany { requested: hashes.len(), limit: room });
         }
-        let id = self.id();
+        self.next_id += 1;
+        let id = self.next_id;
         for hash in &hashes {
-            let waiters = self.waiting.entry(*hash).or_default();
+            let waiters = waiting.entry(*hash).or_default();
             if waiters.is_empty() {
-                self.queued.push_back(*hash);
+                queued.push_back(*hash);
             }
             waiters.push(id);
         }
-        self.blocks.insert(
-            id,
-            BlocksWait {
-                hashes,
-                got: HashMap::new(),
-                filtered: HashMap::new(),
-                txids,
-                deadline: None,
-                timeout,
-            },
-        );
-        self.fill_window(now);
-        Ok(id)
-    }
-
-    fn start_filtered(
-        &mut self,
-        now: Instant,
-        mut hashes: Vec<BlockHash>,
-        timeout: Duration,
-    ) -> Result<RequestId, RequestError> {
-        let mut seen = HashSet::new();
-        hashes.retain(|h| seen.insert(*h));
-        if hashes.is_empty() {
-            return Err(RequestError::Empty);
-        }
-        if hashes.len() > MAX_BLOCKS_PER_REQUEST {
-            return Err(RequestError::TooMany { requested: hashes.len(), limit: MAX_BLOCKS_PER_REQUEST });
-        }
-        let new = hashes.iter().filter(|h| !self.f_waiting.contains_key(*h)).count();
-        let room = MAX_PENDING_BLOCKS.saturating_sub(self.waiting.len() + self.f_waiting.len());
-        if new > room {
-            return Err(RequestError::TooMany { requested: hashes.len(), limit: room });
-        }
-        let id = self.id();
-        for hash in &hashes {
-            let waiters = self.f_waiting.entry(*hash).or_default();
-            if waiters.is_empty() {
-                self.f_queued.push_back(*hash);
-            }
-            waiters.push(id);
-        }
-        self.blocks.insert(
-            id,
-            BlocksWait {
-                hashes,
-                got: HashMap::new(),
-                filtered: HashMap::new(),
-                txids: None,
-                deadline: None,
-                timeout,
-            },
-        );
+        let wait = BlocksWait {
+            hashes,
+            got: HashMap::new(),
+            filtered: HashMap::new(),
+            txids,
+            deadline: None,
+            timeout,
+        };
+        self.blocks.insert(id, wait);
         self.fill_window(now);
         Ok(id)
     }
