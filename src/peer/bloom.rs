@@ -162,6 +162,10 @@ mod tests {
     use super::*;
     use bitcoin::{Amount, ScriptBuf, TxIn, TxOut, Txid};
 
+    fn filter(data: Vec<u8>, hash_funcs: u32, tweak: u32, flags: BloomFlags) -> BloomFilter {
+        BloomFilter::load(&FilterLoad { filter: data, hash_funcs, tweak, flags }).unwrap()
+    }
+
     fn unhex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
@@ -188,13 +192,7 @@ mod tests {
             assert!(!f.contains(&unhex("19108ad8ed9bb6274d3980bab5a85c048f0950c8")), "tweak {tweak}");
         }
         // Built from scratch, the same inserts give the same bits.
-        let mut f = BloomFilter::load(&FilterLoad {
-            filter: vec![0; 3],
-            hash_funcs: 5,
-            tweak: 0,
-            flags: BloomFlags::All,
-        })
-        .unwrap();
+        let mut f = filter(vec![0; 3], 5, 0, BloomFlags::All);
         for key in [
             "99108ad8ed9bb6274d3980bab5a85c048f0950c8",
             "b5a2c786d9ef4658287ced5914b37a1b4aa32eee",
@@ -211,13 +209,7 @@ mod tests {
         assert!(matches!(BloomFilter::load(&big), Err(BloomError::TooLarge { .. })));
         let many = FilterLoad { filter: vec![0; 10], hash_funcs: 51, tweak: 0, flags: BloomFlags::None };
         assert!(matches!(BloomFilter::load(&many), Err(BloomError::TooLarge { .. })));
-        let mut f = BloomFilter::load(&FilterLoad {
-            filter: vec![0; 10],
-            hash_funcs: 3,
-            tweak: 7,
-            flags: BloomFlags::None,
-        })
-        .unwrap();
+        let mut f = filter(vec![0; 10], 3, 7, BloomFlags::None);
         assert_eq!(f.add(&[0; 521]), Err(BloomError::ElementTooLarge(521)));
         f.add(&[1; 520]).unwrap();
         assert!(f.contains(&[1; 520]));
@@ -236,13 +228,7 @@ mod tests {
     fn output_pushes_match_and_update_all_then_matches_the_spend() {
         let hash = [0xab; 20];
         let script = ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::from_byte_array(hash));
-        let mut f = BloomFilter::load(&FilterLoad {
-            filter: vec![0; 64],
-            hash_funcs: 10,
-            tweak: 5,
-            flags: BloomFlags::All,
-        })
-        .unwrap();
+        let mut f = filter(vec![0; 64], 10, 5, BloomFlags::All);
         f.insert(&hash);
         let funding = pay_to(script, OutPoint::null());
         let unrelated =
@@ -254,13 +240,7 @@ mod tests {
         assert!(f.is_relevant_and_update(&spend));
 
         // With BLOOM_UPDATE_NONE the spend does not match.
-        let mut g = BloomFilter::load(&FilterLoad {
-            filter: vec![0; 64],
-            hash_funcs: 10,
-            tweak: 5,
-            flags: BloomFlags::None,
-        })
-        .unwrap();
+        let mut g = filter(vec![0; 64], 10, 5, BloomFlags::None);
         g.insert(&hash);
         assert!(g.is_relevant_and_update(&funding));
         assert!(!g.is_relevant_and_update(&spend));
@@ -269,23 +249,11 @@ mod tests {
     #[test]
     fn txid_match_and_empty_filter_matches_all() {
         let tx = pay_to(ScriptBuf::new(), OutPoint { txid: Txid::from_byte_array([3; 32]), vout: 1 });
-        let mut f = BloomFilter::load(&FilterLoad {
-            filter: vec![0; 32],
-            hash_funcs: 4,
-            tweak: 0,
-            flags: BloomFlags::None,
-        })
-        .unwrap();
+        let mut f = filter(vec![0; 32], 4, 0, BloomFlags::None);
         assert!(!f.is_relevant_and_update(&tx));
         f.insert(tx.compute_txid().as_byte_array());
         assert!(f.is_relevant_and_update(&tx));
-        let mut empty = BloomFilter::load(&FilterLoad {
-            filter: vec![],
-            hash_funcs: 0,
-            tweak: 0,
-            flags: BloomFlags::None,
-        })
-        .unwrap();
+        let mut empty = filter(vec![], 0, 0, BloomFlags::None);
         assert!(empty.is_relevant_and_update(&tx));
     }
 }
