@@ -327,3 +327,28 @@ async fn block_stream_downloads_from_several_peers_in_order_and_header_stream_fo
     assert_eq!((h.prev_blockhash, h.block_hash()), (prev, new));
     group.send(Shutdown).await.unwrap();
 }
+
+#[actix_rt::test]
+async fn a_chain_ending_on_a_full_message_is_synced_without_an_unanswered_request() {
+    // bcoin answers nothing to a locator at its tip; 2,000 headers end exactly on a full
+    // message, so the sync must still ask in a way that gets an answer.
+    let node = Bcoin::start();
+    node.mine(2_000);
+    let group = group_for(&[&node]);
+    let (_sync, mut events) = start_sync(&group, None, false);
+    let height = events
+        .expect("synced", |e| if let ChainEvent::Synced { height, .. } = e { Some(*height) } else { None })
+        .await;
+    assert_eq!(height, 2_000);
+    let peers = group.send(GetPeers).await.unwrap();
+    let count = |m: &std::collections::BTreeMap<String, btcpeer::peer::stats::Counter>, c: &str| {
+        m.get(c).map_or(0, |s| s.messages)
+    };
+    let p = &peers[0];
+    assert_eq!(
+        count(&p.sent_per_command, "getheaders"),
+        count(&p.recv_per_command, "headers"),
+        "every getheaders was answered"
+    );
+    group.send(Shutdown).await.unwrap();
+}

@@ -171,8 +171,10 @@ impl HeaderSync {
         let progressed = landed.is_some() && last != self.last_full_end;
         if headers.len() >= MAX_HEADERS_RESULTS && progressed && self.peers.contains_key(&peer) {
             self.last_full_end = last;
-            // A full answer means "more available": continue from its end, on its branch.
-            self.continue_from = last;
+            // A full answer means "more available": continue from its end, on its branch —
+            // from the end's parent, so a peer with nothing more still answers (bcoin sends
+            // nothing at all to a locator at its tip).
+            self.continue_from = headers.last().map(|h| h.prev_blockhash);
             if let (Some(h), Some(c)) = (landed, self.peers.get_mut(&peer)) {
                 *c = (*c).max(h + 1);
             }

@@ -172,7 +172,7 @@ fn a_competing_branch_longer_than_one_message_is_followed_to_a_reorg() {
     else {
         panic!("a full answer asks again: {} actions", acts.len())
     };
-    assert_eq!(locator[0], b[1_999].block_hash(), "continuing on the branch");
+    assert_eq!(locator[0], b[1_998].block_hash(), "continuing on the branch, from its end's parent");
     s.on_answer(now, UNIX, PeerId(2), &b[2_000..4_000]);
     let acts = actions(&mut s);
     assert!(
