@@ -352,3 +352,57 @@ async fn a_chain_ending_on_a_full_message_is_synced_without_an_unanswered_reques
     );
     group.send(Shutdown).await.unwrap();
 }
+
+#[actix_rt::test]
+async fn a_new_block_nobody_serves_is_reported_as_a_gap() {
+    use btcpeer::wire::{Codec, Message};
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let node = Bcoin::start();
+    node.mine(10);
+    let mut cfg = group_config(regtest_config(), true);
+    cfg.policy.static_peers = vec![PeerAddr::Ip(node.p2p)];
+    cfg.policy.connect_only = true;
+    let group = PeerGroup::new(cfg, Vec::new()).start();
+    let (sync, mut events) = start_sync(&group, None, true);
+    events.expect("synced", |e| matches!(e, ChainEvent::Synced { .. }).then_some(())).await;
+    let tip = sync.send(GetChainStatus).await.unwrap().tip;
+    let tip_header = sync.send(GetHeadersAfter { locator: vec![], max: 2_000 }).await.unwrap().pop().unwrap();
+    assert_eq!(tip_header.block_hash(), tip);
+
+    // A peer announces a valid header on top of the tip, then answers notfound for its block
+    // (as does bcoin, which never saw it).
+    let mut listen: Vec<std::net::SocketAddr>;
+    wait_for!(WAIT, "the listener", {
+        listen = group.send(GetListenAddrs).await.unwrap();
+        !listen.is_empty()
+    });
+    let frames = newcomer(listen[0]).await;
+    let mut header = tip_header;
+    header.prev_blockhash = tip;
+    header.time += 1;
+    while header.validate_pow(header.target()).is_err() {
+        header.nonce += 1;
+    }
+    let codec = Codec::new(btcpeer::Network::Regtest.magic());
+    let mut stream = frames.into_inner();
+    stream.write_all(&codec.encode_to_bytes(&Message::Headers(vec![header]))).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    actix::spawn(async move {
+        let mut frames = tokio_util::codec::FramedRead::new(read, codec.clone());
+        while let Some(Ok(frame)) = frames.next().await {
+            if let Ok(Message::GetData(items)) = frame.into_message() {
+                let _ = write.write_all(&codec.encode_to_bytes(&Message::NotFound(items))).await;
+            }
+        }
+    });
+    let (hash, height) = events
+        .expect("the gap", |e| match e {
+            ChainEvent::BlockFailed { hash, height, .. } => Some((*hash, *height)),
+            ChainEvent::Block { .. } => panic!("nobody has that block"),
+            _ => None,
+        })
+        .await;
+    assert_eq!((hash, height), (header.block_hash(), 11));
+    group.send(Shutdown).await.unwrap();
+}

@@ -233,6 +233,10 @@ impl Handler<crate::sync::ChainEvent> for EventLog {
             ChainEvent::Synced { height, tip } => {
                 self.write_group("synced", json!({"height": height, "tip": tip.to_string()}))
             }
+            ChainEvent::BlockFailed { hash, height, error } => self.write_group(
+                "block_failed",
+                json!({"hash": hash.to_string(), "height": height, "error": error}),
+            ),
             ChainEvent::Block { hash, height, txs, size, peer, .. } => self.write_group(
                 "block",
                 json!({"hash": hash.to_string(), "height": height, "txs": txs, "size": size, "peer_id": peer.0}),

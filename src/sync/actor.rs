@@ -87,6 +87,16 @@ pub enum ChainEvent {
         /// Tip hash.
         tip: BlockHash,
     },
+    /// A new block could not be fetched from any peer (`fetch_blocks`): a gap for block
+    /// consumers to fill, e.g. with [`block_stream`](super::block_stream).
+    BlockFailed {
+        /// Its hash.
+        hash: BlockHash,
+        /// Its height.
+        height: u32,
+        /// Why the last attempt failed.
+        error: String,
+    },
     /// A new block was fetched (`fetch_blocks`).
     Block {
         /// Its hash.
@@ -340,7 +350,7 @@ impl ChainSync {
         self.group
             .send(fetch)
             .into_actor(self)
-            .map(move |result, this, _| match result {
+            .map(move |result, this: &mut Self, _| match result {
                 Ok(Ok(f)) => {
                     if let Response::Blocks(mut blocks) = f.response {
                         if let Some(block) = blocks.pop() {
@@ -359,7 +369,10 @@ impl ChainSync {
                         }
                     }
                 }
-                Ok(Err(e)) => warn!(%hash, error = %e, "block fetch failed"),
+                Ok(Err(e)) => {
+                    warn!(%hash, error = %e, "block fetch failed");
+                    this.publish(ChainEvent::BlockFailed { hash, height, error: e.to_string() });
+                }
                 Err(_) => {}
             })
             .spawn(ctx);
