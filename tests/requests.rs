@@ -226,3 +226,37 @@ async fn a_peer_sending_headers_with_bad_proof_of_work_is_banned() {
     assert_eq!(ban.target.to_string(), from);
     group.send(Shutdown).await.unwrap();
 }
+
+#[actix_rt::test]
+async fn punishing_a_peer_that_already_left_still_bans_its_address() {
+    let cfg = group_config(regtest_config(), true);
+    let (probe, _, mut events) = probe(false);
+    let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
+    let mut listen: Vec<SocketAddr>;
+    wait_for!(WAIT, "the listener", {
+        listen = group.send(GetListenAddrs).await.unwrap();
+        !listen.is_empty()
+    });
+    let from = next_host();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from.parse().unwrap(), 0)).unwrap();
+    let mut stream = socket.connect(listen[0]).await.unwrap();
+    let codec = Codec::new(Network::Regtest.magic());
+    let version = btcpeer::wire::version::build(
+        &btcpeer::wire::version::LocalVersion { nonce: 778, ..Default::default() },
+        None,
+    );
+    for m in [Message::Version(version), Message::Verack] {
+        stream.write_all(&codec.encode_to_bytes(&m)).await.unwrap();
+    }
+    let peer = events.expect(WAIT, "ready", |e| if let Ev::Ready(r) = e { Some(r.peer) } else { None }).await;
+    drop(stream);
+    events.expect(WAIT, "gone", |e| matches!(e, Ev::Disconnected(d) if d.peer == peer).then_some(())).await;
+    let reason = btcpeer::peer::DisconnectReason::Misbehaving(btcpeer::peer::Misbehavior::InvalidData {
+        reason: "headers with bad proof of work".into(),
+    });
+    group.send(DisconnectPeerWith { peer, reason }).await.unwrap().unwrap();
+    let bans = group.send(GetBans).await.unwrap();
+    assert_eq!(bans.iter().map(|b| b.target.to_string()).collect::<Vec<_>>(), vec![from]);
+    group.send(Shutdown).await.unwrap();
+}

@@ -170,8 +170,14 @@ pub struct PeerGroup {
     save_lock: Arc<std::sync::Mutex<()>>,
     bans_dirty: bool,
     broadcasts: Broadcasts,
+    /// Addresses of the last peers that left, so a punishment that arrives after the peer hung
+    /// up still bans its address.
+    recently_gone: std::collections::VecDeque<(PeerId, PeerAddr)>,
     rng: StdRng,
 }
+
+/// Departed peers remembered for late punishment.
+const RECENTLY_GONE: usize = 256;
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -207,6 +213,7 @@ impl PeerGroup {
             save_lock: Arc::default(),
             bans_dirty: false,
             broadcasts: Broadcasts::default(),
+            recently_gone: Default::default(),
             rng,
         };
         for s in subscriptions {
@@ -413,6 +420,10 @@ impl PeerGroup {
     /// Removes a peer from the books (and its inbound slot).
     fn forget(&mut self, id: PeerId) -> Option<Entry> {
         let entry = self.peers.remove(&id)?;
+        self.recently_gone.push_back((id, entry.addr.clone()));
+        if self.recently_gone.len() > RECENTLY_GONE {
+            self.recently_gone.pop_front();
+        }
         if entry.link == Link::Inbound {
             if let Some(ip) = entry.addr.socket_addr().map(|s| s.ip()) {
                 if let Some(n) = self.inbound_per_ip.get_mut(&ip) {
@@ -953,8 +964,16 @@ impl Handler<DisconnectPeer> for PeerGroup {
 impl Handler<DisconnectPeerWith> for PeerGroup {
     type Result = Result<(), GroupError>;
     fn handle(&mut self, msg: DisconnectPeerWith, _: &mut Context<Self>) -> Self::Result {
-        let entry = self.peers.get(&msg.peer).ok_or(GroupError::UnknownPeer(msg.peer))?;
-        entry.actor.do_send(Disconnect(msg.reason));
+        if let Some(entry) = self.peers.get(&msg.peer) {
+            entry.actor.do_send(Disconnect(msg.reason));
+            return Ok(());
+        }
+        // Gone already (it may have hung up right after misbehaving): its address still pays.
+        let addr = self.recently_gone.iter().find(|(id, _)| *id == msg.peer).map(|(_, a)| a.clone());
+        let addr = addr.ok_or(GroupError::UnknownPeer(msg.peer))?;
+        if msg.reason.is_misbehavior() && !self.policy.is_configured_host(&addr) && !self.closing {
+            self.ban(&addr, self.config.ban_time, &msg.reason.to_string(), false);
+        }
         Ok(())
     }
 }

@@ -325,7 +325,8 @@ impl Policy {
     }
 
     /// True if `addr` is on the host of a configured peer (same IP, or same name).
-    fn is_configured_host(&self, addr: &PeerAddr) -> bool {
+    /// True if `addr` is (the host of) a configured peer: never banned automatically.
+    pub fn is_configured_host(&self, addr: &PeerAddr) -> bool {
         self.slots.iter().any(|s| match (&s.addr, addr) {
             (PeerAddr::Ip(a), PeerAddr::Ip(b)) => a.ip() == b.ip(),
             (a, b) => a == b,
