@@ -256,7 +256,11 @@ async fn punishing_a_peer_that_already_left_still_bans_its_address() {
         reason: "headers with bad proof of work".into(),
     });
     group.send(DisconnectPeerWith { peer, reason }).await.unwrap().unwrap();
-    let bans = group.send(GetBans).await.unwrap();
+    let mut bans;
+    wait_for!(WAIT, "the ban", {
+        bans = group.send(GetBans).await.unwrap();
+        !bans.is_empty()
+    });
     assert_eq!(bans.iter().map(|b| b.target.to_string()).collect::<Vec<_>>(), vec![from]);
     group.send(Shutdown).await.unwrap();
 }

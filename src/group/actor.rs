@@ -173,6 +173,8 @@ pub struct PeerGroup {
     /// Addresses of the last peers that left, so a punishment that arrives after the peer hung
     /// up still bans its address.
     recently_gone: std::collections::VecDeque<(PeerId, PeerAddr)>,
+    /// Misbehaviour reported for live peers (by `DisconnectPeerWith`), applied when they leave.
+    punish: HashMap<PeerId, String>,
     rng: StdRng,
 }
 
@@ -214,6 +216,7 @@ impl PeerGroup {
             bans_dirty: false,
             broadcasts: Broadcasts::default(),
             recently_gone: Default::default(),
+            punish: HashMap::new(),
             rng,
         };
         for s in subscriptions {
@@ -817,10 +820,15 @@ impl Handler<PeerDisconnected> for PeerGroup {
         if let Some(addr) = &verdict.failed {
             self.book.failed(addr, unix_now());
         }
+        let reported = self.punish.remove(&msg.peer);
         if let Some(addr) = verdict.ban {
             if !self.closing {
                 let reason = msg.reason.to_string();
                 self.ban(&addr, self.config.ban_time, &reason, false);
+            }
+        } else if let Some(reason) = reported {
+            if !self.closing && !self.policy.is_configured_host(&entry.addr) {
+                self.ban(&entry.addr, self.config.ban_time, &reason, false);
             }
         }
         if msg.reason.kind() != ReasonKind::Local || !self.closing {
@@ -965,6 +973,10 @@ impl Handler<DisconnectPeerWith> for PeerGroup {
     type Result = Result<(), GroupError>;
     fn handle(&mut self, msg: DisconnectPeerWith, _: &mut Context<Self>) -> Self::Result {
         if let Some(entry) = self.peers.get(&msg.peer) {
+            if msg.reason.is_misbehavior() {
+                // If it is already closing for another reason, its departure still bans it.
+                self.punish.insert(msg.peer, msg.reason.to_string());
+            }
             entry.actor.do_send(Disconnect(msg.reason));
             return Ok(());
         }
