@@ -93,8 +93,8 @@ impl Network {
         bitcoin::constants::genesis_block(self.to_bitcoin()).block_hash()
     }
 
-    /// Bitcoin Core's historical checkpoints (`checkpointData`, `kernel/chainparams.cpp`,
-    /// v26): a header at one of these heights must have this hash, and once the best chain has
+    /// Bitcoin Core's historical checkpoints (`checkpointData`, `kernel/chainparams.cpp` at
+    /// bitcoin/bitcoin 0083e015, before checkpoints were removed): a header at one of these heights must have this hash, and once the best chain has
     /// passed one, forks below it are refused ("bad-fork-prior-to-checkpoint"). They make a
     /// cheap low-difficulty chain from genesis useless: it would have to contain these blocks.
     pub fn checkpoints(self) -> &'static [(u32, &'static str)] {
@@ -119,7 +119,8 @@ impl Network {
         }
     }
 
-    /// Bitcoin Core's `nMinimumChainWork` (`kernel/chainparams.cpp`, v26) as big-endian hex: a
+    /// Bitcoin Core's `nMinimumChainWork` (`kernel/chainparams.cpp` at bitcoin/bitcoin 0083e015,
+    /// about v27) as big-endian hex: a
     /// chain with less work is not the network's, so the header sync never calls it synced.
     pub fn min_chain_work_hex(self) -> &'static str {
         match self {

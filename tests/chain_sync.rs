@@ -224,6 +224,37 @@ async fn newcomer(
     frames
 }
 
+/// The remote side of a connection we dialed: answers our version and verack, then returns
+/// the frames that follow.
+async fn answer_handshake(
+    stream: tokio::net::TcpStream,
+) -> (
+    tokio_util::codec::FramedRead<tokio::io::ReadHalf<tokio::net::TcpStream>, btcpeer::wire::Codec>,
+    tokio::io::WriteHalf<tokio::net::TcpStream>,
+) {
+    use btcpeer::wire::{Codec, Message};
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let (read, mut write) = tokio::io::split(stream);
+    let codec = Codec::new(btcpeer::Network::Regtest.magic());
+    let mut frames = tokio_util::codec::FramedRead::new(read, codec.clone());
+    let version = btcpeer::wire::version::build(
+        &btcpeer::wire::version::LocalVersion { nonce: 98, ..Default::default() },
+        None,
+    );
+    loop {
+        match frames.next().await.unwrap().unwrap().into_message() {
+            Ok(Message::Version(_)) => {
+                write.write_all(&codec.encode_to_bytes(&Message::Version(version.clone()))).await.unwrap();
+                write.write_all(&codec.encode_to_bytes(&Message::Verack)).await.unwrap();
+            }
+            Ok(Message::Verack) => break,
+            _ => {}
+        }
+    }
+    (frames, write)
+}
+
 #[actix_rt::test]
 async fn a_broadcast_reaches_peers_that_come_later_until_a_fetched_block_confirms_it() {
     use btcpeer::wire::{Inventory, Message};
@@ -233,9 +264,9 @@ async fn a_broadcast_reaches_peers_that_come_later_until_a_fetched_block_confirm
     let mut peer = regtest_config();
     // bcoin asks for witness data only from peers offering NODE_WITNESS.
     peer.machine.services = btcpeer::wire::ServiceFlags::WITNESS;
-    let mut cfg = group_config(peer, true);
+    let mut cfg = group_config(peer, false);
     cfg.policy.static_peers = vec![PeerAddr::Ip(node.p2p)];
-    cfg.policy.connect_only = true;
+    cfg.policy.max_outbound = 2;
     let group = PeerGroup::new(cfg, Vec::new()).start();
     let (_sync, mut events) = start_sync(&group, None, true);
     events.expect("synced", |e| matches!(e, ChainEvent::Synced { .. }).then_some(())).await;
@@ -254,13 +285,14 @@ async fn a_broadcast_reaches_peers_that_come_later_until_a_fetched_block_confirm
         node.rpc("getrawmempool", json!([])).as_array().unwrap().iter().any(|t| t == &txid.to_string())
     });
 
-    // A peer that connects afterwards is told about it too.
-    let mut listen: Vec<std::net::SocketAddr>;
-    wait_for!(WAIT, "the listener", {
-        listen = group.send(GetListenAddrs).await.unwrap();
-        !listen.is_empty()
-    });
-    let mut frames = newcomer(listen[0]).await;
+    // A peer we connect to afterwards is told about it too (outbound only: an inbound spy
+    // would learn which transactions are ours).
+    let listener = tokio::net::TcpListener::bind((next_host().as_str(), 0)).await.unwrap();
+    let target = listener.local_addr().unwrap();
+    group.send(AddAddresses(vec![PeerAddr::Ip(target)])).await.unwrap();
+    let (stream, _) = tokio::time::timeout(WAIT, listener.accept()).await.expect("dialed").unwrap();
+    // The write half stays open (bound) for the rest of the test.
+    let (mut frames, _write) = answer_handshake(stream).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let frame = tokio::time::timeout_at(deadline, frames.next()).await.expect("an inv for the broadcast");

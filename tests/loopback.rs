@@ -219,7 +219,16 @@ async fn a_bloom_filter_message_without_node_bloom_gets_the_peer_disconnected() 
             }
         })
         .await;
-    assert!(reason.is_misbehavior(), "{reason:?}");
+    // Like Core: disconnected, not banned (an old SPV wallet is not an attacker).
+    assert!(
+        matches!(
+            reason,
+            btcpeer::peer::DisconnectReason::Misbehaving(btcpeer::peer::Misbehavior::BloomNotOffered { .. })
+        ),
+        "{reason:?}"
+    );
+    assert_eq!(reason.kind(), btcpeer::peer::ReasonKind::Incompatible);
+    assert!(group.send(btcpeer::group::GetBans).await.unwrap().is_empty());
     // The socket is closed on our side.
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await.expect("closed");

@@ -377,6 +377,9 @@ impl PeerGroup {
             self.peers.iter().filter(|(_, e)| !e.actor.connected()).map(|(id, _)| *id).collect();
         for id in dead {
             if let Some(entry) = self.forget(id) {
+                if let Some(reason) = self.punish.remove(&id) {
+                    self.ban_unless_configured(&entry.addr, &reason);
+                }
                 if entry.link == Link::Outbound {
                     self.policy.on_disconnected(
                         id,
@@ -421,6 +424,14 @@ impl PeerGroup {
     }
 
     /// Removes a peer from the books (and its inbound slot).
+    /// Bans for misbehaviour reported from outside the peer (a chain sync), never a
+    /// configured peer and not while closing.
+    fn ban_unless_configured(&mut self, addr: &PeerAddr, reason: &str) {
+        if !self.closing && !self.policy.is_configured_host(addr) {
+            self.ban(addr, self.config.ban_time, reason, false);
+        }
+    }
+
     fn forget(&mut self, id: PeerId) -> Option<Entry> {
         let entry = self.peers.remove(&id)?;
         self.recently_gone.push_back((id, entry.addr.clone()));
@@ -786,13 +797,16 @@ impl Handler<PeerReady> for PeerGroup {
         let Some(entry) = self.peers.get_mut(&msg.peer) else { return };
         entry.ready = true;
         entry.info = Some(msg.info.clone());
-        // Our own broadcasts still waiting for a block reach newcomers too.
+        // Our own broadcasts still waiting for a block reach newcomers too — outbound ones
+        // only: an inbound spy connecting would learn which transactions are ours.
         let now = Instant::now();
         let pending: Vec<Arc<bitcoin::Transaction>> = self
             .broadcasts
             .by_txid
             .values_mut()
-            .filter(|b| b.rebroadcast && b.confirmed_in.is_none() && b.expires > now)
+            .filter(|b| {
+                entry.link == Link::Outbound && b.rebroadcast && b.confirmed_in.is_none() && b.expires > now
+            })
             .map(|b| {
                 b.announced_to += 1;
                 b.tx.clone()
@@ -827,9 +841,7 @@ impl Handler<PeerDisconnected> for PeerGroup {
                 self.ban(&addr, self.config.ban_time, &reason, false);
             }
         } else if let Some(reason) = reported {
-            if !self.closing && !self.policy.is_configured_host(&entry.addr) {
-                self.ban(&entry.addr, self.config.ban_time, &reason, false);
-            }
+            self.ban_unless_configured(&entry.addr, &reason);
         }
         if msg.reason.kind() != ReasonKind::Local || !self.closing {
             self.run_policy(ctx);
@@ -973,6 +985,10 @@ impl Handler<DisconnectPeerWith> for PeerGroup {
     type Result = Result<(), GroupError>;
     fn handle(&mut self, msg: DisconnectPeerWith, _: &mut Context<Self>) -> Self::Result {
         if let Some(entry) = self.peers.get(&msg.peer) {
+            if !msg.reason.is_misbehavior() && self.policy.is_configured_host(&entry.addr) {
+                // Replacing a configured peer only redials it: keep it.
+                return Ok(());
+            }
             if msg.reason.is_misbehavior() {
                 // If it is already closing for another reason, its departure still bans it.
                 self.punish.insert(msg.peer, msg.reason.to_string());
@@ -983,8 +999,8 @@ impl Handler<DisconnectPeerWith> for PeerGroup {
         // Gone already (it may have hung up right after misbehaving): its address still pays.
         let addr = self.recently_gone.iter().find(|(id, _)| *id == msg.peer).map(|(_, a)| a.clone());
         let addr = addr.ok_or(GroupError::UnknownPeer(msg.peer))?;
-        if msg.reason.is_misbehavior() && !self.policy.is_configured_host(&addr) && !self.closing {
-            self.ban(&addr, self.config.ban_time, &msg.reason.to_string(), false);
+        if msg.reason.is_misbehavior() {
+            self.ban_unless_configured(&addr, &msg.reason.to_string());
         }
         Ok(())
     }

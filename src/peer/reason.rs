@@ -178,6 +178,9 @@ impl DisconnectReason {
             ObsoleteVersion { .. } | MissingServices { .. } | SelfConnection | WrongNetwork => {
                 ReasonKind::Incompatible
             }
+            // Core only disconnects for bloom messages it does not offer (no discouragement):
+            // an old SPV wallet is not an attacker.
+            Misbehaving(Misbehavior::BloomNotOffered { .. }) => ReasonKind::Incompatible,
             Misbehaving(_) => ReasonKind::Misbehavior,
         }
     }

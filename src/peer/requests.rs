@@ -430,14 +430,11 @@ impl PeerRequests {
             }
             waiters.push(id);
         }
-        let wait = BlocksWait {
-            hashes,
-            got: HashMap::new(),
-            filtered: HashMap::new(),
-            txids,
-            deadline: None,
-            timeout,
-        };
+        // A hash already on the wire for another request is this one's too: time it now.
+        let in_flight = if filtered { &self.f_in_flight } else { &self.in_flight };
+        let deadline = hashes.iter().any(|h| in_flight.contains(h)).then(|| now + timeout);
+        let wait =
+            BlocksWait { hashes, got: HashMap::new(), filtered: HashMap::new(), txids, deadline, timeout };
         self.blocks.insert(id, wait);
         self.fill_window(now);
         Ok(id)
@@ -637,14 +634,18 @@ impl PeerRequests {
     /// A `notfound` arrived: requests waiting for a listed block fail.
     pub fn on_notfound(&mut self, now: Instant, items: &[Inventory]) {
         for item in items {
-            let hash = match item {
-                Inventory::Block(h) | Inventory::WitnessBlock(h) => *h,
+            // Each kind answers only its own requests.
+            let (hash, filtered) = match item {
+                Inventory::Block(h) | Inventory::WitnessBlock(h) => (*h, false),
                 Inventory::Unknown { inv_type: MSG_FILTERED_BLOCK, hash } => {
-                    BlockHash::from_byte_array(*hash)
+                    (BlockHash::from_byte_array(*hash), true)
                 }
                 _ => continue,
             };
-            if self.f_in_flight.remove(&hash) {
+            if filtered {
+                if !self.f_in_flight.remove(&hash) {
+                    continue;
+                }
                 if let Some(p) = self.f_partial.remove(&hash) {
                     for t in &p.txids {
                         self.f_txs.remove(t);
@@ -794,9 +795,10 @@ pub fn check_block(block: &Block) -> Option<String> {
     if !block.txdata.iter().all(|tx| seen.insert(tx.compute_txid())) {
         return Some(format!("block {} has a duplicate transaction", block.block_hash()));
     }
-    // 64-byte transactions can pass for inner merkle nodes (Core rejects them).
-    if block.txdata.iter().any(|tx| tx.base_size() == 64) {
-        return Some(format!("block {} has a 64-byte transaction", block.block_hash()));
+    // Without a coinbase first the block is invalid, and 64-byte transactions could pass for
+    // inner merkle nodes (Core's `IsBlockMutated`); with one, 64-byte transactions are valid.
+    if !block.txdata[0].is_coinbase() {
+        return Some(format!("block {} does not start with a coinbase", block.block_hash()));
     }
     if !block.check_merkle_root() {
         return Some(format!("block {} does not match its merkle root", block.block_hash()));

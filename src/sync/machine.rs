@@ -93,7 +93,8 @@ pub struct HeaderSync {
     /// Once synced at least once: new blocks are worth fetching from then on.
     ever_synced: bool,
     last_tip_change: Instant,
-    /// Someone answered since we started (a restart must confirm it is still at the tip).
+    /// The last request was answered (not failed): only then can a lack of claims mean we
+    /// are at the tip. False at start, so a restart confirms it is still at the tip.
     answered: bool,
     /// Continue from this header (the end of the last full answer) instead of our tip.
     continue_from: Option<BlockHash>,
@@ -163,7 +164,12 @@ impl HeaderSync {
     /// through [`on_headers`](Self::on_headers); what counts is where the answer's last header
     /// sits now, so the order of the two does not matter.
     pub fn on_answer(&mut self, now: Instant, unix: u64, peer: PeerId, headers: &[Header]) {
-        self.in_flight = None;
+        if let Some(Some(preferred)) = self.in_flight.take() {
+            if preferred != peer {
+                // The group had to ask someone else: the preferred peer did not deliver.
+                self.doubt(preferred);
+            }
+        }
         self.answered = true;
         self.connect(now, unix, peer, headers);
         let last = headers.last().map(|h| h.block_hash());
@@ -202,11 +208,10 @@ impl HeaderSync {
     /// deliver what it claimed.
     pub fn on_failure(&mut self, now: Instant) {
         if let Some(Some(peer)) = self.in_flight.take() {
-            let height = self.chain.height();
-            if let Some(c) = self.peers.get_mut(&peer) {
-                *c = (*c).min(height);
-            }
+            self.doubt(peer);
         }
+        // Not knowing is not being at the tip: ask again before declaring sync.
+        self.answered = false;
         self.continue_from = None;
         self.retry_at = Some(now + self.config.retry_delay);
     }
@@ -258,11 +263,21 @@ impl HeaderSync {
         self.maybe_request(now);
     }
 
+    /// Raises a known peer's claim (peers are known from their `PeerReady` or the startup
+    /// snapshot; a departed one is not brought back by a late announcement).
     fn claim(&mut self, peer: PeerId, height: u32) {
-        let c = self.peers.entry(peer).or_insert(0);
+        let Some(c) = self.peers.get_mut(&peer) else { return };
         *c = (*c).max(height);
         if height > self.chain.height() {
             self.synced = false;
+        }
+    }
+
+    /// A peer did not deliver what it claimed: its claim falls to what we hold.
+    fn doubt(&mut self, peer: PeerId) {
+        let height = self.chain.height();
+        if let Some(c) = self.peers.get_mut(&peer) {
+            *c = (*c).min(height);
         }
     }
 

@@ -398,7 +398,7 @@ fn a_queued_block_request_is_timed_from_when_it_is_sent() {
 }
 
 #[test]
-fn blocks_with_a_duplicated_transaction_or_a_64_byte_transaction_are_mutated() {
+fn blocks_with_a_duplicated_transaction_or_without_a_coinbase_are_refused_but_64_byte_transactions_pass() {
     // Three transactions: the odd count is what lets a duplicated last one keep the root.
     let mut good = block(BlockHash::all_zeros(), 11);
     let third = Transaction {
@@ -413,4 +413,80 @@ fn blocks_with_a_duplicated_transaction_or_a_64_byte_transaction_are_mutated() {
     assert_eq!(dup.compute_merkle_root(), good.compute_merkle_root());
     assert!(check_block(&good).is_none());
     assert!(check_block(&dup).is_some_and(|r| r.contains("duplicate")), "{:?}", check_block(&dup));
+}
+
+#[test]
+fn sixty_four_byte_transactions_are_valid_after_a_coinbase() {
+    let mut b = block(BlockHash::all_zeros(), 12);
+    let small = Transaction {
+        version: bitcoin::transaction::Version::ONE,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: bitcoin::OutPoint { txid: Txid::from_byte_array([5; 32]), vout: 0 },
+            ..Default::default()
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(1),
+            script_pubkey: ScriptBuf::from_bytes(vec![0x51; 4]),
+        }],
+    };
+    assert_eq!(small.base_size(), 64);
+    b.txdata[1] = small;
+    b.header.merkle_root = b.compute_merkle_root().expect("non-empty");
+    assert_eq!(check_block(&b), None);
+    // Without a coinbase first, the block is refused.
+    b.txdata.swap(0, 1);
+    b.header.merkle_root = b.compute_merkle_root().expect("non-empty");
+    assert!(check_block(&b).is_some_and(|r| r.contains("coinbase")));
+}
+
+#[test]
+fn a_second_request_for_a_block_already_in_flight_times_out_too() {
+    let now = Instant::now();
+    let b = Arc::new(block(BlockHash::all_zeros(), 13));
+    let mut r = PeerRequests::new();
+    let first = r.start(now, Request::Blocks { hashes: vec![b.block_hash()] }, T).unwrap();
+    events(&mut r);
+    let second =
+        r.start(now + Duration::from_secs(1), Request::Blocks { hashes: vec![b.block_hash()] }, T).unwrap();
+    assert!(events(&mut r).is_empty(), "no second getdata");
+    r.tick(now + T);
+    r.tick(now + T + Duration::from_secs(1));
+    let done: Vec<RequestId> = events(&mut r)
+        .into_iter()
+        .filter_map(|e| {
+            if let RequestEvent::Done(id, Err(RequestError::Timeout { .. })) = e {
+                Some(id)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(done, vec![first, second]);
+    assert_eq!((r.pending(), r.blocks_in_flight()), (0, 0));
+}
+
+#[test]
+fn notfound_answers_only_its_own_kind() {
+    let now = Instant::now();
+    let b = Arc::new(block(BlockHash::all_zeros(), 14));
+    let mut r = PeerRequests::new();
+    let full = r.start(now, Request::Blocks { hashes: vec![b.block_hash()] }, T).unwrap();
+    let filtered = r.start(now, Request::FilteredBlocks { hashes: vec![b.block_hash()] }, T).unwrap();
+    events(&mut r);
+    r.on_notfound(now, &[Inventory::Block(b.block_hash())]);
+    let ev = events(&mut r);
+    assert!(
+        matches!(&ev[..], [RequestEvent::Done(id, Err(RequestError::NotFound { .. }))] if *id == full),
+        "{ev:?}"
+    );
+    r.on_notfound(
+        now,
+        &[Inventory::Unknown { inv_type: MSG_FILTERED_BLOCK, hash: b.block_hash().to_byte_array() }],
+    );
+    let ev = events(&mut r);
+    assert!(
+        matches!(&ev[..], [RequestEvent::Done(id, Err(RequestError::NotFound { .. }))] if *id == filtered),
+        "{ev:?}"
+    );
 }

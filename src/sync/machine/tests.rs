@@ -218,3 +218,33 @@ fn a_fork_with_more_work_is_followed() {
     });
     assert_eq!(change, Some((7, 5, b[6].block_hash())));
 }
+
+#[test]
+fn an_answer_from_another_peer_means_the_preferred_one_did_not_deliver() {
+    let (mut s, now) = sync();
+    let chain = mine_on(&genesis(), 5, 11);
+    s.peer_ready(now, PeerId(1), 100);
+    s.peer_ready(now, PeerId(2), 5);
+    assert_eq!(requests(&actions(&mut s)), vec![Some(PeerId(1))]);
+    // The group routed it to peer 2, which has 5.
+    s.on_answer(now, UNIX, PeerId(2), &chain);
+    let a = actions(&mut s);
+    assert!(requests(&a).is_empty(), "no immediate re-request to the silent peer");
+    assert!(matches!(a.last(), Some(SyncAction::Synced(t)) if t.height == 5));
+}
+
+#[test]
+fn a_failed_request_never_declares_sync() {
+    let (mut s, now) = sync();
+    let chain = mine_on(&genesis(), 2_000, 12);
+    s.peer_ready(now, PeerId(1), 4_000);
+    actions(&mut s);
+    s.on_answer(now, UNIX, PeerId(1), &chain);
+    actions(&mut s);
+    s.on_failure(now);
+    s.tick(now + DEFAULT_RETRY_DELAY);
+    let a = actions(&mut s);
+    assert!(!a.iter().any(|x| matches!(x, SyncAction::Synced(_))), "a timeout is not the tip");
+    assert_eq!(requests(&a), vec![Some(PeerId(1))], "asked again");
+    assert!(!s.is_synced());
+}
