@@ -28,8 +28,6 @@ use crate::Network;
 const TICK: Duration = Duration::from_secs(1);
 /// How often the header file is flushed to disk while syncing.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
-/// New blocks fetched per tip change at most (a longer jump is a sync, not an announcement).
-const MAX_BLOCKS_PER_TIP_CHANGE: usize = 16;
 
 /// Settings of the chain sync.
 #[derive(Debug, Clone)]
@@ -224,7 +222,8 @@ impl ChainSync {
             None => (None, chain),
         };
         config.tip.set(i32::try_from(chain.height()).unwrap_or(i32::MAX));
-        let machine = HeaderSync::new(chain, config.sync, Instant::now());
+        let sync = SyncConfig { fetch_blocks: config.fetch_blocks, ..config.sync };
+        let machine = HeaderSync::new(chain, sync, Instant::now());
         Ok(ChainSync {
             config,
             group,
@@ -307,14 +306,6 @@ impl ChainSync {
                     if !disconnected.is_empty() {
                         info!(depth = disconnected.len(), height = tip.height, tip = %tip.hash, "reorganized to more work");
                     }
-                    // Blocks are fetched from the first sync on: the initial sync is not a
-                    // stream of new blocks.
-                    if self.config.fetch_blocks && self.machine.was_synced() {
-                        let start = connected.len().saturating_sub(MAX_BLOCKS_PER_TIP_CHANGE);
-                        for (hash, height) in &connected[start..] {
-                            self.fetch_block(*hash, *height, peer, ctx);
-                        }
-                    }
                     self.publish(ChainEvent::Headers {
                         height: tip.height,
                         tip: tip.hash,
@@ -322,6 +313,11 @@ impl ChainSync {
                         reorged: disconnected.len(),
                         peer,
                     });
+                }
+                SyncAction::FetchBlocks { blocks, peer } => {
+                    for (hash, height) in blocks {
+                        self.fetch_block(hash, height, peer, ctx);
+                    }
                 }
                 SyncAction::Synced(tip) => {
                     info!(height = tip.height, tip = %tip.hash, "headers synced");

@@ -16,6 +16,8 @@ use crate::wire::limits::MAX_HEADERS_RESULTS;
 /// Core's stale-tip check (`STALE_CHECK_INTERVAL` 10 min, tip older than 30 min triggers an
 /// extra outbound peer): no new header for this long while a peer claims more → rotate.
 pub const DEFAULT_STALE_TIP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// New blocks fetched per tip change at most (a longer jump is a sync, not an announcement).
+pub const MAX_BLOCKS_PER_TIP_CHANGE: usize = 16;
 /// Pause after a failed header request before asking again.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
 
@@ -26,11 +28,17 @@ pub struct SyncConfig {
     pub stale_tip_timeout: Duration,
     /// Pause after a failed request.
     pub retry_delay: Duration,
+    /// Ask for the blocks that extend the chain once it was synced.
+    pub fetch_blocks: bool,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        SyncConfig { stale_tip_timeout: DEFAULT_STALE_TIP_TIMEOUT, retry_delay: DEFAULT_RETRY_DELAY }
+        SyncConfig {
+            stale_tip_timeout: DEFAULT_STALE_TIP_TIMEOUT,
+            retry_delay: DEFAULT_RETRY_DELAY,
+            fetch_blocks: false,
+        }
     }
 }
 
@@ -54,6 +62,13 @@ pub enum SyncAction {
         disconnected: Vec<(BlockHash, u32)>,
         /// The new tip.
         tip: Tip,
+        /// Who sent the headers.
+        peer: PeerId,
+    },
+    /// Fetch these new blocks (height order), preferably from the peer that announced them.
+    FetchBlocks {
+        /// Hash and height of each.
+        blocks: Vec<(BlockHash, u32)>,
         /// Who sent the headers.
         peer: PeerId,
     },
@@ -348,6 +363,13 @@ impl HeaderSync {
             }
             if !c.connected.is_empty() {
                 self.last_tip_change = now;
+                // From the first sync on, blocks that join the best chain are new ones (the
+                // initial sync is not a stream of new blocks).
+                if self.config.fetch_blocks && self.ever_synced {
+                    let start = c.connected.len().saturating_sub(MAX_BLOCKS_PER_TIP_CHANGE);
+                    let blocks = c.connected[start..].to_vec();
+                    self.actions.push_back(SyncAction::FetchBlocks { blocks, peer });
+                }
                 self.actions.push_back(SyncAction::TipChanged {
                     connected: c.connected,
                     disconnected: c.disconnected,

@@ -248,3 +248,30 @@ fn a_failed_request_never_declares_sync() {
     assert_eq!(requests(&a), vec![Some(PeerId(1))], "asked again");
     assert!(!s.is_synced());
 }
+
+#[test]
+fn new_blocks_are_fetched_only_once_synced() {
+    let now = Instant::now();
+    let config = SyncConfig { fetch_blocks: true, ..SyncConfig::default() };
+    let mut s = HeaderSync::new(HeaderChain::new(Network::Regtest), config, now);
+    let chain = mine_on(&genesis(), 40, 13);
+    s.peer_ready(now, PeerId(1), 20);
+    actions(&mut s);
+    s.on_answer(now, UNIX, PeerId(1), &chain[..20]);
+    let a = actions(&mut s);
+    assert!(
+        !a.iter().any(|x| matches!(x, SyncAction::FetchBlocks { .. })),
+        "the initial sync fetches nothing"
+    );
+    assert!(matches!(a.last(), Some(SyncAction::Synced(_))));
+    s.on_headers(now, UNIX, PeerId(1), &chain[20..]);
+    let fetch = actions(&mut s).into_iter().find_map(|x| match x {
+        SyncAction::FetchBlocks { blocks, peer } => Some((blocks, peer)),
+        _ => None,
+    });
+    let (blocks, peer) = fetch.expect("new blocks fetched");
+    assert_eq!(peer, PeerId(1));
+    // At most 16 per change: the last ones.
+    assert_eq!(blocks.len(), MAX_BLOCKS_PER_TIP_CHANGE);
+    assert_eq!(blocks.last(), Some(&(chain[39].block_hash(), 40)));
+}
