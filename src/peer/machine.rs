@@ -540,11 +540,6 @@ impl PeerMachine {
         self.run_requests();
     }
 
-    /// Requests waiting for an answer, and block hashes in flight.
-    pub fn pending_requests(&self) -> (usize, usize) {
-        (self.requests.pending(), self.requests.blocks_in_flight())
-    }
-
     /// Turns request events into actions. `Consumed` when the peer was dropped for them.
     fn run_requests(&mut self) -> Verdict {
         let mut verdict = Verdict::Deliver;

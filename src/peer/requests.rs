@@ -112,18 +112,6 @@ pub enum Request {
     },
 }
 
-impl Request {
-    /// The wire command this request sends.
-    pub fn command(&self) -> &'static str {
-        match self {
-            Request::Headers { .. } => "getheaders",
-            Request::Blocks { .. } | Request::FilteredBlocks { .. } | Request::Transactions { .. } => {
-                "getdata"
-            }
-        }
-    }
-}
-
 /// A request's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {

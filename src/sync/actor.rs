@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::machine::{HeaderSync, SyncAction, SyncConfig};
 use crate::chain::HeaderStore;
-use crate::chain::{Checkpoint, HeaderChain, Tip};
+use crate::chain::{Checkpoint, HeaderChain};
 use crate::events::{HeadersReceived, InvReceived, PeerDisconnected, PeerReady, Subscription};
 use crate::group::{DisconnectPeerWith, Fetch, PeerGroup, Subscribe};
 use crate::peer::actor::TipHeight;
@@ -372,11 +372,6 @@ impl ChainSync {
                 Err(_) => {}
             })
             .spawn(ctx);
-    }
-
-    /// The tip (for tests and status).
-    pub fn tip(&self) -> Tip {
-        self.machine.chain().tip()
     }
 }
 

@@ -150,11 +150,6 @@ impl HeaderSync {
         self.synced
     }
 
-    /// True once the chain was synced at least once: blocks that extend it are new ones.
-    pub fn was_synced(&self) -> bool {
-        self.ever_synced
-    }
-
     /// Next action.
     pub fn poll_action(&mut self) -> Option<SyncAction> {
         self.actions.pop_front()
