@@ -1,0 +1,581 @@
+//! Typed notifications for subscriber actors, and their bounded fan-out.
+//!
+//! Every notification carries the peer's id and address. Delivery uses `try_send`, so a slow or
+//! dead subscriber never stalls a peer: when its mailbox is full the notification is dropped and
+//! counted (see [`SubscriberStats`]) and the first drop of each subscription is logged as a
+//! warning; a subscriber whose actor stopped is removed. Size your subscriber's mailbox with
+//! `ctx.set_mailbox_capacity(`[`SUBSCRIBER_MAILBOX`]`)` (actix's default, 16, overflows on the
+//! first burst). Subscribe with [`Subscription::common`] (lifecycle and data kinds at once),
+//! [`Subscription::to`], or a variant such as `Subscription::Inv(addr.recipient())`. actix lets
+//! each sender queue one message beyond the capacity, so the bound is capacity plus one per
+//! peer and notification kind. The bound counts messages, not bytes: payloads are shared
+//! (`Arc`), and Core's limits cap each one (50,000 inventory items, 2,000 headers, 1,000
+//! addresses, 4 MB).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix::dev::SendError;
+use actix::dev::ToEnvelope;
+use actix::{Actor, Addr, Context, Handler, Message as ActixMessage, Recipient};
+use serde::Serialize;
+use tracing::warn;
+
+use crate::group::bans::Ban;
+
+mod notifications;
+use crate::peer::{DisconnectReason, PeerAddr, PeerId, PeerInfo, PeerState};
+use crate::wire::{self, CodecError, Message, RawBlock};
+pub use notifications::*;
+
+/// Generates, from one table of notification kinds, everything that enumerates them: the
+/// [`Subscription`] variants, the per-kind sink vectors of [`Subscribers`], adding, removing,
+/// statistics, and the [`Notification`] trait that ties a message type to its kind. Adding a
+/// kind is one line here (plus where it is published).
+macro_rules! kinds {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty) => $field:ident, $name:literal;)*) => {
+        /// One subscription: which notification kind, and who receives it.
+        ///
+        /// Build one with `Subscription::Inv(addr.recipient())`, with
+        /// [`Subscription::to`], or take the usual set with [`Subscription::common`].
+        #[derive(Clone)]
+        pub enum Subscription {
+            $($(#[$doc])* $variant(Recipient<$ty>),)*
+        }
+
+        impl Subscription {
+            /// The kind's short name (as in [`SubscriberStats::kind`] and the daemon's events).
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Subscription::$variant(_) => $name,)*
+                }
+            }
+        }
+
+        $(
+            impl Notification for $ty {
+                const KIND: &'static str = $name;
+                fn subscription(recipient: Recipient<Self>) -> Subscription {
+                    Subscription::$variant(recipient)
+                }
+            }
+
+            impl sealed::Kind for $ty {
+                fn sinks(subs: &mut Subscribers) -> &mut Vec<Sink<Self>> {
+                    &mut subs.$field
+                }
+            }
+
+            impl From<Recipient<$ty>> for Subscription {
+                fn from(recipient: Recipient<$ty>) -> Self {
+                    Subscription::$variant(recipient)
+                }
+            }
+        )*
+
+        /// The subscribers of one peer (or group), by notification kind.
+        #[derive(Clone, Default)]
+        pub struct Subscribers {
+            $($field: Vec<Sink<$ty>>,)*
+        }
+
+        impl Subscribers {
+            /// Adds a subscription under an existing id (a group gives every peer the same ids).
+            pub fn add_with_id(&mut self, id: SubscriberId, subscription: Subscription) {
+                match subscription {
+                    $(Subscription::$variant(r) => self.$field.push(Sink::new(id, Target::Public(r))),)*
+                }
+            }
+
+            /// Removes every subscription with this id; returns how many were removed.
+            pub fn remove(&mut self, id: SubscriberId) -> usize {
+                let mut removed = 0;
+                $(
+                    let before = self.$field.len();
+                    self.$field.retain(|s| s.id != id);
+                    removed += before - self.$field.len();
+                )*
+                removed
+            }
+
+            /// Delivery counters of every subscription.
+            pub fn stats(&self) -> Vec<SubscriberStats> {
+                let mut out = Vec::new();
+                $(out.extend(self.$field.iter().map(|s| s.stats($name)));)*
+                out
+            }
+        }
+    };
+}
+
+kinds! {
+    /// State changes.
+    State(PeerStateChanged) => state, "state";
+    /// Handshake completions.
+    Ready(PeerReady) => ready, "ready";
+    /// Disconnections.
+    Disconnected(PeerDisconnected) => disconnected, "disconnected";
+    /// `inv` messages.
+    Inv(InvReceived) => inv, "inv";
+    /// `tx` messages.
+    Tx(TxReceived) => tx, "tx";
+    /// `getdata` messages.
+    GetData(GetDataReceived) => getdata, "getdata";
+    /// `addr`/`addrv2` messages.
+    Addr(AddrReceived) => addr, "addr";
+    /// `headers` messages.
+    Headers(HeadersReceived) => headers, "headers";
+    /// `block` messages.
+    Block(BlockReceived) => block, "block";
+    /// Every message.
+    Message(MessageReceived) => message, "message";
+    /// Bans made by a group.
+    Banned(AddressBanned) => banned, "banned";
+    /// Bans ended in a group.
+    Unbanned(AddressUnbanned) => unbanned, "unbanned";
+}
+
+/// A notification type that can be subscribed to (every type in this module's table; sealed).
+pub trait Notification: sealed::Kind + ActixMessage<Result = ()> + Send + Clone + 'static {
+    /// The kind's short name.
+    const KIND: &'static str;
+    /// The subscription delivering this kind to `recipient`.
+    fn subscription(recipient: Recipient<Self>) -> Subscription;
+}
+
+mod sealed {
+    /// Where a kind's sinks live; private so only this module's table implements it.
+    pub trait Kind: Sized + actix::Message<Result = ()> + Send {
+        fn sinks(subs: &mut super::Subscribers) -> &mut Vec<super::Sink<Self>>;
+    }
+}
+
+impl Subscription {
+    /// Subscribes `addr` to notification kind `M`.
+    ///
+    /// ```no_run
+    /// # use actix::prelude::*;
+    /// # use btcpeer::events::{TxReceived, Subscription};
+    /// # struct Watcher;
+    /// # impl Actor for Watcher { type Context = Context<Self>; }
+    /// # impl Handler<TxReceived> for Watcher { type Result = (); fn handle(&mut self, _: TxReceived, _: &mut Context<Self>) {} }
+    /// # actix::System::new().block_on(async {
+    /// let watcher = Watcher.start();
+    /// let sub = Subscription::to::<TxReceived, _>(&watcher);
+    /// # });
+    /// ```
+    pub fn to<M, A>(addr: &Addr<A>) -> Subscription
+    where
+        M: Notification,
+        A: Actor + Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+    {
+        M::subscription(addr.clone().recipient())
+    }
+
+    /// The usual set for an actor that handles them all: lifecycle (`state`, `ready`,
+    /// `disconnected`) and data (`inv`, `tx`, `addr`, `headers`, `block`). Opt-in kinds are left
+    /// out: `getdata` (peers asking us for data), the catch-all `message`, and the group's
+    /// `banned`/`unbanned`.
+    pub fn common<A>(addr: &Addr<A>) -> Vec<Subscription>
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<PeerStateChanged>
+            + Handler<PeerReady>
+            + Handler<PeerDisconnected>
+            + Handler<InvReceived>
+            + Handler<TxReceived>
+            + Handler<AddrReceived>
+            + Handler<HeadersReceived>
+            + Handler<BlockReceived>,
+    {
+        vec![
+            Subscription::State(addr.clone().recipient()),
+            Subscription::Ready(addr.clone().recipient()),
+            Subscription::Disconnected(addr.clone().recipient()),
+            Subscription::Inv(addr.clone().recipient()),
+            Subscription::Tx(addr.clone().recipient()),
+            Subscription::Addr(addr.clone().recipient()),
+            Subscription::Headers(addr.clone().recipient()),
+            Subscription::Block(addr.clone().recipient()),
+        ]
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Subscription({})", self.kind())
+    }
+}
+
+/// The mailbox capacity a subscriber should set in its `started` (actix's default is 16, which a
+/// single burst of announcements overflows: the excess is dropped and counted):
+///
+/// ```
+/// # use actix::prelude::*;
+/// struct Watcher;
+/// impl Actor for Watcher {
+///     type Context = Context<Self>;
+///     fn started(&mut self, ctx: &mut Context<Self>) {
+///         ctx.set_mailbox_capacity(btcpeer::events::SUBSCRIBER_MAILBOX);
+///     }
+/// }
+/// ```
+pub const SUBSCRIBER_MAILBOX: usize = 1_024;
+
+/// Identifies one subscription in statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct SubscriberId(pub u64);
+
+impl SubscriberId {
+    /// A fresh id, never reused within the process.
+    pub fn next() -> SubscriberId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        SubscriberId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Delivery counters of one subscription on one peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubscriberStats {
+    /// The subscription.
+    pub id: SubscriberId,
+    /// Notification kind (`inv`, `tx`, `state`, ...).
+    pub kind: &'static str,
+    /// Notifications delivered to its mailbox.
+    pub delivered: u64,
+    /// Notifications dropped because its mailbox was full.
+    pub dropped: u64,
+}
+
+/// What became of one delivery attempt.
+enum Delivery {
+    Delivered,
+    Full,
+    Closed,
+}
+
+/// Where a sink delivers: a subscriber's recipient, or (inside the crate) one of our own actors
+/// through a private message type, so that nobody outside can forge its internal notices.
+enum Target<M: ActixMessage + Send>
+where
+    M::Result: Send,
+{
+    Public(Recipient<M>),
+    Internal(Arc<dyn Forward<M>>),
+}
+
+impl<M: ActixMessage + Send> Clone for Target<M>
+where
+    M::Result: Send,
+{
+    fn clone(&self) -> Self {
+        match self {
+            Target::Public(r) => Target::Public(r.clone()),
+            Target::Internal(f) => Target::Internal(f.clone()),
+        }
+    }
+}
+
+/// Delivery to a recipient of another message type.
+trait Forward<M>: Send + Sync {
+    fn forward(&self, msg: M) -> Delivery;
+    fn connected(&self) -> bool;
+}
+
+struct Wrapped<M, N: ActixMessage + Send>
+where
+    N::Result: Send,
+{
+    recipient: Recipient<N>,
+    wrap: fn(M) -> N,
+}
+
+impl<M: 'static, N> Forward<M> for Wrapped<M, N>
+where
+    N: ActixMessage + Send + 'static,
+    N::Result: Send,
+{
+    fn forward(&self, msg: M) -> Delivery {
+        match self.recipient.try_send((self.wrap)(msg)) {
+            Ok(()) => Delivery::Delivered,
+            Err(SendError::Full(_)) => Delivery::Full,
+            Err(SendError::Closed(_)) => Delivery::Closed,
+        }
+    }
+
+    fn connected(&self) -> bool {
+        self.recipient.connected()
+    }
+}
+
+impl<M: ActixMessage + Send + 'static> Target<M>
+where
+    M::Result: Send,
+{
+    fn send(&self, msg: M) -> Delivery {
+        match self {
+            Target::Public(r) => match r.try_send(msg) {
+                Ok(()) => Delivery::Delivered,
+                Err(SendError::Full(_)) => Delivery::Full,
+                Err(SendError::Closed(_)) => Delivery::Closed,
+            },
+            Target::Internal(f) => f.forward(msg),
+        }
+    }
+
+    fn connected(&self) -> bool {
+        match self {
+            Target::Public(r) => r.connected(),
+            Target::Internal(f) => f.connected(),
+        }
+    }
+}
+
+/// One subscription's delivery point on one peer, with its counters (named by the sealed
+/// [`Notification`] machinery only).
+#[doc(hidden)]
+pub struct Sink<M: ActixMessage + Send>
+where
+    M::Result: Send,
+{
+    id: SubscriberId,
+    target: Target<M>,
+    delivered: u64,
+    dropped: u64,
+    /// Shared by every peer's copy: the first drop is logged once per subscription.
+    warned: Arc<AtomicBool>,
+}
+
+impl<M: ActixMessage + Send> Clone for Sink<M>
+where
+    M::Result: Send,
+{
+    fn clone(&self) -> Self {
+        // A clone is a template for another peer: counters start at zero.
+        Sink {
+            id: self.id,
+            target: self.target.clone(),
+            delivered: 0,
+            dropped: 0,
+            warned: self.warned.clone(),
+        }
+    }
+}
+
+impl<M: ActixMessage + Send + 'static> Sink<M>
+where
+    M::Result: Send,
+{
+    fn new(id: SubscriberId, target: Target<M>) -> Self {
+        Sink { id, target, delivered: 0, dropped: 0, warned: Arc::new(AtomicBool::new(false)) }
+    }
+
+    fn stats(&self, kind: &'static str) -> SubscriberStats {
+        SubscriberStats { id: self.id, kind, delivered: self.delivered, dropped: self.dropped }
+    }
+
+    /// Returns true when the subscriber is gone.
+    fn deliver(&mut self, msg: M) -> bool {
+        match self.target.send(msg) {
+            Delivery::Delivered => {
+                self.delivered += 1;
+                false
+            }
+            Delivery::Full => {
+                self.dropped += 1;
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    warn!(
+                        subscriber = self.id.0,
+                        kind = std::any::type_name::<M>().rsplit("::").next().unwrap_or("?"),
+                        "subscriber mailbox full: notifications are being dropped (counted in \
+                         stats); raise it with ctx.set_mailbox_capacity(btcpeer::events::SUBSCRIBER_MAILBOX)"
+                    );
+                }
+                false
+            }
+            Delivery::Closed => true,
+        }
+    }
+}
+
+fn publish<M>(sinks: &mut Vec<Sink<M>>, make: impl FnOnce() -> M)
+where
+    M: ActixMessage + Send + Clone + 'static,
+    M::Result: Send,
+{
+    let Some((last, rest)) = sinks.split_last_mut() else { return };
+    let msg = make();
+    let mut closed = false;
+    for sink in rest {
+        closed |= sink.deliver(msg.clone());
+    }
+    closed |= last.deliver(msg);
+    if closed {
+        sinks.retain(|s| s.target.connected());
+    }
+}
+
+impl std::fmt::Debug for Subscribers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.stats()).finish()
+    }
+}
+
+impl Subscribers {
+    /// No subscribers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a subscription and returns its id.
+    ///
+    /// ```no_run
+    /// # use actix::prelude::*;
+    /// # use btcpeer::events::{InvReceived, Subscribers, Subscription};
+    /// struct Printer;
+    /// impl Actor for Printer { type Context = Context<Self>; }
+    /// impl Handler<InvReceived> for Printer {
+    ///     type Result = ();
+    ///     fn handle(&mut self, m: InvReceived, _: &mut Context<Self>) { println!("{} items from {}", m.items.len(), m.addr); }
+    /// }
+    /// # actix::System::new().block_on(async {
+    /// let printer = Printer.start();
+    /// let mut subs = Subscribers::new();
+    /// subs.add(Subscription::Inv(printer.recipient()));
+    /// # });
+    /// ```
+    pub fn add(&mut self, subscription: Subscription) -> SubscriberId {
+        let id = SubscriberId::next();
+        self.add_with_id(id, subscription);
+        id
+    }
+
+    /// Adds every subscription in `subscriptions` under one new id and returns it.
+    pub fn add_all(&mut self, subscriptions: impl IntoIterator<Item = Subscription>) -> SubscriberId {
+        let id = SubscriberId::next();
+        for s in subscriptions {
+            self.add_with_id(id, s);
+        }
+        id
+    }
+
+    /// Adds a crate-internal subscription: notifications of kind `M` reach `recipient` wrapped
+    /// in its own (private) message type `N`.
+    #[allow(dead_code)] // used by the group and the chain sync as they move to private notices
+    pub(crate) fn add_internal<M, N>(&mut self, id: SubscriberId, recipient: Recipient<N>, wrap: fn(M) -> N)
+    where
+        M: Notification,
+        N: ActixMessage + Send + 'static,
+        N::Result: Send,
+    {
+        let target = Target::Internal(Arc::new(Wrapped { recipient, wrap }));
+        <M as sealed::Kind>::sinks(self).push(Sink::new(id, target));
+    }
+
+    /// Total notifications dropped for full mailboxes.
+    pub fn total_dropped(&self) -> u64 {
+        self.stats().iter().map(|s| s.dropped).sum()
+    }
+
+    /// Publishes a state change.
+    pub fn state_changed(&mut self, peer: PeerId, addr: &PeerAddr, state: PeerState) {
+        publish(&mut self.state, || PeerStateChanged { peer, addr: addr.clone(), state });
+    }
+
+    /// Publishes a completed handshake.
+    pub fn ready(&mut self, peer: PeerId, addr: &PeerAddr, info: PeerInfo) {
+        publish(&mut self.ready, || PeerReady { peer, addr: addr.clone(), info: Arc::new(info) });
+    }
+
+    /// Publishes the end of a connection.
+    pub fn disconnected(&mut self, peer: PeerId, addr: &PeerAddr, reason: DisconnectReason) {
+        publish(&mut self.disconnected, || PeerDisconnected { peer, addr: addr.clone(), reason });
+    }
+
+    /// Publishes a new ban.
+    pub fn banned(&mut self, ban: &Ban) {
+        publish(&mut self.banned, || AddressBanned { ban: ban.clone() });
+    }
+
+    /// Publishes the end of a ban.
+    pub fn unbanned(&mut self, ban: &Ban, expired: bool) {
+        publish(&mut self.unbanned, || AddressUnbanned { ban: ban.clone(), expired });
+    }
+
+    /// True if nobody listens to per-peer notifications (only to group ones).
+    pub fn is_empty(&self) -> bool {
+        self.stats().is_empty()
+    }
+
+    /// Publishes a received block, parsing it once if anyone wants it (typed subscribers when
+    /// `typed`, or the catch-all) unless the caller parsed it already (`decoded`). A block that
+    /// does not parse is an error and reaches nobody.
+    pub fn received_block(
+        &mut self,
+        peer: PeerId,
+        addr: &PeerAddr,
+        raw: RawBlock,
+        decoded: Option<Arc<bitcoin::Block>>,
+        typed: bool,
+    ) -> Result<(), CodecError> {
+        let typed = typed && !self.block.is_empty();
+        if !typed && self.message.is_empty() {
+            return Ok(());
+        }
+        let block = match decoded {
+            Some(block) => block,
+            None => Arc::new(raw.decode()?),
+        };
+        if !self.message.is_empty() {
+            let shared = Arc::new(Message::Block((*block).clone()));
+            publish(&mut self.message, || MessageReceived { peer, addr: addr.clone(), message: shared });
+        }
+        if typed {
+            publish(&mut self.block, || BlockReceived { peer, addr: addr.clone(), block });
+        }
+        Ok(())
+    }
+
+    /// Publishes a received message: to the catch-all subscribers, and when `typed` is set (the
+    /// handshake is done and the message was accepted) as its typed notification.
+    pub fn received(&mut self, peer: PeerId, addr: &PeerAddr, msg: Message, typed: bool) {
+        if !self.message.is_empty() {
+            let shared = Arc::new(msg.clone());
+            publish(&mut self.message, || MessageReceived { peer, addr: addr.clone(), message: shared });
+        }
+        if !typed {
+            return;
+        }
+        let addr = addr.clone();
+        match msg {
+            Message::Inv(items) => {
+                publish(&mut self.inv, || InvReceived { peer, addr, items: Arc::new(items) })
+            }
+            Message::Tx(tx) => publish(&mut self.tx, || TxReceived { peer, addr, tx: Arc::new(tx) }),
+            Message::GetData(items) => {
+                publish(&mut self.getdata, || GetDataReceived { peer, addr, items: Arc::new(items) })
+            }
+            Message::Addr(list) => publish(&mut self.addr, || AddrReceived {
+                peer,
+                addr,
+                addrs: Arc::new(list.iter().map(|(time, a)| wire::addr_v1_to_v2(*time, a)).collect()),
+                v2: false,
+            }),
+            Message::AddrV2(list) => {
+                publish(&mut self.addr, || AddrReceived { peer, addr, addrs: Arc::new(list), v2: true })
+            }
+            Message::Headers(headers) => {
+                publish(&mut self.headers, || HeadersReceived { peer, addr, headers: Arc::new(headers) })
+            }
+            Message::Block(block) => {
+                publish(&mut self.block, || BlockReceived { peer, addr, block: Arc::new(block) })
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+//! The notification types (one per kind in the table in `events/mod.rs`).
+
+use std::sync::Arc;
+
+use actix::Message as ActixMessage;
+use bitcoin::{Block, Transaction};
+
+use crate::group::bans::Ban;
+use crate::peer::{DisconnectReason, PeerAddr, PeerId, PeerInfo, PeerState};
+use crate::wire::{AddrV2Message, Inventory, Message};
+
+macro_rules! notification {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, ActixMessage)]
+        #[rtype(result = "()")]
+        pub struct $name {
+            /// Which connection.
+            pub peer: PeerId,
+            /// The peer's address.
+            pub addr: PeerAddr,
+            $($(#[$fdoc])* pub $field: $ty,)*
+        }
+    };
+}
+
+notification!(
+    /// The connection changed state.
+    PeerStateChanged { /// The new state.
+        state: PeerState });
+notification!(
+    /// The handshake completed.
+    PeerReady { /// What the peer told us, and what was negotiated.
+        info: Arc<PeerInfo> });
+notification!(
+    /// The connection ended (the last notification of a peer).
+    PeerDisconnected { /// Why.
+        reason: DisconnectReason });
+notification!(
+    /// An `inv` arrived.
+    InvReceived { /// The announced items.
+        items: Arc<Vec<Inventory>> });
+notification!(
+    /// A `getdata` arrived (the peer asks for items we announced).
+    GetDataReceived { /// The requested items.
+        items: Arc<Vec<Inventory>> });
+notification!(
+    /// A `tx` arrived.
+    TxReceived { /// The transaction.
+        tx: Arc<Transaction> });
+notification!(
+    /// An `addr` or `addrv2` arrived (v1 entries converted to the BIP155 form; Tor v3, I2P
+    /// and CJDNS entries are kept).
+    AddrReceived { /// The addresses.
+        addrs: Arc<Vec<AddrV2Message>>, /// True if it came as `addrv2`.
+        v2: bool });
+notification!(
+    /// A `headers` message arrived.
+    HeadersReceived { /// The headers, in the order received.
+        headers: Arc<Vec<bitcoin::block::Header>> });
+notification!(
+    /// A `block` arrived.
+    BlockReceived { /// The block.
+        block: Arc<Block> });
+notification!(
+    /// Any message at all, handshake and control traffic included (btcd's `OnRead`).
+    MessageReceived { /// The message.
+        message: Arc<Message> });
+
+/// An address was banned (a group notification).
+#[derive(Debug, Clone, ActixMessage)]
+#[rtype(result = "()")]
+pub struct AddressBanned {
+    /// The ban.
+    pub ban: Ban,
+}
+
+/// A ban ended (a group notification).
+#[derive(Debug, Clone, ActixMessage)]
+#[rtype(result = "()")]
+pub struct AddressUnbanned {
+    /// The ban that ended.
+    pub ban: Ban,
+    /// True if it expired; false if it was lifted.
+    pub expired: bool,
+}

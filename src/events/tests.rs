@@ -1,0 +1,166 @@
+use actix::{Actor, ActorContext, Context, Handler, Message, MessageResult};
+
+use super::*;
+use crate::peer::{PeerAddr, PeerId, PeerState};
+
+/// Counts what it receives; a small mailbox so overflow is easy to provoke.
+#[derive(Default)]
+struct Probe {
+    inv: usize,
+}
+
+impl Actor for Probe {
+    type Context = Context<Self>;
+}
+
+impl Handler<InvReceived> for Probe {
+    type Result = ();
+    fn handle(&mut self, _: InvReceived, _: &mut Context<Self>) {
+        self.inv += 1;
+    }
+}
+
+impl Handler<PeerStateChanged> for Probe {
+    type Result = ();
+    fn handle(&mut self, _: PeerStateChanged, _: &mut Context<Self>) {}
+}
+
+#[derive(Message)]
+#[rtype(result = "usize")]
+struct Counts;
+
+impl Handler<Counts> for Probe {
+    type Result = usize;
+    fn handle(&mut self, _: Counts, _: &mut Context<Self>) -> usize {
+        self.inv
+    }
+}
+
+/// A private message type wrapping a public notification (as the group's internal notices do).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Wrapped(PeerStateChanged);
+
+#[derive(Default)]
+struct Internal {
+    seen: Vec<PeerState>,
+}
+
+impl Actor for Internal {
+    type Context = Context<Self>;
+}
+
+impl Handler<Wrapped> for Internal {
+    type Result = ();
+    fn handle(&mut self, m: Wrapped, _: &mut Context<Self>) {
+        self.seen.push(m.0.state);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<PeerState>")]
+struct Seen;
+
+impl Handler<Seen> for Internal {
+    type Result = MessageResult<Seen>;
+    fn handle(&mut self, _: Seen, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.seen.clone())
+    }
+}
+
+fn addr() -> PeerAddr {
+    "127.0.0.1:18444".parse().expect("literal address")
+}
+
+#[actix_rt::test]
+async fn table_adds_removes_and_counts_every_kind() {
+    let probe = Probe::default().start();
+    let mut subs = Subscribers::new();
+    let a = subs.add(Subscription::to::<InvReceived, _>(&probe));
+    let b = subs.add_all([
+        Subscription::State(probe.clone().recipient()),
+        Subscription::Inv(probe.clone().recipient()),
+    ]);
+    let kinds: Vec<_> = subs.stats().iter().map(|s| (s.id, s.kind)).collect();
+    assert_eq!(kinds, vec![(b, "state"), (a, "inv"), (b, "inv")]);
+    assert_eq!(subs.remove(b), 2);
+    assert_eq!(subs.stats().len(), 1);
+    assert_eq!(subs.remove(b), 0);
+}
+
+#[actix_rt::test]
+async fn common_set_has_the_eight_usual_kinds() {
+    struct All;
+    impl Actor for All {
+        type Context = Context<Self>;
+    }
+    macro_rules! ignore {
+        ($($t:ty),*) => {$(impl Handler<$t> for All { type Result = (); fn handle(&mut self, _: $t, _: &mut Context<Self>) {} })*};
+    }
+    ignore!(
+        PeerStateChanged,
+        PeerReady,
+        PeerDisconnected,
+        InvReceived,
+        TxReceived,
+        AddrReceived,
+        HeadersReceived,
+        BlockReceived
+    );
+    let all = All.start();
+    let kinds: Vec<_> = Subscription::common(&all).iter().map(Subscription::kind).collect();
+    assert_eq!(kinds, ["state", "ready", "disconnected", "inv", "tx", "addr", "headers", "block"]);
+}
+
+#[actix_rt::test]
+async fn full_mailbox_drops_and_counts() {
+    let probe = Probe::default().start();
+    let mut subs = Subscribers::new();
+    subs.add(Subscription::Inv(probe.clone().recipient()));
+    // Nothing is processed until we yield: the mailbox (16) plus actix's one per sender fills.
+    for _ in 0..100 {
+        subs.received(PeerId(1), &addr(), crate::wire::Message::Inv(Vec::new()), true);
+    }
+    let stats = subs.stats();
+    assert_eq!(stats[0].delivered + stats[0].dropped, 100);
+    assert!(stats[0].dropped > 0, "{stats:?}");
+    let inv = probe.send(Counts).await.expect("probe alive");
+    assert_eq!(inv as u64, stats[0].delivered);
+    assert_eq!(subs.total_dropped(), stats[0].dropped);
+}
+
+#[actix_rt::test]
+async fn internal_subscriptions_deliver_through_a_private_type() {
+    let internal = Internal::default().start();
+    let mut subs = Subscribers::new();
+    subs.add_internal(SubscriberId::next(), internal.clone().recipient(), Wrapped);
+    subs.state_changed(PeerId(7), &addr(), PeerState::Handshaking);
+    subs.state_changed(PeerId(7), &addr(), PeerState::Ready);
+    assert_eq!(internal.send(Seen).await.expect("alive"), vec![PeerState::Handshaking, PeerState::Ready]);
+    assert_eq!(subs.stats()[0].delivered, 2);
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Stop;
+
+impl Handler<Stop> for Probe {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+#[actix_rt::test]
+async fn stopped_subscribers_are_removed() {
+    let mut subs = Subscribers::new();
+    let probe = Probe::default().start();
+    subs.add(Subscription::Inv(probe.clone().recipient()));
+    probe.send(Stop).await.expect("probe alive");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !subs.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "stopped subscriber kept");
+        subs.received(PeerId(1), &addr(), crate::wire::Message::Inv(Vec::new()), true);
+        tokio::task::yield_now().await;
+    }
+}
