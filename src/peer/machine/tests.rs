@@ -1,5 +1,8 @@
 use super::*;
-use crate::wire::{SendCmpct, VersionMessage};
+use crate::peer::relay::Announcement;
+use crate::wire::version::LocalVersion;
+use crate::wire::{Inventory, SendCmpct, VersionMessage};
+use bitcoin::hashes::Hash as _;
 use rand::SeedableRng;
 
 fn config() -> MachineConfig {
@@ -386,6 +389,7 @@ fn outgoing_messages_are_checked() {
     let (mut m, _) = ready_outbound();
     assert!(m.check_send(&Message::Verack).is_err());
     assert!(m.check_send(&Message::SendAddrV2).is_err());
+    assert_eq!(m.check_send(&Message::Verack), Err(SendRefused::Handshake { command: "verack".into() }));
     assert!(m.check_send(&Message::Ping(1)).is_ok());
     let tx_inv = Message::Inv(vec![Inventory::WTx(bitcoin::Wtxid::from_byte_array([1; 32]))]);
     assert!(m.check_send(&tx_inv).is_ok(), "the scripted peer said relay=1");
@@ -394,11 +398,25 @@ fn outgoing_messages_are_checked() {
         MAX_INV_SZ + 1
     ]);
     assert!(m.check_send(&huge).is_err());
+    let refused = m.check_send(&huge).unwrap_err();
+    assert_eq!(
+        refused,
+        SendRefused::TooManyEntries { command: "getdata".into(), count: 50_001, max: 50_000 }
+    );
+    assert_eq!(refused.to_string(), "getdata with 50001 entries exceeds the limit of 50000");
+    let filtered = Message::GetData(vec![Inventory::Unknown {
+        inv_type: crate::peer::requests::MSG_FILTERED_BLOCK,
+        hash: [0; 32],
+    }]);
+    assert_eq!(m.check_send(&filtered), Err(SendRefused::FilteredBlocks));
     // A peer that said relay=0 gets no transactions.
     if let Some(info) = m.remote.as_mut() {
         info.relay = false;
     }
     assert!(m.check_send(&tx_inv).is_err());
+    assert_eq!(m.check_send(&tx_inv), Err(SendRefused::TxRelayOff { command: "inv".into() }));
+    let tx = bitcoin::constants::genesis_block(bitcoin::Network::Regtest).txdata[0].clone();
+    assert_eq!(m.check_send(&Message::Tx(tx)), Err(SendRefused::TxRelayOff { command: "tx".into() }));
     let block_inv = Message::Inv(vec![Inventory::Block(bitcoin::BlockHash::from_byte_array([0; 32]))]);
     assert!(m.check_send(&block_inv).is_ok());
 }
