@@ -3,9 +3,9 @@
 //! `now`, and decisions come out as [`Action`]s for the actor to execute.
 //!
 //! This file holds the state, the dispatch of received messages and the timers; each role has
-//! its own file: [`handshake`] (version/verack and negotiation), [`keepalive`] (ping/pong),
-//! [`gossip`] (addresses and Core's rate limit), [`filters`] (BIP37), [`fetch`] (requests) and
-//! [`outgoing`] (what the application may send).
+//! its own file: `handshake` (version/verack and negotiation), `keepalive` (ping/pong),
+//! `gossip` (addresses and Core's rate limit), `filters` (BIP37), `fetch` (requests) and
+//! `outgoing` (what the application may send).
 
 mod fetch;
 mod filters;
