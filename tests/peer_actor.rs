@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use btcpeer::events::{InvReceived, Subscribers, Subscription};
 use btcpeer::peer::messages::{GetStats, SendMessage};
-use btcpeer::peer::outbound::SendError;
+use btcpeer::peer::outbound::{SendError, SendRefused};
 use btcpeer::peer::{DisconnectReason, Link, Misbehavior, PeerActor, PeerAddr, PeerConfig};
 use btcpeer::wire::version::{build, LocalVersion};
 use btcpeer::wire::{Codec, Message, ServiceFlags};
@@ -146,7 +146,7 @@ async fn inbound_answers_their_version_and_pings() {
     assert_eq!(remote.recv_cmd("pong").await, Message::Pong(42));
     // The application cannot break the handshake the machine already did.
     let r = peer.send(SendMessage(Message::Verack)).await.unwrap();
-    assert!(matches!(r, Err(SendError::Refused { .. })), "{r:?}");
+    assert!(matches!(r, Err(SendError::Refused(SendRefused::Handshake { .. }))), "{r:?}");
 }
 
 #[actix_rt::test]

@@ -18,7 +18,7 @@ use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
 use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIMEOUT};
-use super::machine::{Action, MachineConfig, PeerMachine, Verdict};
+use super::machine::{Action, MachineConfig, PeerMachine, SendRefused, Verdict};
 use super::messages::{
     Disconnect, Fetch, GetStats, PushAddr, PushGetBlocks, PushGetHeaders, PushReject, QueueInventory,
     QueueTransactions, SendMessage, Subscribe, SubscribeAs, Unsubscribe, WriterReport,
@@ -218,8 +218,9 @@ impl PeerActor {
         if self.trickle_timer.is_some() {
             return;
         }
-        let Some(due) = self.machine.next_inventory_due() else { return };
-        let wait = due.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let Some(due) = self.machine.next_inventory_due(now) else { return };
+        let wait = due.saturating_duration_since(now);
         self.trickle_timer = Some(ctx.run_later(wait, |act, ctx| {
             act.trickle_timer = None;
             act.machine.flush_inventory(Instant::now());
@@ -283,9 +284,11 @@ impl PeerActor {
         let Some((writer, _)) = &self.writer else { return Err(SendError::Disconnected) };
         let bytes = self.codec.encode_to_bytes(msg);
         if bytes.len() > wire::limits::HEADER_SIZE + wire::limits::MAX_PROTOCOL_MESSAGE_LENGTH {
-            return Err(SendError::Refused {
-                reason: format!("{} bytes exceed the protocol's message limit", bytes.len()),
-            });
+            return Err(SendError::Refused(SendRefused::TooLarge {
+                command: wire::message_command(msg).to_owned(),
+                len: bytes.len(),
+                max: wire::limits::HEADER_SIZE + wire::limits::MAX_PROTOCOL_MESSAGE_LENGTH,
+            }));
         }
         self.budget.try_reserve(bytes.len())?;
         let command = wire::message_command(msg);
@@ -506,8 +509,8 @@ impl Handler<SendMessage> for PeerActor {
         if state != PeerState::Ready {
             return Box::pin(future::ready(Err(SendError::NotReady { state })));
         }
-        if let Err(reason) = self.machine.check_send(&msg.0) {
-            return Box::pin(future::ready(Err(SendError::Refused { reason })));
+        if let Err(refused) = self.machine.check_send(&msg.0) {
+            return Box::pin(future::ready(Err(SendError::Refused(refused))));
         }
         let (tx, rx) = oneshot::channel();
         match self.enqueue(&msg.0, Some(tx)) {

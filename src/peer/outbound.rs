@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
+pub use super::machine::SendRefused;
 use super::PeerState;
 
 /// Default cap on bytes waiting for the socket: Core's send buffer (`DEFAULT_MAXSENDBUFFER` ×
@@ -41,11 +42,8 @@ pub enum SendError {
         cap: usize,
     },
     /// The message would break the protocol with this peer (Core would disconnect us).
-    #[error("refused: {reason}")]
-    Refused {
-        /// Why.
-        reason: String,
-    },
+    #[error("refused: {0}")]
+    Refused(#[from] SendRefused),
     /// The connection closed before the bytes were written.
     #[error("peer disconnected before the message was written")]
     Disconnected,

@@ -123,10 +123,11 @@ impl Relay {
         self.dropped
     }
 
-    /// When the next trickle is due (none when nothing waits).
-    pub fn next_due(&self) -> Option<Instant> {
+    /// When the next trickle is due (none when nothing waits): `now` when blocks wait, since
+    /// they go out at once.
+    pub fn next_due(&self, now: Instant) -> Option<Instant> {
         if !self.blocks.is_empty() {
-            return Some(Instant::now());
+            return Some(now);
         }
         (!self.queue.is_empty()).then_some(self.next_trickle).flatten()
     }
@@ -247,9 +248,10 @@ mod tests {
         let t0 = Instant::now();
         assert!(r.queue(tx(1, None)));
         assert!(r.queue(Announcement::Block(BlockHash::from_byte_array([9; 32]))));
+        assert_eq!(r.next_due(t0), Some(t0), "a waiting block is due at once");
         let first = invs(r.poll(t0, &mut rng, ALL));
         assert_eq!(first, vec![vec![Inventory::Block(BlockHash::from_byte_array([9; 32]))]]);
-        let due = r.next_due().expect("a trickle is scheduled");
+        let due = r.next_due(t0).expect("a trickle is scheduled");
         assert!(due > t0);
         assert!(r.poll(due - Duration::from_millis(1), &mut rng, ALL).is_empty());
         let later = invs(r.poll(due, &mut rng, ALL));

@@ -1,0 +1,506 @@
+//! The per-connection protocol state machine: handshake, feature negotiation, keep-alive,
+//! timeouts and inbound limits. It does no I/O and never reads the clock: every input carries
+//! `now`, and decisions come out as [`Action`]s for the actor to execute.
+//!
+//! This file holds the state, the dispatch of received messages and the timers; each role has
+//! its own file: `handshake` (version/verack and negotiation), `keepalive` (ping/pong),
+//! `gossip` (addresses and Core's rate limit), `filters` (BIP37), `fetch` (requests) and
+//! `outgoing` (what the application may send).
+
+mod fetch;
+mod filters;
+mod gossip;
+mod handshake;
+mod keepalive;
+mod outgoing;
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use self::gossip::AddrBudget;
+use super::bloom::BloomFilter;
+use super::reason::{DisconnectReason, Misbehavior};
+use super::relay::Relay;
+use super::requests::{PeerRequests, RequestError, RequestEvent, RequestId, RequestTimeouts, Response};
+use super::{Link, NonceSet, PeerState};
+use crate::wire::limits::{MAX_HEADERS_RESULTS, MAX_INV_SZ, MIN_PEER_PROTO_VERSION, PROTOCOL_VERSION};
+use crate::wire::version;
+use crate::wire::{CodecError, Message, ServiceFlags};
+use bitcoin::BlockHash;
+
+pub use self::gossip::{MAX_ADDR_PROCESSING_TOKEN_BUCKET, MAX_ADDR_RATE_PER_SECOND, MAX_KNOWN_ADDRS};
+pub use self::outgoing::SendRefused;
+
+/// Core's handshake window (`DEFAULT_PEER_CONNECT_TIMEOUT`, `net.h`): 60 s from connect.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Core's ping interval (`PING_INTERVAL`, `net_processing.cpp`): 2 min.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
+/// Core drops a peer whose ping is unanswered for 20 min (`TIMEOUT_INTERVAL`, `net.h`).
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// Core drops a peer silent for 20 min (`TIMEOUT_INTERVAL` in `InactivityCheck`).
+pub const DEFAULT_INACTIVITY_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// How many requested transaction ids we remember per peer so one announcement is fetched once;
+/// Core tracks 5,000 announcements per peer (`MAX_PEER_TX_ANNOUNCEMENTS`).
+pub const MAX_REQUESTED_TXS: usize = 5_000;
+
+/// Protocol settings of one connection.
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    /// Protocol version we advertise.
+    pub protocol_version: u32,
+    /// Service bits we advertise.
+    pub services: ServiceFlags,
+    /// Our BIP14 user agent (at most 256 bytes).
+    pub user_agent: String,
+    /// Ask the peer to announce transactions to us.
+    pub relay: bool,
+    /// Peers below this protocol version are disconnected.
+    pub min_peer_version: u32,
+    /// Outbound peers must offer all of these service bits.
+    pub required_services: ServiceFlags,
+    /// Time from connect until the handshake must be complete.
+    pub handshake_timeout: Duration,
+    /// Time between our pings.
+    pub ping_interval: Duration,
+    /// Time a ping may stay unanswered.
+    pub ping_timeout: Duration,
+    /// Time without any received byte before we give up.
+    pub inactivity_timeout: Duration,
+    /// Send one `getaddr` when the handshake completes.
+    pub send_getaddr: bool,
+    /// Answer transaction announcements with `getdata`, so `tx` messages arrive.
+    pub request_announced_txs: bool,
+    /// How long requests (headers, blocks) may wait for an answer.
+    pub request_timeouts: RequestTimeouts,
+}
+
+impl Default for MachineConfig {
+    fn default() -> Self {
+        MachineConfig {
+            protocol_version: PROTOCOL_VERSION,
+            services: ServiceFlags::NONE,
+            user_agent: version::user_agent(None),
+            relay: true,
+            min_peer_version: MIN_PEER_PROTO_VERSION,
+            required_services: ServiceFlags::NONE,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
+            inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
+            send_getaddr: false,
+            request_announced_txs: false,
+            request_timeouts: RequestTimeouts::default(),
+        }
+    }
+}
+
+/// Compact-block mode the peer asked for (BIP152 `sendcmpct`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CompactBlocks {
+    /// The peer wants unsolicited `cmpctblock` announcements.
+    pub high_bandwidth: bool,
+    /// Compact-block version.
+    pub version: u64,
+}
+
+/// What was negotiated with the peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Features {
+    /// Both sides sent `wtxidrelay` (BIP339): transactions are announced by wtxid.
+    pub wtxid_relay: bool,
+    /// The peer sent `sendaddrv2` (BIP155): it wants `addrv2`.
+    pub addr_v2: bool,
+    /// The peer sent `sendheaders` (BIP130): announce blocks to it with `headers`.
+    pub send_headers: bool,
+    /// The peer's `sendcmpct`, if any.
+    pub compact_blocks: Option<CompactBlocks>,
+    /// The peer's `feefilter` in sat/kvB, if any.
+    pub fee_filter: Option<i64>,
+}
+
+/// What the peer told us in its `version`, plus negotiated features.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerInfo {
+    /// Who opened the connection.
+    pub link: Link,
+    /// The peer's protocol version.
+    pub version: u32,
+    /// The peer's service bits.
+    pub services: u64,
+    /// The peer's user agent.
+    pub user_agent: String,
+    /// The peer's best height when it connected.
+    pub start_height: i32,
+    /// Whether the peer wants transactions announced.
+    pub relay: bool,
+    /// Negotiated features.
+    pub features: Features,
+}
+
+/// What the actor must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Queue this message for the peer.
+    Send(Message),
+    /// The connection state changed.
+    State(PeerState),
+    /// The handshake completed.
+    Ready(PeerInfo),
+    /// Close the connection for this reason (always follows `State(Disconnected)`).
+    Disconnect(DisconnectReason),
+    /// A ping round trip was measured.
+    Latency(Duration),
+    /// A request started with [`PeerMachine::request`] finished.
+    Answer(RequestId, Result<Response, RequestError>),
+}
+
+/// Whether a received message should reach typed subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Ordinary traffic after the handshake: publish it.
+    Deliver,
+    /// An `addr`/`addrv2` over the peer's rate budget: publish only the first `n` entries.
+    DeliverFirst(usize),
+    /// Handshake/control traffic or dropped input: only the catch-all sees it.
+    Consumed,
+}
+
+/// Bounded set of recently seen 32-byte ids, oldest evicted first.
+#[derive(Debug)]
+pub(crate) struct RecentSet {
+    order: VecDeque<[u8; 32]>,
+    set: HashSet<[u8; 32]>,
+    cap: usize,
+}
+
+impl RecentSet {
+    pub(crate) fn new(cap: usize) -> Self {
+        RecentSet { order: VecDeque::new(), set: HashSet::new(), cap }
+    }
+
+    /// True if `id` is remembered.
+    pub(crate) fn contains(&self, id: &[u8; 32]) -> bool {
+        self.set.contains(id)
+    }
+
+    /// Inserts; returns false if already present.
+    pub(crate) fn insert(&mut self, id: [u8; 32]) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub struct PeerMachine {
+    config: MachineConfig,
+    link: Link,
+    state: PeerState,
+    nonces: NonceSet,
+    rng: StdRng,
+    our_nonce: Option<u64>,
+    connected_at: Option<Instant>,
+    last_recv: Option<Instant>,
+    remote: Option<PeerInfo>,
+    sent_verack: bool,
+    got_verack: bool,
+    pending_version: Option<(i64, i32, Option<SocketAddr>)>,
+    closed: bool,
+    ping: Option<(u64, Instant)>,
+    next_ping_at: Option<Instant>,
+    latency: Option<Duration>,
+    requested_txs: RecentSet,
+    relay: Relay,
+    known_addrs: RecentSet,
+    last_getheaders: Option<([u8; 32], BlockHash)>,
+    last_getblocks: Option<([u8; 32], BlockHash)>,
+    addr_budget: AddrBudget,
+    dropped_frames: u64,
+    requests: PeerRequests,
+    bloom: Option<BloomFilter>,
+    actions: VecDeque<Action>,
+}
+
+impl PeerMachine {
+    /// A machine for a connection that has not started. Reads no clock: timers start with
+    /// [`connected`](Self::connected).
+    pub fn new(config: MachineConfig, link: Link, nonces: NonceSet, rng: StdRng) -> Self {
+        let block_timeout = config.request_timeouts.block;
+        PeerMachine {
+            config,
+            link,
+            state: PeerState::Disconnected,
+            nonces,
+            rng,
+            our_nonce: None,
+            connected_at: None,
+            last_recv: None,
+            remote: None,
+            sent_verack: false,
+            got_verack: false,
+            pending_version: None,
+            closed: false,
+            ping: None,
+            next_ping_at: None,
+            latency: None,
+            requested_txs: RecentSet::new(MAX_REQUESTED_TXS),
+            relay: Relay::new(link),
+            known_addrs: RecentSet::new(MAX_KNOWN_ADDRS),
+            last_getheaders: None,
+            last_getblocks: None,
+            addr_budget: AddrBudget::new(),
+            dropped_frames: 0,
+            requests: PeerRequests::with_block_timeout(block_timeout),
+            bloom: None,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Next action to execute, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Current state.
+    pub fn state(&self) -> PeerState {
+        self.state
+    }
+
+    /// Direction of the link.
+    pub fn link(&self) -> Link {
+        self.link
+    }
+
+    /// The peer's version information, once received (features are live).
+    pub fn peer_info(&self) -> Option<&PeerInfo> {
+        self.remote.as_ref()
+    }
+
+    /// Last measured ping round trip.
+    pub fn latency(&self) -> Option<Duration> {
+        self.latency
+    }
+
+    /// Our nonce for this connection.
+    pub fn nonce(&self) -> Option<u64> {
+        self.our_nonce
+    }
+
+    /// Frames dropped for bad checksum, invalid command, malformed payload or arriving out of order.
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped_frames
+    }
+
+    /// A frame could not be decoded; it is dropped (as Core does) but still counts as activity.
+    pub fn on_invalid_frame(&mut self, now: Instant, _error: &CodecError) {
+        self.last_recv = Some(now);
+        self.dropped_frames += 1;
+    }
+
+    /// The byte stream failed for good: decide why the link ends.
+    pub fn on_stream_error(&mut self, error: &CodecError) {
+        let reason = match error {
+            CodecError::BadMagic { .. } => DisconnectReason::WrongNetwork,
+            // Nothing honest sends a frame Core itself would refuse.
+            CodecError::Oversized { command, len, .. } => {
+                DisconnectReason::Misbehaving(Misbehavior::Oversized {
+                    command: (*command).to_owned(),
+                    len: *len,
+                })
+            }
+            other => DisconnectReason::Io { error: other.to_string() },
+        };
+        self.disconnect(reason);
+    }
+
+    /// A message arrived.
+    pub fn on_message(&mut self, now: Instant, msg: &Message) -> Verdict {
+        if self.state == PeerState::Disconnected {
+            return Verdict::Consumed;
+        }
+        self.last_recv = Some(now);
+        if let Message::Version(v) = msg {
+            self.on_version(v);
+            return Verdict::Consumed;
+        }
+        if self.remote.is_none() {
+            // Core ignores everything before `version`.
+            self.dropped_frames += 1;
+            return Verdict::Consumed;
+        }
+        if let Some(verdict) = self.on_negotiation(now, msg).or_else(|| self.on_keepalive(now, msg)) {
+            return verdict;
+        }
+        if self.state != PeerState::Ready {
+            // Core acts on nothing else before the handshake completes. Unknown messages
+            // (BIP434 `feature`, BIP330 `sendtxrcncl`) are legitimate there: not counted.
+            if !matches!(msg, Message::Unknown { .. }) {
+                self.dropped_frames += 1;
+            }
+            return Verdict::Consumed;
+        }
+        match msg {
+            Message::FilterLoad(_) | Message::FilterAdd(_) | Message::FilterClear | Message::MemPool => {
+                self.on_filter_message(msg)
+            }
+            Message::Addr(_) | Message::AddrV2(_) => self.on_addr_message(now, msg),
+            Message::Inv(items) => {
+                if items.len() > MAX_INV_SZ {
+                    return self.too_many("inv", items.len(), MAX_INV_SZ);
+                }
+                for item in items {
+                    self.relay.mark_known(item);
+                }
+                self.request_transactions(items);
+                Verdict::Deliver
+            }
+            Message::GetData(items) if items.len() > MAX_INV_SZ => {
+                self.too_many("getdata", items.len(), MAX_INV_SZ)
+            }
+            // Core ignores the contents of an oversized `notfound` rather than punishing it.
+            Message::NotFound(items) if items.len() > MAX_INV_SZ => {
+                self.dropped_frames += 1;
+                Verdict::Consumed
+            }
+            Message::Headers(h) if h.len() > MAX_HEADERS_RESULTS => {
+                self.too_many("headers", h.len(), MAX_HEADERS_RESULTS)
+            }
+            Message::Headers(h) => {
+                self.requests.on_headers(h);
+                self.run_requests()
+            }
+            Message::NotFound(items) => {
+                self.requests.on_notfound(now, items);
+                self.run_requests()
+            }
+            Message::MerkleBlock(mb) => {
+                self.requests.on_merkleblock(now, mb);
+                self.run_requests()
+            }
+            Message::Tx(tx) => {
+                if self.requests.on_tx(now, tx) {
+                    return self.run_requests();
+                }
+                Verdict::Deliver
+            }
+            _ => Verdict::Deliver,
+        }
+    }
+
+    /// A `block` arrived (kept raw by the codec; the machine only needs to know that it came).
+    pub fn on_block(&mut self, now: Instant) -> Verdict {
+        if self.state == PeerState::Disconnected {
+            return Verdict::Consumed;
+        }
+        self.last_recv = Some(now);
+        if self.state != PeerState::Ready {
+            // Core acts on nothing but negotiation before the handshake completes.
+            self.dropped_frames += 1;
+            return Verdict::Consumed;
+        }
+        Verdict::Deliver
+    }
+
+    /// Periodic check of timers; call about once a second.
+    pub fn tick(&mut self, now: Instant) {
+        let (Some(connected_at), Some(last_recv)) = (self.connected_at, self.last_recv) else { return };
+        match self.state {
+            PeerState::Handshaking => {
+                if now.saturating_duration_since(connected_at) >= self.config.handshake_timeout {
+                    self.disconnect(DisconnectReason::HandshakeTimeout {
+                        after: self.config.handshake_timeout,
+                    });
+                }
+            }
+            PeerState::Ready => {
+                self.requests.tick(now);
+                if self.run_requests() == Verdict::Consumed {
+                    return;
+                }
+                if let Some((_, sent)) = self.ping {
+                    if now.saturating_duration_since(sent) >= self.config.ping_timeout {
+                        self.disconnect(DisconnectReason::PingTimeout { after: self.config.ping_timeout });
+                        return;
+                    }
+                }
+                if now.saturating_duration_since(last_recv) >= self.config.inactivity_timeout {
+                    self.disconnect(DisconnectReason::InactivityTimeout {
+                        after: self.config.inactivity_timeout,
+                    });
+                    return;
+                }
+                self.maybe_ping(now);
+                self.flush_inventory(now);
+            }
+            PeerState::Connecting | PeerState::Disconnected => {}
+        }
+    }
+
+    /// Ends the connection (idempotent): emits `State(Disconnected)` then `Disconnect(reason)`.
+    pub fn disconnect(&mut self, reason: DisconnectReason) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if let Some(n) = self.our_nonce.take() {
+            self.nonces.release(n);
+        }
+        self.set_state(PeerState::Disconnected);
+        self.requests.close(&reason.to_string());
+        while let Some(event) = self.requests.poll_event() {
+            if let RequestEvent::Done(id, result) = event {
+                self.actions.push_back(Action::Answer(id, result));
+            }
+        }
+        self.actions.push_back(Action::Disconnect(reason));
+    }
+
+    /// True once the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn too_many(&mut self, command: &str, count: usize, max: usize) -> Verdict {
+        self.misbehaving(Misbehavior::TooManyEntries { command: command.to_owned(), count, max })
+    }
+
+    fn misbehaving(&mut self, m: Misbehavior) -> Verdict {
+        self.disconnect(DisconnectReason::Misbehaving(m));
+        Verdict::Consumed
+    }
+
+    fn send(&mut self, msg: Message) {
+        self.actions.push_back(Action::Send(msg));
+    }
+
+    fn set_state(&mut self, state: PeerState) {
+        if self.state != state {
+            self.state = state;
+            self.actions.push_back(Action::State(state));
+        }
+    }
+}
+
+impl Drop for PeerMachine {
+    fn drop(&mut self) {
+        if let Some(n) = self.our_nonce.take() {
+            self.nonces.release(n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
