@@ -13,7 +13,7 @@ use bitcoin::hashes::Hash;
 use bitcoin::BlockHash;
 use btcpeer::group::*;
 use btcpeer::peer::messages::{Fetch as PeerFetch, GetStats, SendMessage};
-use btcpeer::peer::requests::{Request, RequestError, Response};
+use btcpeer::peer::requests::{ItemHash, Request, RequestError, Response};
 use btcpeer::peer::{PeerActor, PeerAddr};
 use btcpeer::wire::{Codec, Message};
 use btcpeer::Network;
@@ -65,7 +65,11 @@ async fn headers_blocks_and_transactions_come_back_from_bcoin() {
     // A block bcoin does not have: it answers notfound (or, like Core, nothing: a timeout).
     let unknown = BlockHash::from_byte_array([7; 32]);
     let err = peer.send(PeerFetch(Request::Blocks { hashes: vec![unknown] })).await.unwrap().unwrap_err();
-    assert!(matches!(err, RequestError::NotFound { .. } | RequestError::Timeout { .. }), "{err}");
+    assert!(
+        matches!(err, RequestError::NotFound { hash: ItemHash::Block(h) } if h == unknown)
+            || matches!(err, RequestError::Timeout { .. }),
+        "{err}"
+    );
     println!("unknown block: {err}");
     // The peer is still fine.
     assert_eq!(peer.send(GetStats).await.unwrap().state, btcpeer::peer::PeerState::Ready);
@@ -85,7 +89,7 @@ async fn filtered_blocks_come_with_their_matched_transactions_from_a_bloom_peer(
     // No filter loaded yet: bcoin answers notfound.
     let request = Request::FilteredBlocks { hashes: vec![mined[1]] };
     let err = peer.send(PeerFetch(request.clone())).await.unwrap().unwrap_err();
-    assert!(matches!(err, RequestError::NotFound { .. }), "{err}");
+    assert_eq!(err, RequestError::NotFound { hash: ItemHash::Block(mined[1]) });
 
     // A filter with every bit set matches every transaction.
     let filter = btcpeer::wire::FilterLoad {
@@ -114,7 +118,7 @@ async fn filtered_blocks_are_not_asked_of_peers_without_bloom() {
     events.expect(WAIT, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
     let err =
         peer.send(PeerFetch(Request::FilteredBlocks { hashes: vec![mined] })).await.unwrap().unwrap_err();
-    assert!(matches!(err, RequestError::Unsupported { .. }), "{err}");
+    assert_eq!(err, RequestError::Unsupported { service: btcpeer::wire::ServiceFlags::BLOOM });
     assert_eq!(peer.send(GetStats).await.unwrap().sent_per_command.get("getdata"), None, "nothing was sent");
 }
 

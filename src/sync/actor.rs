@@ -326,7 +326,9 @@ impl ChainSync {
                 }
                 SyncAction::Punish { peer, reason } => {
                     warn!(%peer, %reason, "invalid headers");
-                    let reason = DisconnectReason::Misbehaving(Misbehavior::InvalidData { reason });
+                    let reason = DisconnectReason::Misbehaving(Misbehavior::InvalidData {
+                        reason: reason.to_string(),
+                    });
                     self.group.do_send(DisconnectPeerWith { peer, reason });
                 }
                 SyncAction::Rotate { peer } => {

@@ -78,8 +78,8 @@ pub enum SyncAction {
     Punish {
         /// The peer.
         peer: PeerId,
-        /// What was wrong.
-        reason: String,
+        /// What was wrong with its headers.
+        reason: HeaderError,
     },
     /// The tip is stale while this peer was our source: drop it so another is dialed.
     Rotate {
@@ -376,7 +376,7 @@ impl HeaderSync {
         if let Some(e) = error {
             if e.is_misbehaviour() {
                 self.peers.remove(&peer);
-                self.actions.push_back(SyncAction::Punish { peer, reason: e.to_string() });
+                self.actions.push_back(SyncAction::Punish { peer, reason: e });
             }
         }
     }

@@ -1,5 +1,5 @@
 //! Chain sync: [`ChainSync`] follows the best header chain through a
-//! [`PeerGroup`](crate::group::PeerGroup) (decisions in the pure [`machine`]), keeps it in
+//! [`PeerGroup`] (decisions in the pure [`machine`]), keeps it in
 //! `headers.dat`, and publishes [`ChainEvent`]s. [`block_stream`] downloads a range of blocks
 //! in parallel and yields them in order; [`header_stream`] pages through the stored chain and
 //! then follows it live.
@@ -22,7 +22,7 @@ pub use actor::{
 pub use machine::{HeaderSync, SyncAction, SyncConfig};
 
 use crate::group::{Fetch, PeerGroup};
-use crate::peer::requests::{Request, RequestError, Response};
+use crate::peer::requests::{InvalidData, ItemHash, Request, RequestError, Response};
 
 /// Downloads `hashes` with up to `window` requests at once, spread over the group's peers
 /// (each peer also keeps at most 16 in flight), and yields the blocks in the order given. A
@@ -50,9 +50,9 @@ pub fn block_stream(
                 match group.send(Fetch::new(Request::Blocks { hashes: vec![hash] })).await {
                     Ok(Ok(f)) => match f.response {
                         Response::Blocks(mut b) => {
-                            b.pop().ok_or(RequestError::NotFound { hash: hash.to_string() })
+                            b.pop().ok_or(RequestError::NotFound { hash: ItemHash::Block(hash) })
                         }
-                        _ => Err(RequestError::Invalid { reason: "not a block".into() }),
+                        _ => Err(RequestError::Invalid(InvalidData::UnexpectedResponse)),
                     },
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err(RequestError::NoPeers),

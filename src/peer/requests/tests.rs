@@ -130,9 +130,14 @@ fn unchained_or_bad_pow_headers_are_misbehaviour() {
         .unwrap();
     events(&mut r);
     r.on_headers(&hs);
-    let ev = events(&mut r);
-    assert!(matches!(&ev[0], RequestEvent::Done(i, Err(RequestError::Invalid { .. })) if *i == id), "{ev:?}");
-    assert!(matches!(&ev[1], RequestEvent::Misbehaved(_)));
+    let unchained = InvalidData::UnchainedHeaders { index: 1 };
+    assert_eq!(
+        events(&mut r),
+        vec![
+            RequestEvent::Done(id, Err(RequestError::Invalid(unchained.clone()))),
+            RequestEvent::Misbehaved(unchained)
+        ]
+    );
 
     // Bad proof of work, even unsolicited.
     let mut bad = chain(1);
@@ -140,7 +145,10 @@ fn unchained_or_bad_pow_headers_are_misbehaviour() {
         bad[0].nonce += 1;
     }
     r.on_headers(&bad);
-    assert!(matches!(events(&mut r)[..], [RequestEvent::Misbehaved(_)]));
+    assert_eq!(
+        events(&mut r),
+        vec![RequestEvent::Misbehaved(InvalidData::HighHash { hash: bad[0].block_hash() })]
+    );
 }
 
 #[test]
@@ -237,7 +245,7 @@ fn notfound_fails_waiting_requests_and_frees_the_window() {
     r.on_notfound(now, &[Inventory::WitnessBlock(b.block_hash())]);
     assert_eq!(
         events(&mut r),
-        vec![RequestEvent::Done(id, Err(RequestError::NotFound { hash: b.block_hash().to_string() }))]
+        vec![RequestEvent::Done(id, Err(RequestError::NotFound { hash: ItemHash::Block(b.block_hash()) }))]
     );
     assert_eq!(r.blocks_in_flight(), 0, "the request's other hash is no longer wanted");
     assert!(!r.wants_block(&c.block_hash()));
@@ -253,9 +261,16 @@ fn mutated_block_is_misbehaviour() {
     let id = r.start(now, Request::Blocks { hashes: vec![good.block_hash()] }, T).unwrap();
     events(&mut r);
     r.on_block(now, Arc::new(bad));
-    let ev = events(&mut r);
-    assert!(matches!(&ev[0], RequestEvent::Done(i, Err(RequestError::Invalid { .. })) if *i == id), "{ev:?}");
-    assert!(matches!(&ev[1], RequestEvent::Misbehaved(_)));
+    // Both test transactions spend the null outpoint, so the swapped one still looks like a
+    // coinbase: the merkle root is what catches the change.
+    let mismatch = InvalidData::MerkleRootMismatch { hash: good.block_hash() };
+    assert_eq!(
+        events(&mut r),
+        vec![
+            RequestEvent::Done(id, Err(RequestError::Invalid(mismatch.clone()))),
+            RequestEvent::Misbehaved(mismatch)
+        ]
+    );
 }
 
 #[test]
@@ -278,7 +293,7 @@ fn transactions_of_a_block_by_txid() {
     r.on_block(now, b.clone());
     assert_eq!(
         events(&mut r),
-        vec![RequestEvent::Done(id, Err(RequestError::NotFound { hash: missing.to_string() }))]
+        vec![RequestEvent::Done(id, Err(RequestError::NotFound { hash: ItemHash::Transaction(missing) }))]
     );
 }
 
@@ -304,16 +319,16 @@ fn block_progress_extends_the_deadline_and_close_fails_everything() {
         )
         .unwrap();
     events(&mut r);
-    r.close("closed by peer");
+    r.close(&DisconnectReason::ClosedByPeer);
     let ev = events(&mut r);
     assert_eq!(ev.len(), 2);
     assert!(ev.contains(&RequestEvent::Done(
         hid,
-        Err(RequestError::Disconnected { reason: "closed by peer".into() })
+        Err(RequestError::Disconnected { reason: DisconnectReason::ClosedByPeer })
     )));
     assert!(ev.contains(&RequestEvent::Done(
         id,
-        Err(RequestError::Disconnected { reason: "closed by peer".into() })
+        Err(RequestError::Disconnected { reason: DisconnectReason::ClosedByPeer })
     )));
     assert_eq!(r.pending(), 0);
 }
@@ -346,7 +361,10 @@ fn filtered_block_completes_when_its_matched_transactions_arrive() {
     assert!(events(&mut r).is_empty());
     let other = block(BlockHash::all_zeros(), 4);
     r.on_merkleblock(now, &bitcoin::MerkleBlock::from_block_with_predicate(&other, |_| true));
-    assert!(matches!(events(&mut r)[..], [RequestEvent::Misbehaved(_)]));
+    assert_eq!(
+        events(&mut r),
+        vec![RequestEvent::Misbehaved(InvalidData::UnsolicitedMerkleBlock { hash: other.block_hash() })]
+    );
 }
 
 #[test]
@@ -362,8 +380,12 @@ fn a_merkleblock_that_does_not_prove_its_root_is_invalid() {
     events(&mut r);
     r.on_merkleblock(now, &mb);
     let ev = events(&mut r);
-    assert!(matches!(&ev[0], RequestEvent::Done(i, Err(RequestError::Invalid { .. })) if *i == id), "{ev:?}");
-    assert!(matches!(&ev[1], RequestEvent::Misbehaved(_)));
+    assert!(
+        matches!(&ev[0], RequestEvent::Done(i, Err(RequestError::Invalid(InvalidData::BadMerkleProof { hash, .. })))
+            if *i == id && *hash == b.block_hash()),
+        "{ev:?}"
+    );
+    assert!(matches!(&ev[1], RequestEvent::Misbehaved(InvalidData::BadMerkleProof { .. })));
     assert_eq!(r.pending(), 0);
 }
 
@@ -411,8 +433,8 @@ fn blocks_with_a_duplicated_transaction_or_without_a_coinbase_are_refused_but_64
     dup.txdata.push(dup.txdata[2].clone());
     // Duplicating the last transaction keeps the merkle root (CVE-2012-2459).
     assert_eq!(dup.compute_merkle_root(), good.compute_merkle_root());
-    assert!(check_block(&good).is_none());
-    assert!(check_block(&dup).is_some_and(|r| r.contains("duplicate")), "{:?}", check_block(&dup));
+    assert_eq!(check_block(&good), Ok(()));
+    assert_eq!(check_block(&dup), Err(InvalidData::DuplicateTransactions { hash: dup.block_hash() }));
 }
 
 #[test]
@@ -433,11 +455,11 @@ fn sixty_four_byte_transactions_are_valid_after_a_coinbase() {
     assert_eq!(small.base_size(), 64);
     b.txdata[1] = small;
     b.header.merkle_root = b.compute_merkle_root().expect("non-empty");
-    assert_eq!(check_block(&b), None);
+    assert_eq!(check_block(&b), Ok(()));
     // Without a coinbase first, the block is refused.
     b.txdata.swap(0, 1);
     b.header.merkle_root = b.compute_merkle_root().expect("non-empty");
-    assert!(check_block(&b).is_some_and(|r| r.contains("coinbase")));
+    assert_eq!(check_block(&b), Err(InvalidData::NoCoinbase { hash: b.block_hash() }));
 }
 
 #[test]
@@ -489,4 +511,56 @@ fn notfound_answers_only_its_own_kind() {
         matches!(&ev[..], [RequestEvent::Done(id, Err(RequestError::NotFound { .. }))] if *id == filtered),
         "{ev:?}"
     );
+}
+
+#[test]
+fn errors_are_typed_and_serialise_with_their_context() {
+    let hash = BlockHash::all_zeros();
+    let json = |e: &RequestError| serde_json::to_value(e).expect("serialisable");
+    assert_eq!(
+        json(&RequestError::Invalid(InvalidData::HighHash { hash })),
+        serde_json::json!({"error": "invalid", "reason": "high_hash", "hash": hash.to_string()})
+    );
+    assert_eq!(
+        json(&RequestError::Invalid(InvalidData::UnexpectedResponse)),
+        serde_json::json!({"error": "invalid", "reason": "unexpected_response"})
+    );
+    assert_eq!(
+        json(&RequestError::NotFound { hash: ItemHash::Transaction(Txid::all_zeros()) }),
+        serde_json::json!({"error": "not_found", "hash": {"transaction": Txid::all_zeros().to_string()}})
+    );
+    let bloom = RequestError::Unsupported { service: crate::wire::ServiceFlags::BLOOM };
+    assert_eq!(json(&bloom), serde_json::json!({"error": "unsupported", "service": 4}));
+    let gone = RequestError::Disconnected { reason: DisconnectReason::ClosedByPeer };
+    assert_eq!(
+        json(&gone),
+        serde_json::json!({"error": "disconnected", "reason": {"reason": "closed_by_peer"}})
+    );
+    let b = block(BlockHash::all_zeros(), 15);
+    let mut mb = bitcoin::MerkleBlock::from_block_with_predicate(&b, |_| true);
+    mb.txn = bitcoin::MerkleBlock::from_block_with_predicate(&block(hash, 16), |_| true).txn;
+    let proof = check_merkleblock(&mb).expect_err("proves another block");
+    assert_eq!(json(&RequestError::Invalid(proof.clone()))["reason"], "bad_merkle_proof");
+    for (e, text) in [
+        (RequestError::Invalid(InvalidData::UnchainedHeaders { index: 3 }), "header 3 does not follow"),
+        (RequestError::Invalid(proof), "does not prove its merkle root"),
+        (RequestError::NotFound { hash: ItemHash::Block(hash) }, "peer does not have block 0000"),
+        (gone, "peer disconnected: connection closed by peer"),
+        (bloom, "BLOOM"),
+    ] {
+        assert!(e.to_string().contains(text), "{e}");
+    }
+}
+
+#[test]
+fn check_headers_names_the_first_problem() {
+    let hs = chain(3);
+    assert_eq!(check_headers(&hs), Ok(()));
+    assert_eq!(check_headers(&[]), Ok(()));
+    assert_eq!(check_headers(&[hs[0], hs[2]]), Err(InvalidData::UnchainedHeaders { index: 1 }));
+    let mut bad = hs[1];
+    while bad.validate_pow(bad.target()).is_ok() {
+        bad.nonce += 1;
+    }
+    assert_eq!(check_headers(&[hs[0], bad]), Err(InvalidData::HighHash { hash: bad.block_hash() }));
 }

@@ -1,0 +1,141 @@
+//! Checks of what a peer sends that need no chain context: headers chained and each meeting
+//! its own target, a block matching its header, a merkleblock proving its header's root.
+//! Contextual rules (difficulty, time, checkpoints) belong to the header chain
+//! ([`crate::chain`]).
+
+use std::collections::HashSet;
+
+use bitcoin::block::Header;
+use bitcoin::merkle_tree::MerkleBlockError;
+use bitcoin::{Block, BlockHash, MerkleBlock, Txid};
+use serde::{Serialize, Serializer};
+
+/// Why data a peer sent cannot be right. The peer that sent it is misbehaving.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum InvalidData {
+    /// `headers[index]` does not build on `headers[index - 1]`.
+    #[error("headers are not chained: header {index} does not follow the one before it")]
+    UnchainedHeaders {
+        /// Position in the message.
+        index: usize,
+    },
+    /// The hash is above the header's own target, or the target cannot be valid (Core's
+    /// `high-hash`, `CheckProofOfWork`).
+    #[error("header {hash} fails its proof of work")]
+    HighHash {
+        /// The header's hash.
+        hash: BlockHash,
+    },
+    /// A block without transactions (Core's `bad-blk-length`).
+    #[error("block {hash} has no transactions")]
+    NoTransactions {
+        /// The block's hash.
+        hash: BlockHash,
+    },
+    /// A transaction appears twice: the merkle root cannot tell (CVE-2012-2459, Core's
+    /// `bad-txns-duplicate`).
+    #[error("block {hash} has a duplicate transaction")]
+    DuplicateTransactions {
+        /// The block's hash.
+        hash: BlockHash,
+    },
+    /// The first transaction is not a coinbase (Core's `bad-cb-missing`).
+    #[error("block {hash} does not start with a coinbase")]
+    NoCoinbase {
+        /// The block's hash.
+        hash: BlockHash,
+    },
+    /// The transactions do not hash to the header's merkle root (Core's `bad-txnmrklroot`).
+    #[error("block {hash} does not match its merkle root")]
+    MerkleRootMismatch {
+        /// The block's hash.
+        hash: BlockHash,
+    },
+    /// The witness commitment in the coinbase does not match the witnesses (Core's
+    /// `bad-witness-merkle-match`).
+    #[error("block {hash} has a bad witness commitment")]
+    WitnessCommitmentMismatch {
+        /// The block's hash.
+        hash: BlockHash,
+    },
+    /// A `merkleblock` whose partial merkle tree does not prove its header's root.
+    #[error("merkleblock {hash} does not prove its merkle root: {error}")]
+    BadMerkleProof {
+        /// The block's hash.
+        hash: BlockHash,
+        /// What the proof got wrong.
+        #[serde(serialize_with = "display")]
+        error: MerkleBlockError,
+    },
+    /// A `merkleblock` we never asked for (its answer could not be matched to a request).
+    #[error("unsolicited merkleblock {hash}")]
+    UnsolicitedMerkleBlock {
+        /// The block's hash.
+        hash: BlockHash,
+    },
+    /// An answer of another kind than the request asked for.
+    #[error("answer of the wrong kind for the request")]
+    UnexpectedResponse,
+}
+
+fn display<T: std::fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+/// Checks a list of headers on its own: each follows the one before it and meets its own
+/// target (Core's `CheckHeadersPoW` in `net_processing.cpp`).
+pub fn check_headers(headers: &[Header]) -> Result<(), InvalidData> {
+    let mut prev: Option<BlockHash> = None;
+    for (index, header) in headers.iter().enumerate() {
+        if prev.is_some_and(|p| header.prev_blockhash != p) {
+            return Err(InvalidData::UnchainedHeaders { index });
+        }
+        match header.validate_pow(header.target()) {
+            Ok(hash) => prev = Some(hash),
+            Err(_) => return Err(InvalidData::HighHash { hash: header.block_hash() }),
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a block's contents match its header (not a mutated block). Follows Core's
+/// `CheckBlock` and `IsBlockMutated` (`validation.cpp`) in what needs no chain context.
+pub fn check_block(block: &Block) -> Result<(), InvalidData> {
+    let hash = block.block_hash();
+    let Some(first) = block.txdata.first() else {
+        return Err(InvalidData::NoTransactions { hash });
+    };
+    // A duplicated transaction keeps the merkle root (CVE-2012-2459, Core's `IsBlockMutated`).
+    let mut seen = HashSet::with_capacity(block.txdata.len());
+    if !block.txdata.iter().all(|tx| seen.insert(tx.compute_txid())) {
+        return Err(InvalidData::DuplicateTransactions { hash });
+    }
+    // Without a coinbase first the block is invalid, and 64-byte transactions could pass for
+    // inner merkle nodes (Core's `IsBlockMutated`); with one, 64-byte transactions are valid.
+    if !first.is_coinbase() {
+        return Err(InvalidData::NoCoinbase { hash });
+    }
+    if !block.check_merkle_root() {
+        return Err(InvalidData::MerkleRootMismatch { hash });
+    }
+    if !block.check_witness_commitment() {
+        return Err(InvalidData::WitnessCommitmentMismatch { hash });
+    }
+    Ok(())
+}
+
+/// Checks a BIP37 `merkleblock`: its header meets its own target and its partial merkle tree
+/// proves the header's root. Returns the matched txids, in block order.
+pub fn check_merkleblock(mb: &MerkleBlock) -> Result<Vec<Txid>, InvalidData> {
+    let hash = mb.header.block_hash();
+    if mb.header.validate_pow(mb.header.target()).is_err() {
+        return Err(InvalidData::HighHash { hash });
+    }
+    let mut txids = Vec::new();
+    let mut indexes = Vec::new();
+    mb.extract_matches(&mut txids, &mut indexes)
+        .map_err(|error| InvalidData::BadMerkleProof { hash, error })?;
+    Ok(txids)
+}
