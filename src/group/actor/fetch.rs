@@ -8,7 +8,7 @@ use crate::group::messages::{Fetch, Fetched};
 use crate::group::requests::{after_failure, choose_peer, is_free_failure, max_picks, Candidate, Next};
 use crate::peer::messages::Fetch as PeerFetch;
 use crate::peer::requests::{Request, RequestError};
-use crate::peer::{PeerActor, PeerId};
+use crate::peer::{DisconnectReason, PeerActor, PeerId};
 
 /// Internal: pick a peer for a request, excluding those already tried.
 #[derive(Message)]
@@ -68,7 +68,7 @@ impl Handler<Fetch> for PeerGroup {
                 };
                 tried.push(peer);
                 let result = actor.send(PeerFetch(msg.request.clone())).await.unwrap_or_else(|_| {
-                    Err(RequestError::Disconnected { reason: "peer actor stopped".into() })
+                    Err(RequestError::Disconnected { reason: DisconnectReason::Io { error: "peer actor stopped".into() } })
                 });
                 let error = match result {
                     Ok(response) => return Ok(Fetched { peer, response, attempts: attempts + 1 }),

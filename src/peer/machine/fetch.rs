@@ -25,7 +25,7 @@ impl PeerMachine {
         }
         if matches!(request, Request::FilteredBlocks { .. }) && !self.peer_has(ServiceFlags::BLOOM) {
             // Core disconnects a peer asking for filtered blocks without NODE_BLOOM.
-            return Err(RequestError::Unsupported { service: "NODE_BLOOM".into() });
+            return Err(RequestError::Unsupported { service: ServiceFlags::BLOOM });
         }
         let timeout = self.config.request_timeouts.for_latency(self.latency);
         let id = self.requests.start(now, request, timeout)?;
@@ -73,7 +73,7 @@ impl PeerMachine {
                 }
                 RequestEvent::Done(id, result) => self.actions.push_back(Action::Answer(id, result)),
                 RequestEvent::Misbehaved(reason) => {
-                    verdict = self.misbehaving(Misbehavior::InvalidData { reason });
+                    verdict = self.misbehaving(Misbehavior::InvalidData { reason: reason.to_string() });
                 }
                 RequestEvent::Stalled { after } => {
                     self.disconnect(DisconnectReason::Stalled { after });

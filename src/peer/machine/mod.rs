@@ -459,7 +459,7 @@ impl PeerMachine {
             self.nonces.release(n);
         }
         self.set_state(PeerState::Disconnected);
-        self.requests.close(&reason.to_string());
+        self.requests.close(&reason);
         while let Some(event) = self.requests.poll_event() {
             if let RequestEvent::Done(id, result) = event {
                 self.actions.push_back(Action::Answer(id, result));
