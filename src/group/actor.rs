@@ -1,7 +1,7 @@
 //! The `PeerGroup` actor: owns the peers, the listeners, the address book and the ban list,
 //! and executes the decisions of [`Policy`], of the broadcast cache and of the readiness
 //! waiters. Its handlers live in submodules by subject; inbound connections in
-//! [`listener`](super::listener), saved state in [`state`](super::state).
+//! `group/listener.rs`, saved state in `group/state.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
