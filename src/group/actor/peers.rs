@@ -17,8 +17,7 @@ use crate::group::waiters::Want;
 use crate::peer::messages::{
     Disconnect, GetStats, Subscribe as PeerSubscribe, SubscribeAs, Unsubscribe as PeerUnsubscribe,
 };
-use crate::peer::PeerAddr;
-use crate::peer::{DisconnectReason, Link, PeerInfo, PeerState, PeerStats, ReasonKind};
+use crate::peer::{DisconnectReason, Link, PeerAddr, PeerInfo, PeerState, PeerStats, ReasonKind};
 use crate::wire::{self, AddrV2};
 
 impl Handler<PeerReady> for PeerGroup {
