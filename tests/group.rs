@@ -293,3 +293,70 @@ async fn relay_mode_carries_a_transaction_from_one_node_to_another() {
     });
     group.send(Shutdown).await.unwrap();
 }
+
+fn genesis_request() -> btcpeer::peer::requests::Request {
+    btcpeer::peer::requests::Request::Blocks { hashes: vec![Network::Regtest.genesis_hash()] }
+}
+
+fn fetched_block_hash(f: &Fetched) -> bitcoin::BlockHash {
+    match &f.response {
+        btcpeer::peer::requests::Response::Blocks(b) => b[0].block_hash(),
+        other => panic!("not blocks: {other:?}"),
+    }
+}
+
+#[actix_rt::test]
+async fn a_fetch_right_after_start_waits_for_a_ready_peer() {
+    let host = "127.0.10.31";
+    let _node = node_at(host);
+    let group = PeerGroup::new(connect_only(host), vec![]).start();
+    // Sent at once, before any peer can be ready: it waits for one instead of failing.
+    let fetched = group.send(Fetch::new(genesis_request()).wait(WAIT)).await.unwrap().unwrap();
+    assert_eq!(fetched_block_hash(&fetched), Network::Regtest.genesis_hash());
+    assert_eq!(group.send(WaitForPeers { min: 1, timeout: WAIT }).await.unwrap(), Ok(1));
+    // Only one node exists: a second peer never comes, and the caller is told so in time.
+    let short = Duration::from_millis(200);
+    assert_eq!(
+        group.send(WaitForPeers { min: 2, timeout: short }).await.unwrap(),
+        Err(GroupError::Timeout { ready: 1, min: 2 })
+    );
+    group.send(Shutdown).await.unwrap();
+    assert_eq!(group.send(WaitForPeers { min: 1, timeout: WAIT }).await.unwrap(), Err(GroupError::Closed));
+    let err = group.send(Fetch::new(genesis_request())).await.unwrap().unwrap_err();
+    assert_eq!(err, btcpeer::peer::requests::RequestError::NoPeers);
+}
+
+#[actix_rt::test]
+async fn the_default_fetch_waits_and_a_waiting_caller_is_answered_when_the_peer_is_ready() {
+    let host = "127.0.10.32";
+    let _node = node_at(host);
+    let group = PeerGroup::new(connect_only(host), vec![]).start();
+    let waiting = group.send(WaitForPeers { min: 1, timeout: WAIT });
+    let fetched = group.send(Fetch::new(genesis_request())).await.unwrap().unwrap();
+    assert_eq!(fetched_block_hash(&fetched), Network::Regtest.genesis_hash());
+    assert_eq!(waiting.await.unwrap(), Ok(1));
+    group.send(Shutdown).await.unwrap();
+}
+
+#[actix_rt::test]
+async fn an_adopted_ready_peer_serves_fetches() {
+    let host = "127.0.10.33";
+    let _node = node_at(host);
+    let (_probe, subs, mut events) = probe(false);
+    let actor = btcpeer::peer::PeerActor::outbound(regtest_config(), addr_of(host), subs);
+    let id = actor.id();
+    let peer = actor.start();
+    events.expect(WAIT, "the peer ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
+
+    // A group with no peers of its own adopts the ready peer; requests use it at once.
+    let group = PeerGroup::new(group_config(regtest_config(), false), vec![]).start();
+    group
+        .send(AddPeer { id, addr: addr_of(host), link: btcpeer::peer::Link::Outbound, actor: peer })
+        .await
+        .unwrap();
+    let fetched = group.send(Fetch::new(genesis_request()).wait(Duration::ZERO)).await.unwrap().unwrap();
+    assert_eq!(fetched.peer, id);
+    assert_eq!(fetched_block_hash(&fetched), Network::Regtest.genesis_hash());
+    assert_eq!(group.send(WaitForPeers { min: 1, timeout: Duration::ZERO }).await.unwrap(), Ok(1));
+    group.send(Shutdown).await.unwrap();
+}

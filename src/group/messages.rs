@@ -36,6 +36,41 @@ pub enum GroupError {
     /// The group is shutting down.
     #[error("peer group is closed")]
     Closed,
+    /// Fewer peers than wanted became ready in time.
+    #[error("only {ready} of {min} peers ready in time")]
+    Timeout {
+        /// Ready peers at the deadline.
+        ready: usize,
+        /// Ready peers wanted.
+        min: usize,
+    },
+    /// Too many callers are waiting already.
+    #[error("too many callers waiting for peers")]
+    Busy,
+}
+
+/// Waits until at least `min` peers are ready (handshake done) and answers how many are, or
+/// fails with [`GroupError::Timeout`] after `timeout` ([`GroupError::Closed`] if the group shuts
+/// down first). Answers at once if enough peers are ready already.
+///
+/// ```no_run
+/// # async fn demo(group: actix::Addr<btcpeer::group::PeerGroup>) {
+/// use std::time::Duration;
+/// use btcpeer::group::WaitForPeers;
+/// match group.send(WaitForPeers { min: 1, timeout: Duration::from_secs(30) }).await {
+///     Ok(Ok(n)) => println!("{n} peers ready"),
+///     Ok(Err(e)) => eprintln!("{e}"),
+///     Err(_) => eprintln!("group stopped"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<usize, GroupError>")]
+pub struct WaitForPeers {
+    /// Ready peers wanted.
+    pub min: usize,
+    /// How long to wait for them.
+    pub timeout: Duration,
 }
 
 /// Sends a message to every ready peer; answers how many peers it went to.
@@ -244,11 +279,21 @@ pub enum BroadcastError {
 /// with [`RequestError::RetriesExhausted`](crate::peer::requests::RequestError) carrying the
 /// last error.
 ///
+/// **Waiting for a peer.** When no ready peer can serve the request yet (right after the group
+/// started, or while every peer is being replaced), the request waits for one up to
+/// [`GroupConfig::fetch_wait`](super::GroupConfig) (default
+/// [`DEFAULT_FETCH_WAIT`](super::DEFAULT_FETCH_WAIT), 30 s), as bitcoin-net does, and only then
+/// fails with [`RequestError::NoPeers`](crate::peer::requests::RequestError). Choose the wait
+/// per request with [`Fetch::wait`] (`Duration::ZERO`: fail at once). Once a request failed on
+/// a peer, retries do not wait for new peers.
+///
 /// ```no_run
 /// # async fn demo(group: actix::Addr<btcpeer::group::PeerGroup>, hash: bitcoin::BlockHash) {
+/// use std::time::Duration;
 /// use btcpeer::group::Fetch;
 /// use btcpeer::peer::requests::{Request, Response};
-/// match group.send(Fetch::new(Request::Blocks { hashes: vec![hash] })).await {
+/// let fetch = Fetch::new(Request::Blocks { hashes: vec![hash] }).wait(Duration::from_secs(60));
+/// match group.send(fetch).await {
 ///     Ok(Ok(f)) => {
 ///         if let Response::Blocks(b) = f.response {
 ///             println!("{} from peer {}", b[0].block_hash(), f.peer)
@@ -275,6 +320,35 @@ impl Fetch {
     pub fn new(request: crate::peer::requests::Request) -> Self {
         Fetch { request, preferred: None, exclude: Vec::new() }
     }
+
+    /// Tries `peer` first.
+    pub fn preferred(mut self, peer: PeerId) -> Self {
+        self.preferred = Some(peer);
+        self
+    }
+
+    /// Never asks these peers.
+    pub fn exclude(mut self, peers: Vec<PeerId>) -> Self {
+        self.exclude = peers;
+        self
+    }
+
+    /// Waits up to `wait` for a capable peer instead of the group's
+    /// [`fetch_wait`](super::GroupConfig) (`Duration::ZERO`: fail at once when there is none).
+    pub fn wait(self, wait: Duration) -> WaitingFetch {
+        WaitingFetch { fetch: self, wait }
+    }
+}
+
+/// A [`Fetch`] with its own wait for a capable peer (made by [`Fetch::wait`]); answers like a
+/// [`Fetch`].
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Fetched, crate::peer::requests::RequestError>")]
+pub struct WaitingFetch {
+    /// The request.
+    pub fetch: Fetch,
+    /// Longest wait for a ready peer that can serve it.
+    pub wait: Duration,
 }
 
 /// A [`Fetch`] result and the peer that served it.

@@ -1,0 +1,92 @@
+//! Handlers an operator uses: bans, accepting, status, addresses and shutdown.
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::{deliver, unix_now, PeerGroup, SHUTDOWN_GRACE};
+use crate::group::bans::BanTarget;
+use crate::group::messages::*;
+use crate::peer::messages::Disconnect;
+use crate::peer::DisconnectReason;
+
+impl Handler<BanAddr> for PeerGroup {
+    type Result = MessageResult<BanAddr>;
+    fn handle(&mut self, msg: BanAddr, _: &mut Context<Self>) -> Self::Result {
+        let duration = msg.duration.unwrap_or(self.config.ban_time);
+        MessageResult(self.ban(&msg.addr, duration, &msg.reason, true))
+    }
+}
+
+impl Handler<UnbanAddr> for PeerGroup {
+    type Result = bool;
+    fn handle(&mut self, msg: UnbanAddr, _: &mut Context<Self>) -> bool {
+        let target = BanTarget::of(&msg.0);
+        let ban = self.bans.list().into_iter().find(|b| b.target == target);
+        match ban {
+            Some(ban) if self.bans.unban(&target) => {
+                tracing::info!(target = %ban.target, "unbanned");
+                self.group_events.unbanned(&ban, false);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Handler<GetBans> for PeerGroup {
+    type Result = MessageResult<GetBans>;
+    fn handle(&mut self, _: GetBans, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.bans.list())
+    }
+}
+
+impl Handler<StopAccepting> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, _: StopAccepting, _: &mut Context<Self>) {
+        self.accepting = false;
+    }
+}
+
+impl Handler<StartAccepting> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, _: StartAccepting, _: &mut Context<Self>) {
+        self.accepting = true;
+    }
+}
+
+impl Handler<GetStatus> for PeerGroup {
+    type Result = MessageResult<GetStatus>;
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+impl Handler<AddAddresses> for PeerGroup {
+    type Result = usize;
+    fn handle(&mut self, msg: AddAddresses, ctx: &mut Context<Self>) -> usize {
+        let unix = unix_now();
+        let added = msg.0.iter().filter(|a| self.book.add(a, 0, unix, None, unix)).count();
+        self.run_policy(ctx);
+        added
+    }
+}
+
+impl Handler<Shutdown> for PeerGroup {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        self.closing = true;
+        self.accepting = false;
+        // Nobody will become ready any more.
+        deliver(self.ready_waiters.close());
+        for entry in self.peers.values() {
+            entry.actor.do_send(Disconnect(DisconnectReason::Shutdown));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiting.push(tx);
+        self.finish_if_closed();
+        ctx.run_later(SHUTDOWN_GRACE, |act, _| act.close());
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}

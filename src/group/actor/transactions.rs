@@ -1,0 +1,146 @@
+//! Handlers that move transactions and messages to peers: `Broadcast`,
+//! `BroadcastTransaction`, relay mode, serving `getdata`, and confirmation by a block. The
+//! decisions are the broadcast cache's ([`crate::group::broadcast`]).
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::{deliver, PeerGroup, LONGEST_WAIT};
+use crate::events::{GetDataReceived, TxReceived};
+use crate::group::broadcast::Origin;
+use crate::group::messages::*;
+use crate::peer::messages::{QueueTransactions, SendMessage};
+use crate::peer::{PeerActor, PeerId};
+use crate::wire::Message;
+
+impl PeerGroup {
+    /// The ready peers, except `but`.
+    fn ready_actors(&self, but: Option<PeerId>) -> Vec<Addr<PeerActor>> {
+        self.peers
+            .iter()
+            .filter(|(id, e)| e.ready && Some(**id) != but)
+            .map(|(_, e)| e.actor.clone())
+            .collect()
+    }
+}
+
+impl Handler<Broadcast> for PeerGroup {
+    type Result = Result<usize, GroupError>;
+    fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> Self::Result {
+        if self.closing {
+            return Err(GroupError::Closed);
+        }
+        let ready = self.ready_actors(None);
+        if ready.is_empty() && !msg.allow_none {
+            return Err(GroupError::NoPeers);
+        }
+        for actor in &ready {
+            actor.do_send(SendMessage(msg.message.clone()));
+        }
+        Ok(ready.len())
+    }
+}
+
+impl Handler<BroadcastTransaction> for PeerGroup {
+    type Result = ResponseFuture<Result<BroadcastOutcome, BroadcastError>>;
+
+    /// Announces the transaction to every ready peer and waits, until this caller's own
+    /// deadline, for enough peers to ask for it.
+    fn handle(&mut self, msg: BroadcastTransaction, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        let answer: Self::Result =
+            Box::pin(async move { answer.await.unwrap_or(Err(BroadcastError::Closed)) });
+        if self.closing {
+            let _ = reply.send(Err(BroadcastError::Closed));
+            return answer;
+        }
+        let ready = self.ready_actors(None);
+        if ready.is_empty() {
+            let _ = reply.send(Err(BroadcastError::NoPeers));
+            return answer;
+        }
+        let now = Instant::now();
+        let tx = Arc::new(msg.tx);
+        let txid = tx.compute_txid();
+        if let Err(e) = self.broadcasts.admit(tx, Origin::Ours, now) {
+            let _ = reply.send(Err(e));
+            return answer;
+        }
+        if let Some(tx) = self.broadcasts.get(&txid) {
+            for actor in &ready {
+                actor.do_send(QueueTransactions(vec![tx.clone()]));
+            }
+        }
+        self.broadcasts.announced(&txid, ready.len());
+        let timeout = msg.timeout.min(LONGEST_WAIT);
+        let answers = self.broadcasts.wait(&txid, msg.min_peers, now + timeout, reply, now);
+        if answers.is_empty() {
+            ctx.run_later(timeout, |act, _| deliver(act.broadcasts.expire_waiters(Instant::now())));
+        }
+        deliver(answers);
+        answer
+    }
+}
+
+impl Handler<BlockConnected> for PeerGroup {
+    type Result = ();
+
+    /// A broadcast seen in a block of the best chain is done: waiters get their outcome and
+    /// rebroadcasting stops. Only a chain sync sends this, for blocks it requested and checked
+    /// (an unsolicited block from a peer proves nothing).
+    fn handle(&mut self, msg: BlockConnected, _: &mut Context<Self>) {
+        let (confirmed, answers) = self.broadcasts.confirm(&msg.0);
+        if !confirmed.is_empty() {
+            let block = msg.0.block_hash();
+            for txid in confirmed {
+                info!(%txid, %block, "broadcast transaction confirmed");
+            }
+        }
+        deliver(answers);
+    }
+}
+
+impl Handler<GetDataReceived> for PeerGroup {
+    type Result = ();
+
+    fn handle(&mut self, msg: GetDataReceived, _: &mut Context<Self>) {
+        let Some(entry) = self.peers.get(&msg.peer) else { return };
+        let actor = entry.actor.clone();
+        let served = self.broadcasts.get_data(msg.peer, &msg.items);
+        for tx in served.txs {
+            actor.do_send(SendMessage(Message::Tx(tx)));
+        }
+        if served.stripped_segwit {
+            warn!(peer = %msg.addr, "peer asked for a segwit transaction without witness; advertise NODE_WITNESS (peer.services = 8)");
+        }
+        if !served.not_found.is_empty() {
+            // Core moves on to another announcer when told `notfound`.
+            actor.do_send(SendMessage(Message::NotFound(served.not_found)));
+        }
+        deliver(served.answers);
+    }
+}
+
+impl Handler<TxReceived> for PeerGroup {
+    type Result = ();
+
+    /// Relay mode: keep the transaction to serve it and announce it to every other ready peer.
+    fn handle(&mut self, msg: TxReceived, _: &mut Context<Self>) {
+        if !self.config.relay_transactions || self.closing {
+            return;
+        }
+        // Known already, or no room: nothing to pass on.
+        if self.broadcasts.admit(msg.tx.clone(), Origin::Relayed, Instant::now()) != Ok(true) {
+            return;
+        }
+        let others = self.ready_actors(Some(msg.peer));
+        for actor in &others {
+            actor.do_send(QueueTransactions(vec![msg.tx.clone()]));
+        }
+        self.broadcasts.announced(&msg.tx.compute_txid(), others.len());
+    }
+}

@@ -1,0 +1,179 @@
+//! Inbound connections: the listeners, admission of each newcomer, and executing eviction
+//! when the inbound slots are full (the decisions are [`inbound`](super::inbound)'s).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::future::join_all;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use super::actor::{unix_now, Entry};
+use super::inbound::{self, Admission, Candidate};
+use super::messages::GetListenAddrs;
+use super::PeerGroup;
+use crate::addrbook::netgroup::netgroup;
+use crate::peer::messages::{Disconnect, GetStats};
+use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr, PeerId};
+
+/// Pause after a failed `accept` (out of file descriptors and similar) instead of spinning.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// A listener accepted a connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Accepted(tokio::net::TcpStream, SocketAddr);
+
+/// A listener is bound.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Listening(SocketAddr);
+
+impl PeerGroup {
+    /// Binds every configured listen address; each accepted connection comes to the group as
+    /// an [`Accepted`].
+    pub(super) fn listen(&self, ctx: &mut Context<Self>) {
+        for addr in self.config.listen.clone() {
+            let me = ctx.address();
+            actix::spawn(async move {
+                let listener = match TcpListener::bind(addr).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        error!(%addr, error = %e, "cannot listen");
+                        return;
+                    }
+                };
+                let local = listener.local_addr().unwrap_or(addr);
+                info!(addr = %local, "listening for inbound peers");
+                if me.send(Listening(local)).await.is_err() {
+                    return;
+                }
+                loop {
+                    match listener.accept().await {
+                        // `send` waits for the group to take it: accepting slows when the group is busy.
+                        Ok((stream, remote)) => {
+                            if me.send(Accepted(stream, remote)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "accept failed");
+                            tokio::time::sleep(ACCEPT_RETRY).await;
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    fn admission(&self, remote: SocketAddr) -> Admission {
+        let limits = inbound::Limits {
+            accepting: self.accepting && !self.closing,
+            inbound: self.inbound_count(),
+            max_inbound: self.config.max_inbound,
+            max_per_ip: self.config.max_inbound_per_ip,
+        };
+        let banned = self.bans.is_banned(&PeerAddr::Ip(remote), unix_now());
+        inbound::admit(remote.ip(), banned, &self.inbound_per_ip, limits)
+    }
+
+    /// Inbound connections (the per-IP counters add up to it).
+    pub(super) fn inbound_count(&self) -> usize {
+        self.inbound_per_ip.values().sum()
+    }
+
+    fn accept(&mut self, stream: tokio::net::TcpStream, remote: SocketAddr, ctx: &mut Context<Self>) {
+        let _ = stream.set_nodelay(true);
+        *self.inbound_per_ip.entry(remote.ip()).or_default() += 1;
+        let actor = PeerActor::inbound(self.config.peer.clone(), remote, stream, self.subscribers(ctx));
+        let id = actor.id();
+        let addr = self.start_peer(actor);
+        self.peers.insert(
+            id,
+            Entry {
+                actor: addr,
+                addr: PeerAddr::Ip(remote),
+                link: Link::Inbound,
+                ready: false,
+                connected_at: Instant::now(),
+                info: None,
+            },
+        );
+        self.enforce_hard_limit();
+    }
+}
+
+impl Handler<Listening> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, msg: Listening, _: &mut Context<Self>) {
+        self.listening.push(msg.0);
+    }
+}
+
+impl Handler<GetListenAddrs> for PeerGroup {
+    type Result = MessageResult<GetListenAddrs>;
+    fn handle(&mut self, _: GetListenAddrs, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.listening.clone())
+    }
+}
+
+impl Handler<Accepted> for PeerGroup {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, Accepted(stream, remote): Accepted, ctx: &mut Context<Self>) -> Self::Result {
+        let done = || -> ResponseActFuture<Self, ()> { Box::pin(actix::fut::ready(())) };
+        match self.admission(remote) {
+            Admission::Accept => {
+                self.accept(stream, remote, ctx);
+                return done();
+            }
+            Admission::Refuse(why) => {
+                info!(%remote, ?why, "refusing inbound connection");
+                return done();
+            }
+            Admission::EvictFirst => {}
+        }
+        // Full: ask the inbound peers for their latency, then evict one or refuse the newcomer.
+        let inbound: Vec<(PeerId, &Entry)> =
+            self.peers.iter().filter(|(_, e)| e.link == Link::Inbound).map(|(id, e)| (*id, e)).collect();
+        let asks: Vec<_> = inbound
+            .iter()
+            .map(|(id, e)| {
+                let group = netgroup(&e.addr);
+                let connected_at = e.connected_at;
+                let id = *id;
+                let ask = e.actor.send(GetStats);
+                async move {
+                    let ping = ask
+                        .await
+                        .ok()
+                        .and_then(|s| s.ping_latency_ms)
+                        .map(|ms| Duration::from_secs_f64(ms / 1000.0));
+                    Candidate { id, group, connected_at, ping }
+                }
+            })
+            .collect();
+        Box::pin(join_all(asks).into_actor(self).map(move |candidates, act, ctx| {
+            // Things may have changed while the peers answered.
+            match act.admission(remote) {
+                Admission::Accept => return act.accept(stream, remote, ctx),
+                Admission::Refuse(_) => return,
+                Admission::EvictFirst => {}
+            }
+            let candidates = candidates.into_iter().filter(|c| act.peers.contains_key(&c.id)).collect();
+            match inbound::select_eviction(candidates) {
+                Some(victim) => {
+                    // Forget the victim now so the count never exceeds the limit while it closes.
+                    if let Some(e) = act.forget(victim) {
+                        info!(victim = %e.addr, newcomer = %remote, "inbound slots full: evicting");
+                        e.actor.do_send(Disconnect(DisconnectReason::Evicted));
+                    }
+                    act.accept(stream, remote, ctx);
+                }
+                None => info!(%remote, "inbound slots full and all protected: refusing"),
+            }
+        }))
+    }
+}
