@@ -149,8 +149,7 @@ async fn a_group_request_completes_on_another_node_when_its_node_dies() {
 
     // Freeze A so the request waits on it, then kill it: the request must move to B.
     a.freeze();
-    let fetch =
-        Fetch { request: Request::Blocks { hashes: vec![mined[3]] }, preferred: Some(a_id), exclude: vec![] };
+    let fetch = Fetch::new(Request::Blocks { hashes: vec![mined[3]] }).preferred(a_id);
     let pending = actix::spawn(group.send(fetch));
     let peers = group.send(GetPeers).await.unwrap();
     let a_stats = peers.iter().find(|p| p.id == a_id).unwrap().clone();

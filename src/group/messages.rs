@@ -313,12 +313,15 @@ pub struct Fetch {
     pub preferred: Option<PeerId>,
     /// Never ask these peers.
     pub exclude: Vec<PeerId>,
+    /// Longest wait for a capable ready peer; `None`: the group's
+    /// [`fetch_wait`](super::GroupConfig).
+    pub wait: Option<Duration>,
 }
 
 impl Fetch {
     /// A request for any suitable peer.
     pub fn new(request: crate::peer::requests::Request) -> Self {
-        Fetch { request, preferred: None, exclude: Vec::new() }
+        Fetch { request, preferred: None, exclude: Vec::new(), wait: None }
     }
 
     /// Tries `peer` first.
@@ -335,20 +338,10 @@ impl Fetch {
 
     /// Waits up to `wait` for a capable peer instead of the group's
     /// [`fetch_wait`](super::GroupConfig) (`Duration::ZERO`: fail at once when there is none).
-    pub fn wait(self, wait: Duration) -> WaitingFetch {
-        WaitingFetch { fetch: self, wait }
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = Some(wait);
+        self
     }
-}
-
-/// A [`Fetch`] with its own wait for a capable peer (made by [`Fetch::wait`]); answers like a
-/// [`Fetch`].
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Fetched, crate::peer::requests::RequestError>")]
-pub struct WaitingFetch {
-    /// The request.
-    pub fetch: Fetch,
-    /// Longest wait for a ready peer that can serve it.
-    pub wait: Duration,
 }
 
 /// A [`Fetch`] result and the peer that served it.

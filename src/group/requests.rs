@@ -166,6 +166,8 @@ mod tests {
         assert!(is_free_failure(&RequestError::NotReady));
         assert!(!is_free_failure(&RequestError::Busy));
         assert_eq!(max_picks(3), 14);
-        assert!(!is_free_failure(&RequestError::NotFound { hash: crate::peer::requests::ItemHash::Block(BlockHash::all_zeros()) }));
+        assert!(!is_free_failure(&RequestError::NotFound {
+            hash: crate::peer::requests::ItemHash::Block(BlockHash::all_zeros())
+        }));
     }
 }

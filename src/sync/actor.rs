@@ -261,11 +261,8 @@ impl ChainSync {
         while let Some(action) = self.machine.poll_action() {
             match action {
                 SyncAction::GetHeaders { locator, preferred } => {
-                    let fetch = Fetch {
-                        request: Request::Headers { locator, stop: BlockHash::all_zeros() },
-                        preferred,
-                        exclude: Vec::new(),
-                    };
+                    let mut fetch = Fetch::new(Request::Headers { locator, stop: BlockHash::all_zeros() });
+                    fetch.preferred = preferred;
                     self.group
                         .send(fetch)
                         .into_actor(self)
@@ -340,11 +337,7 @@ impl ChainSync {
     }
 
     fn fetch_block(&mut self, hash: BlockHash, height: u32, peer: PeerId, ctx: &mut Context<Self>) {
-        let fetch = Fetch {
-            request: Request::Blocks { hashes: vec![hash] },
-            preferred: Some(peer),
-            exclude: Vec::new(),
-        };
+        let fetch = Fetch::new(Request::Blocks { hashes: vec![hash] }).preferred(peer);
         self.group
             .send(fetch)
             .into_actor(self)

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{PeerGroup, LONGEST_WAIT};
-use crate::group::messages::{Fetch, Fetched, GroupError, WaitingFetch};
+use crate::group::messages::{Fetch, Fetched, GroupError};
 use crate::group::requests::{after_failure, choose_peer, is_free_failure, max_picks, Candidate, Next};
 use crate::group::waiters::Want;
 use crate::peer::messages::Fetch as PeerFetch;
@@ -72,15 +72,8 @@ impl Handler<Fetch> for PeerGroup {
     type Result = ResponseFuture<Result<Fetched, RequestError>>;
 
     fn handle(&mut self, msg: Fetch, ctx: &mut Context<Self>) -> Self::Result {
-        self.fetch(msg, self.config.fetch_wait, ctx)
-    }
-}
-
-impl Handler<WaitingFetch> for PeerGroup {
-    type Result = ResponseFuture<Result<Fetched, RequestError>>;
-
-    fn handle(&mut self, msg: WaitingFetch, ctx: &mut Context<Self>) -> Self::Result {
-        self.fetch(msg.fetch, msg.wait, ctx)
+        let wait = msg.wait.unwrap_or(self.config.fetch_wait);
+        self.fetch(msg, wait, ctx)
     }
 }
 
@@ -133,7 +126,9 @@ impl PeerGroup {
                 };
                 tried.push(peer);
                 let result = actor.send(PeerFetch(msg.request.clone())).await.unwrap_or_else(|_| {
-                    Err(RequestError::Disconnected { reason: DisconnectReason::Io { error: "peer actor stopped".into() } })
+                    Err(RequestError::Disconnected {
+                        reason: DisconnectReason::Io { error: "peer actor stopped".into() },
+                    })
                 });
                 let error = match result {
                     Ok(response) => return Ok(Fetched { peer, response, attempts: attempts + 1 }),
