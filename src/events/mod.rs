@@ -41,6 +41,15 @@ macro_rules! kinds {
         #[derive(Clone)]
         pub enum Subscription {
             $($(#[$doc])* $variant(Recipient<$ty>),)*
+            /// The crate's own actors' subscriptions (not constructible outside the crate).
+            #[doc(hidden)]
+            Internal(InternalSubscription),
+        }
+
+        /// Where an internal subscription delivers, by kind.
+        #[derive(Clone)]
+        enum InternalTarget {
+            $($variant(Arc<dyn Forward<$ty>>),)*
         }
 
         impl Subscription {
@@ -48,6 +57,7 @@ macro_rules! kinds {
             pub fn kind(&self) -> &'static str {
                 match self {
                     $(Subscription::$variant(_) => $name,)*
+                    $(Subscription::Internal(InternalSubscription(InternalTarget::$variant(_))) => $name,)*
                 }
             }
         }
@@ -60,9 +70,14 @@ macro_rules! kinds {
                 }
             }
 
+            // The sealed trait is unnameable outside; its private types never leak.
+            #[allow(private_interfaces)]
             impl sealed::Kind for $ty {
                 fn sinks(subs: &mut Subscribers) -> &mut Vec<Sink<Self>> {
                     &mut subs.$field
+                }
+                fn internal(forward: Arc<dyn Forward<Self>>) -> InternalTarget {
+                    InternalTarget::$variant(forward)
                 }
             }
 
@@ -84,6 +99,9 @@ macro_rules! kinds {
             pub fn add_with_id(&mut self, id: SubscriberId, subscription: Subscription) {
                 match subscription {
                     $(Subscription::$variant(r) => self.$field.push(Sink::new(id, Target::Public(r))),)*
+                    $(Subscription::Internal(InternalSubscription(InternalTarget::$variant(f))) => {
+                        self.$field.push(Sink::new(id, Target::Internal(f)))
+                    })*
                 }
             }
 
@@ -144,10 +162,29 @@ pub trait Notification: sealed::Kind + ActixMessage<Result = ()> + Send + Clone 
 }
 
 mod sealed {
+    use std::sync::Arc;
+
     /// Where a kind's sinks live; private so only this module's table implements it.
     pub trait Kind: Sized + actix::Message<Result = ()> + Send {
         fn sinks(subs: &mut super::Subscribers) -> &mut Vec<super::Sink<Self>>;
+        #[allow(private_interfaces)]
+        fn internal(forward: Arc<dyn super::Forward<Self>>) -> super::InternalTarget;
     }
+}
+
+/// A subscription of one of the crate's own actors, delivered through a private message type so
+/// that nothing outside the crate can send that actor a forged notice (see [`Notice`]).
+#[derive(Clone)]
+pub struct InternalSubscription(InternalTarget);
+
+/// A notification as the crate's own actors receive it: a private wrapper, so only a peer (through
+/// an [`InternalSubscription`]) can deliver it. A public `Handler<PeerDisconnected>` on the group
+/// would let any holder of its address fake a disconnect.
+#[derive(Debug, Clone)]
+pub(crate) struct Notice<M>(pub M);
+
+impl<M: ActixMessage<Result = ()>> ActixMessage for Notice<M> {
+    type Result = ();
 }
 
 impl Subscription {
@@ -202,6 +239,20 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    /// A crate-internal subscription: notifications of kind `M` reach `recipient` as
+    /// [`Notice<M>`], a type nobody outside the crate can send.
+    pub(crate) fn internal<M, A>(addr: &Addr<A>) -> Subscription
+    where
+        M: Notification,
+        A: Actor + Handler<Notice<M>>,
+        A::Context: ToEnvelope<A, Notice<M>>,
+    {
+        let forward: Arc<dyn Forward<M>> = Arc::new(Wrapped { recipient: addr.clone().recipient(), wrap: Notice });
+        Subscription::Internal(InternalSubscription(<M as sealed::Kind>::internal(forward)))
+    }
+}
+
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Subscription({})", self.kind())
@@ -250,7 +301,7 @@ pub struct SubscriberStats {
 }
 
 /// What became of one delivery attempt.
-enum Delivery {
+pub(crate) enum Delivery {
     Delivered,
     Full,
     Closed,
@@ -279,7 +330,7 @@ where
 }
 
 /// Delivery to a recipient of another message type.
-trait Forward<M>: Send + Sync {
+pub(crate) trait Forward<M>: Send + Sync {
     fn forward(&self, msg: M) -> Delivery;
     fn connected(&self) -> bool;
 }
@@ -459,19 +510,6 @@ impl Subscribers {
             self.add_with_id(id, s);
         }
         id
-    }
-
-    /// Adds a crate-internal subscription: notifications of kind `M` reach `recipient` wrapped
-    /// in its own (private) message type `N`.
-    #[allow(dead_code)] // used by the group and the chain sync as they move to private notices
-    pub(crate) fn add_internal<M, N>(&mut self, id: SubscriberId, recipient: Recipient<N>, wrap: fn(M) -> N)
-    where
-        M: Notification,
-        N: ActixMessage + Send + 'static,
-        N::Result: Send,
-    {
-        let target = Target::Internal(Arc::new(Wrapped { recipient, wrap }));
-        <M as sealed::Kind>::sinks(self).push(Sink::new(id, target));
     }
 
     /// Total notifications dropped for full mailboxes.

@@ -36,11 +36,6 @@ impl Handler<Counts> for Probe {
     }
 }
 
-/// A private message type wrapping a public notification (as the group's internal notices do).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Wrapped(PeerStateChanged);
-
 #[derive(Default)]
 struct Internal {
     seen: Vec<PeerState>,
@@ -50,9 +45,9 @@ impl Actor for Internal {
     type Context = Context<Self>;
 }
 
-impl Handler<Wrapped> for Internal {
+impl Handler<Notice<PeerStateChanged>> for Internal {
     type Result = ();
-    fn handle(&mut self, m: Wrapped, _: &mut Context<Self>) {
+    fn handle(&mut self, m: Notice<PeerStateChanged>, _: &mut Context<Self>) {
         self.seen.push(m.0.state);
     }
 }
@@ -133,7 +128,7 @@ async fn full_mailbox_drops_and_counts() {
 async fn internal_subscriptions_deliver_through_a_private_type() {
     let internal = Internal::default().start();
     let mut subs = Subscribers::new();
-    subs.add_internal(SubscriberId::next(), internal.clone().recipient(), Wrapped);
+    subs.add(Subscription::internal::<PeerStateChanged, _>(&internal));
     subs.state_changed(PeerId(7), &addr(), PeerState::Handshaking);
     subs.state_changed(PeerId(7), &addr(), PeerState::Ready);
     assert_eq!(internal.send(Seen).await.expect("alive"), vec![PeerState::Handshaking, PeerState::Ready]);

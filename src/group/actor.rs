@@ -477,16 +477,19 @@ impl Actor for PeerGroup {
 }
 
 /// What the group itself listens to on every peer.
+/// The group's own subscriptions on each peer, through private notices (see
+/// [`Notice`](crate::events::Notice)): nothing outside the crate can fake a disconnect.
 fn own_subscriptions(ctx: &Context<PeerGroup>, relay: bool) -> Vec<Subscription> {
+    use crate::events::{AddrReceived, GetDataReceived, PeerDisconnected, PeerReady, TxReceived};
     let me = ctx.address();
     let mut subs = vec![
-        Subscription::Disconnected(me.clone().recipient()),
-        Subscription::Ready(me.clone().recipient()),
-        Subscription::Addr(me.clone().recipient()),
-        Subscription::GetData(me.clone().recipient()),
+        Subscription::internal::<PeerDisconnected, _>(&me),
+        Subscription::internal::<PeerReady, _>(&me),
+        Subscription::internal::<AddrReceived, _>(&me),
+        Subscription::internal::<GetDataReceived, _>(&me),
     ];
     if relay {
-        subs.push(Subscription::Tx(me.recipient()));
+        subs.push(Subscription::internal::<TxReceived, _>(&me));
     }
     subs
 }

@@ -360,4 +360,4 @@ pub struct Fetched {
 /// confirmed.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct BlockConnected(pub std::sync::Arc<bitcoin::Block>);
+pub(crate) struct BlockConnected(pub std::sync::Arc<bitcoin::Block>);

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::prelude::*;
+
+use crate::events::Notice;
 use futures_util::future::join_all;
 use rand::seq::IteratorRandom;
 use rand::Rng;
@@ -20,16 +22,16 @@ use crate::peer::messages::{
 use crate::peer::{DisconnectReason, Link, PeerAddr, PeerInfo, PeerState, PeerStats, ReasonKind};
 use crate::wire::{self, AddrV2};
 
-impl Handler<PeerReady> for PeerGroup {
+impl Handler<Notice<PeerReady>> for PeerGroup {
     type Result = ();
-    fn handle(&mut self, msg: PeerReady, _: &mut Context<Self>) {
+    fn handle(&mut self, Notice(msg): Notice<PeerReady>, _: &mut Context<Self>) {
         self.mark_ready(msg.peer, msg.info);
     }
 }
 
-impl Handler<PeerDisconnected> for PeerGroup {
+impl Handler<Notice<PeerDisconnected>> for PeerGroup {
     type Result = ();
-    fn handle(&mut self, msg: PeerDisconnected, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Notice(msg): Notice<PeerDisconnected>, ctx: &mut Context<Self>) {
         let Some(entry) = self.forget(msg.peer) else { return };
         let unit: f64 = self.rng.gen();
         let verdict = match entry.link {
@@ -55,9 +57,9 @@ impl Handler<PeerDisconnected> for PeerGroup {
     }
 }
 
-impl Handler<AddrReceived> for PeerGroup {
+impl Handler<Notice<AddrReceived>> for PeerGroup {
     type Result = ();
-    fn handle(&mut self, msg: AddrReceived, _: &mut Context<Self>) {
+    fn handle(&mut self, Notice(msg): Notice<AddrReceived>, _: &mut Context<Self>) {
         let unix = unix_now();
         for a in msg.addrs.iter() {
             let addr = match &a.addr {

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+
+use crate::events::Notice;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -104,10 +106,10 @@ impl Handler<BlockConnected> for PeerGroup {
     }
 }
 
-impl Handler<GetDataReceived> for PeerGroup {
+impl Handler<Notice<GetDataReceived>> for PeerGroup {
     type Result = ();
 
-    fn handle(&mut self, msg: GetDataReceived, _: &mut Context<Self>) {
+    fn handle(&mut self, Notice(msg): Notice<GetDataReceived>, _: &mut Context<Self>) {
         let Some(entry) = self.peers.get(&msg.peer) else { return };
         let actor = entry.actor.clone();
         let served = self.broadcasts.get_data(msg.peer, &msg.items);
@@ -125,11 +127,11 @@ impl Handler<GetDataReceived> for PeerGroup {
     }
 }
 
-impl Handler<TxReceived> for PeerGroup {
+impl Handler<Notice<TxReceived>> for PeerGroup {
     type Result = ();
 
     /// Relay mode: keep the transaction to serve it and announce it to every other ready peer.
-    fn handle(&mut self, msg: TxReceived, _: &mut Context<Self>) {
+    fn handle(&mut self, Notice(msg): Notice<TxReceived>, _: &mut Context<Self>) {
         if !self.config.relay_transactions || self.closing {
             return;
         }
