@@ -248,7 +248,8 @@ impl Subscription {
         A: Actor + Handler<Notice<M>>,
         A::Context: ToEnvelope<A, Notice<M>>,
     {
-        let forward: Arc<dyn Forward<M>> = Arc::new(Wrapped { recipient: addr.clone().recipient(), wrap: Notice });
+        let forward: Arc<dyn Forward<M>> =
+            Arc::new(Wrapped { recipient: addr.clone().recipient(), wrap: Notice });
         Subscription::Internal(InternalSubscription(<M as sealed::Kind>::internal(forward)))
     }
 }

@@ -15,7 +15,37 @@ use crate::peer::PeerConfig;
 /// enough that a group with no reachable peer reports it.
 pub const DEFAULT_FETCH_WAIT: Duration = Duration::from_secs(30);
 
-/// Everything the group needs.
+/// Outbound connections to keep (Core's `MAX_OUTBOUND_FULL_RELAY_CONNECTIONS` plus its two
+/// block-relay-only ones, as btcd: 8).
+pub const DEFAULT_MAX_OUTBOUND: usize = 8;
+/// Most inbound peers (Core's default of 125 connections minus its outbound ones).
+pub const DEFAULT_MAX_INBOUND: usize = 117;
+/// Most inbound peers from one IP address.
+pub const DEFAULT_MAX_INBOUND_PER_IP: usize = 8;
+/// Seeds are queried while the address book holds fewer addresses than this.
+pub const DEFAULT_MIN_BOOK_SIZE: usize = 100;
+/// How often the address book and bans are saved (Core's `DUMP_PEERS_INTERVAL`: 15 min).
+pub const DEFAULT_SAVE_INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// How long a misbehaving address stays banned (Core's `DEFAULT_MISBEHAVING_BANTIME`: 24 h).
+pub const DEFAULT_BAN_TIME: Duration = Duration::from_secs(24 * 3600);
+/// First redial delay of a failed peer; it doubles per failure, with jitter.
+pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest redial delay.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Everything the group needs. Start from [`GroupConfig::for_network`] (peers found through the
+/// network's DNS seeds) or [`GroupConfig::connect_to`] (only the peers you name); both use the
+/// same defaults as `btcpeerd` (`config/default.toml`).
+///
+/// ```
+/// use btcpeer::group::GroupConfig;
+/// use btcpeer::Network;
+/// let cfg = GroupConfig::connect_to(Network::Regtest, ["127.0.0.1:18444".parse().unwrap()]);
+/// assert!(cfg.policy.connect_only);
+/// assert!(cfg.dns_seeds.is_empty());
+/// let mainnet = GroupConfig::for_network(Network::Mainnet);
+/// assert!(!mainnet.dns_seeds.is_empty());
+/// ```
 #[derive(Clone)]
 pub struct GroupConfig {
     /// Settings for every connection.
@@ -59,7 +89,34 @@ pub struct GroupConfig {
 }
 
 impl GroupConfig {
-    /// Defaults around `peer`: 8 outbound, 117 inbound, no listeners, no seeds, in memory.
+    /// A group on `network` that finds peers through the network's DNS seeds (the system's
+    /// resolver) and the addresses peers gossip, keeping 8 outbound connections; no listener,
+    /// state in memory (set `data_dir` to keep the address book and bans).
+    pub fn for_network(network: crate::Network) -> Self {
+        let mut cfg = GroupConfig::new(PeerConfig::new(network));
+        cfg.dns_seeds = network.dns_seeds().iter().map(|s| (*s).to_owned()).collect();
+        match crate::discovery::DnsResolver::system() {
+            Ok(resolver) => cfg.resolver = Some(Arc::new(resolver)),
+            // The group then lives on gossip and configured peers; say why seeding is off.
+            Err(e) => tracing::warn!(error = %e, "no system DNS resolver: DNS seeds disabled"),
+        }
+        cfg
+    }
+
+    /// A group that connects only to `peers` (Core's `-connect`): each is redialed forever with
+    /// backoff, no automatic outbound peers, no DNS seeds.
+    pub fn connect_to(
+        network: crate::Network,
+        peers: impl IntoIterator<Item = crate::peer::PeerAddr>,
+    ) -> Self {
+        let mut cfg = GroupConfig::new(PeerConfig::new(network));
+        cfg.policy.static_peers = peers.into_iter().collect();
+        cfg.policy.connect_only = true;
+        cfg
+    }
+
+    /// Defaults around `peer`: 8 outbound, 117 inbound, no listeners, no seeds (see
+    /// [`for_network`](Self::for_network)), state in memory.
     pub fn new(peer: PeerConfig) -> Self {
         GroupConfig {
             // Regtest peers live on local networks; elsewhere gossip must not point us there.
@@ -69,22 +126,22 @@ impl GroupConfig {
             },
             peer,
             policy: PolicyConfig {
-                max_outbound: 8,
+                max_outbound: DEFAULT_MAX_OUTBOUND,
                 static_peers: Vec::new(),
                 connect_only: false,
                 diverse_netgroups: true,
-                initial_backoff: Duration::from_secs(1),
-                max_backoff: Duration::from_secs(300),
+                initial_backoff: DEFAULT_INITIAL_BACKOFF,
+                max_backoff: DEFAULT_MAX_BACKOFF,
             },
             listen: Vec::new(),
-            max_inbound: 117,
-            max_inbound_per_ip: 8,
+            max_inbound: DEFAULT_MAX_INBOUND,
+            max_inbound_per_ip: DEFAULT_MAX_INBOUND_PER_IP,
             dns_seeds: Vec::new(),
             resolver: None,
-            min_book_size: 100,
+            min_book_size: DEFAULT_MIN_BOOK_SIZE,
             data_dir: None,
-            save_interval: Duration::from_secs(15 * 60),
-            ban_time: Duration::from_secs(24 * 3600),
+            save_interval: DEFAULT_SAVE_INTERVAL,
+            ban_time: DEFAULT_BAN_TIME,
             arbiters: 0,
             hard_limit: None,
             relay_transactions: false,

@@ -19,6 +19,9 @@ mod state;
 pub(crate) mod waiters;
 
 pub use actor::{GroupConfig, PeerGroup};
-pub use config::DEFAULT_FETCH_WAIT;
+pub use config::{
+    DEFAULT_BAN_TIME, DEFAULT_FETCH_WAIT, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_INBOUND,
+    DEFAULT_MAX_INBOUND_PER_IP, DEFAULT_MAX_OUTBOUND, DEFAULT_MIN_BOOK_SIZE, DEFAULT_SAVE_INTERVAL,
+};
 pub use messages::*;
 pub use waiters::MAX_READY_WAITERS;

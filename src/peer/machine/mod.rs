@@ -79,6 +79,13 @@ pub struct MachineConfig {
     pub request_timeouts: RequestTimeouts,
 }
 
+/// Ask each peer for addresses once after the handshake (Core does so on outbound links), so
+/// the address book fills; the same default as `btcpeerd`'s `peer.getaddr`.
+pub const DEFAULT_SEND_GETADDR: bool = true;
+/// Request the transactions peers announce (`getdata`), so `TxReceived` arrives when `relay` is
+/// on; the same default as `btcpeerd`'s `peer.request_transactions`.
+pub const DEFAULT_REQUEST_ANNOUNCED_TXS: bool = true;
+
 impl Default for MachineConfig {
     fn default() -> Self {
         MachineConfig {
@@ -92,8 +99,8 @@ impl Default for MachineConfig {
             ping_interval: DEFAULT_PING_INTERVAL,
             ping_timeout: DEFAULT_PING_TIMEOUT,
             inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
-            send_getaddr: false,
-            request_announced_txs: false,
+            send_getaddr: DEFAULT_SEND_GETADDR,
+            request_announced_txs: DEFAULT_REQUEST_ANNOUNCED_TXS,
             request_timeouts: RequestTimeouts::default(),
         }
     }
