@@ -16,7 +16,7 @@ use actix::prelude::*;
 use bitcoin::hashes::Hash;
 use btcpeer::events::Subscribers;
 use btcpeer::peer::messages::QueueInventory;
-use btcpeer::peer::relay::Announcement;
+use btcpeer::peer::Announcement;
 use btcpeer::peer::{PeerActor, PeerConfig};
 use btcpeer::wire::version::{build, LocalVersion};
 use btcpeer::wire::{Codec, Inventory, Message};

@@ -19,7 +19,7 @@
 //!   `inbound`, `backoff`) and its actor executes them.
 //! - [`addrbook`]: the address book (new/tried tables) and network groups.
 //! - [`discovery`]: DNS seeds behind a resolver trait.
-//! - [`persist`]: atomic JSON files with a backup.
+//! - `persist`: atomic JSON files with a backup.
 //! - [`chain`]: the header chain (validation, forks, locators) and its append-only file.
 //! - [`sync`]: following the best header chain through a group, block and header streams.
 //! - `metrics` (feature `metrics`): Prometheus counters shared by all peers.
@@ -71,10 +71,40 @@ pub mod group;
 pub mod metrics;
 pub mod network;
 pub mod peer;
-pub mod persist;
+pub(crate) mod persist;
 pub mod sync;
 
 pub mod wire;
 
+/// The `bitcoin` crate this crate is built on (hashes, blocks, transactions, consensus
+/// encoding): use `btcpeer::bitcoin` so the versions always match.
+pub use bitcoin;
+
 pub use error::Error;
+pub use events::{Subscription, SUBSCRIBER_MAILBOX};
+pub use group::{Fetch, GroupConfig, PeerGroup, WaitForPeers};
 pub use network::Network;
+pub use peer::requests::{Request, Response};
+pub use peer::{DisconnectReason, PeerActor, PeerAddr, PeerConfig, PeerId};
+
+/// What most programs need, in one import: `use btcpeer::prelude::*;`. It includes the actix
+/// items a subscriber actor needs (`Actor`, `Context`, `Handler`, ...), so `actix::prelude::*`
+/// (whose `Request`/`Response` would clash with ours) is not needed beside it.
+pub mod prelude {
+    pub use crate::bitcoin::{Block, BlockHash, Transaction, Txid};
+    pub use crate::events::{
+        AddrReceived, AddressBanned, AddressUnbanned, BlockReceived, GetDataReceived, HeadersReceived,
+        InvReceived, MessageReceived, PeerDisconnected, PeerReady, PeerStateChanged, Subscription,
+        TxReceived, SUBSCRIBER_MAILBOX,
+    };
+    pub use crate::group::{
+        Broadcast, BroadcastOutcome, BroadcastTransaction, Fetch, Fetched, GetPeers, GetStatus, GroupConfig,
+        GroupError, PeerGroup, Shutdown, WaitForPeers,
+    };
+    pub use crate::peer::requests::{Request, RequestError, Response};
+    pub use crate::peer::{DisconnectReason, PeerActor, PeerAddr, PeerConfig, PeerId, PeerInfo, PeerState};
+    pub use crate::sync::{ChainEvent, ChainSync, ChainSyncConfig, SubscribeChain};
+    pub use crate::wire::Inventory;
+    pub use crate::{subscriptions, Error, Network};
+    pub use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Recipient, System};
+}

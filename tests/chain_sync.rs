@@ -55,10 +55,10 @@ fn best(node: &Bcoin) -> (u64, BlockHash) {
 }
 
 fn group_for(nodes: &[&Bcoin]) -> Addr<PeerGroup> {
-    group_with_tip(nodes, btcpeer::peer::actor::TipHeight::default())
+    group_with_tip(nodes, btcpeer::peer::TipHeight::default())
 }
 
-fn group_with_tip(nodes: &[&Bcoin], tip: btcpeer::peer::actor::TipHeight) -> Addr<PeerGroup> {
+fn group_with_tip(nodes: &[&Bcoin], tip: btcpeer::peer::TipHeight) -> Addr<PeerGroup> {
     let mut peer = regtest_config();
     peer.tip = tip;
     let mut cfg = group_config(peer, false);
@@ -79,7 +79,7 @@ fn start_sync_with_tip(
     group: &Addr<PeerGroup>,
     dir: Option<&std::path::Path>,
     fetch_blocks: bool,
-    tip: btcpeer::peer::actor::TipHeight,
+    tip: btcpeer::peer::TipHeight,
 ) -> (Addr<ChainSync>, ChainEvents) {
     let mut cfg = ChainSyncConfig::new(btcpeer::Network::Regtest);
     cfg.tip = tip;
@@ -116,7 +116,7 @@ async fn headers_sync_to_the_tip_resume_from_disk_and_follow_announcements() {
 
     // A restart resumes from disk before any peer is asked, and the height loaded is what our
     // `version` tells peers from then on (the sync loads the chain before the group dials).
-    let shared = btcpeer::peer::actor::TipHeight::default();
+    let shared = btcpeer::peer::TipHeight::default();
     let group = group_with_tip(&[&node], shared.clone());
     let (sync, mut events) = start_sync_with_tip(&group, Some(dir.path()), false, shared.clone());
     let status = sync.send(GetChainStatus).await.unwrap();
@@ -373,7 +373,7 @@ async fn a_chain_ending_on_a_full_message_is_synced_without_an_unanswered_reques
         .await;
     assert_eq!(height, 2_000);
     let peers = group.send(GetPeers).await.unwrap();
-    let count = |m: &std::collections::BTreeMap<String, btcpeer::peer::stats::Counter>, c: &str| {
+    let count = |m: &std::collections::BTreeMap<String, btcpeer::peer::Counter>, c: &str| {
         m.get(c).map_or(0, |s| s.messages)
     };
     let p = &peers[0];

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use btcpeer::group::{GetListenAddrs, GroupConfig, PeerGroup};
-use btcpeer::peer::dial::ProxyConfig;
+use btcpeer::peer::ProxyConfig;
 use btcpeer::peer::{DisconnectReason, Link, PeerActor, PeerAddr, ReasonKind};
 use common::*;
 

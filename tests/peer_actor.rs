@@ -8,8 +8,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use btcpeer::events::{InvReceived, Subscribers, Subscription};
 use btcpeer::peer::messages::{GetStats, SendMessage};
-use btcpeer::peer::outbound::{SendError, SendRefused};
 use btcpeer::peer::{DisconnectReason, Link, Misbehavior, PeerActor, PeerAddr, PeerConfig};
+use btcpeer::peer::{SendError, SendRefused};
 use btcpeer::wire::version::{build, LocalVersion};
 use btcpeer::wire::{Codec, Message, ServiceFlags};
 use btcpeer::Network;
@@ -326,7 +326,7 @@ async fn a_peer_that_stops_reading_is_released_after_the_close_timeout() {
     events.expect(LONG, "disconnect", disconnected).await;
     // Past the close timeout the writer is aborted: the remote sees end-of-stream before the
     // blob was complete, instead of a connection held open forever.
-    tokio::time::advance(btcpeer::peer::outbound::CLOSE_TIMEOUT + Duration::from_secs(1)).await;
+    tokio::time::advance(btcpeer::peer::CLOSE_TIMEOUT + Duration::from_secs(1)).await;
     let mut rest = Vec::new();
     let mut read = remote.read.into_inner();
     tokio::time::timeout(LONG, tokio::io::AsyncReadExt::read_to_end(&mut read, &mut rest))

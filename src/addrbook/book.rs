@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::netgroup::{canonical, netgroup, reach, NetGroup, Reach};
 use crate::peer::PeerAddr;
 
-pub use snapshot::{LoadReport, Snapshot, SnapshotEntry, SnapshotError, SNAPSHOT_VERSION};
+pub use snapshot::Snapshot;
 
 /// Over how many tried buckets the addresses of one group spread (Core's
 /// `ADDRMAN_TRIED_BUCKETS_PER_GROUP`, src/addrman.cpp).
@@ -65,7 +65,7 @@ const RECENT_ATTEMPT: Duration = Duration::from_secs(10 * 60);
 /// bounds the work when the table is sparse or most entries are excluded.
 const SELECT_PROBES: usize = 64;
 
-/// Sizes and admission policy of an [`AddrBook`].
+/// Sizes and admission policy of a group's address book.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AddrBookConfig {
@@ -130,7 +130,7 @@ pub enum Table {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AddrInfo {
-    /// The address (canonical form, see [`canonical`]).
+    /// The address (canonical form, see `canonical`).
     pub addr: PeerAddr,
     /// Service bits advertised for it (the union of all advertisements).
     pub services: u64,
@@ -219,11 +219,6 @@ impl AddrBook {
             tried_len: 0,
             last_good: 1,
         }
-    }
-
-    /// The configuration in force (sizes clamped).
-    pub fn config(&self) -> &AddrBookConfig {
-        &self.config
     }
 
     /// Records an advertised address; true when it was not known and is now in the new table.
@@ -330,11 +325,13 @@ impl AddrBook {
         true
     }
 
+    #[cfg(test)]
     /// Forgets `addr`, returning what was known.
     pub fn remove(&mut self, addr: &PeerAddr) -> Option<AddrInfo> {
         self.take(&canonical(addr))
     }
 
+    #[cfg(test)]
     /// Removes the terrible entries of the new table (tried entries only leave by collision);
     /// returns how many.
     pub fn prune(&mut self, now: u64) -> usize {
@@ -347,11 +344,13 @@ impl AddrBook {
         doomed.iter().filter(|a| self.take(a).is_some()).count()
     }
 
+    #[cfg(test)]
     /// What is known about `addr`.
     pub fn get(&self, addr: &PeerAddr) -> Option<&AddrInfo> {
         self.entries.get(&canonical(addr))
     }
 
+    #[cfg(test)]
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &AddrInfo> + '_ {
         self.entries.values()
@@ -360,11 +359,6 @@ impl AddrBook {
     /// Number of addresses.
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// Whether the book is empty.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// Number of addresses in the new table.

@@ -173,7 +173,7 @@ mod sealed {
 }
 
 /// A subscription of one of the crate's own actors, delivered through a private message type so
-/// that nothing outside the crate can send that actor a forged notice (see [`Notice`]).
+/// that nothing outside the crate can send that actor a forged notice.
 #[derive(Clone)]
 pub struct InternalSubscription(InternalTarget);
 
@@ -252,6 +252,28 @@ impl Subscription {
             Arc::new(Wrapped { recipient: addr.clone().recipient(), wrap: Notice });
         Subscription::Internal(InternalSubscription(<M as sealed::Kind>::internal(forward)))
     }
+}
+
+/// Subscriptions of one actor to each listed notification kind, as a `Vec<Subscription>`.
+///
+/// ```no_run
+/// use btcpeer::prelude::*;
+/// struct Watcher;
+/// impl Actor for Watcher { type Context = Context<Self>; }
+/// impl Handler<InvReceived> for Watcher { type Result = (); fn handle(&mut self, _: InvReceived, _: &mut Context<Self>) {} }
+/// impl Handler<TxReceived> for Watcher { type Result = (); fn handle(&mut self, _: TxReceived, _: &mut Context<Self>) {} }
+/// # System::new().block_on(async {
+/// let watcher = Watcher.start();
+/// let subs = btcpeer::subscriptions!(&watcher => InvReceived, TxReceived);
+/// assert_eq!(subs.len(), 2);
+/// # });
+/// ```
+#[macro_export]
+macro_rules! subscriptions {
+    ($addr:expr => $($kind:ty),+ $(,)?) => {{
+        let addr = $addr;
+        vec![$($crate::events::Subscription::to::<$kind, _>(addr)),+]
+    }};
 }
 
 impl std::fmt::Debug for Subscription {

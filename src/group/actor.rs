@@ -20,9 +20,7 @@ mod fetch;
 mod peers;
 mod transactions;
 
-pub use super::broadcast::{BROADCAST_TTL, MAX_BROADCASTS, MAX_WAITERS_PER_TX};
 pub use super::config::GroupConfig;
-pub use super::state::{ADDRBOOK_FILE, BANS_FILE};
 
 use super::bans::{Ban, BanList, BanTarget};
 use super::broadcast::Broadcasts;

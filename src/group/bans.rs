@@ -152,6 +152,7 @@ impl BanList {
         self.bans.len()
     }
 
+    #[cfg(test)]
     /// True when nobody is banned.
     pub fn is_empty(&self) -> bool {
         self.bans.is_empty()

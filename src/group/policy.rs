@@ -161,11 +161,6 @@ impl Policy {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &PolicyConfig {
-        &self.cfg
-    }
-
     /// Outbound connections (dialing or connected).
     pub fn outbound_count(&self) -> usize {
         self.outbound.len()
@@ -174,11 +169,6 @@ impl Policy {
     /// Outbound connections that completed the handshake.
     pub fn ready_count(&self) -> usize {
         self.outbound.values().filter(|o| o.ready).count()
-    }
-
-    /// True if `addr` has a connection or a dial in progress.
-    pub fn in_use(&self, addr: &PeerAddr) -> bool {
-        self.in_use.contains(addr)
     }
 
     /// True when the address book should be refilled (automatic mode and slots are empty).
@@ -333,6 +323,7 @@ impl Policy {
         })
     }
 
+    #[cfg(test)]
     /// When the next static redial or storm pause ends (for arming a timer).
     pub fn next_deadline(&self) -> Option<Instant> {
         let statics = self.slots.iter().filter(|s| s.peer.is_none()).map(|s| s.next_at);

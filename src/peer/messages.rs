@@ -41,7 +41,7 @@ pub struct Fetch(pub super::requests::Request);
 pub struct QueueTransactions(pub Vec<std::sync::Arc<bitcoin::Transaction>>);
 
 /// Announces inventory to the peer: blocks at once, transactions trickled (see
-/// [`relay`](super::relay)); items the peer already knows are skipped.
+/// Core's relay: Poisson-timed trickles); items the peer already knows are skipped.
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "()")]
 pub struct QueueInventory(pub Vec<super::relay::Announcement>);

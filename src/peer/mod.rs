@@ -1,18 +1,19 @@
-//! One peer connection: the pure state machine ([`machine`]), the actix shell ([`actor`]), the
-//! messages it accepts and emits ([`messages`]), dialing ([`dial`]), the outbound byte budget
-//! ([`outbound`]) and statistics ([`stats`]).
+//! One peer connection: [`PeerActor`] (an actix actor around a pure, crate-private state
+//! machine), the messages it accepts ([`messages`]), requests to one peer ([`requests`]), its
+//! configuration ([`PeerConfig`]), statistics ([`PeerStats`]) and why it ended
+//! ([`DisconnectReason`]).
 
-pub mod actor;
-pub mod bloom;
-pub mod dial;
-pub mod machine;
+pub(crate) mod actor;
+pub(crate) mod bloom;
+pub(crate) mod dial;
+pub(crate) mod machine;
 pub mod messages;
-pub mod nonce;
-pub mod outbound;
-pub mod reason;
-pub mod relay;
+pub(crate) mod nonce;
+pub(crate) mod outbound;
+pub(crate) mod reason;
+pub(crate) mod relay;
 pub mod requests;
-pub mod stats;
+pub(crate) mod stats;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -21,11 +22,19 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use actor::{PeerActor, PeerConfig};
-pub use machine::{Features, MachineConfig, PeerInfo};
+pub use actor::{PeerActor, PeerConfig, TipHeight};
+pub use dial::DEFAULT_CONNECT_TIMEOUT;
+pub use dial::{DialError, ProxyConfig};
+pub use machine::{
+    CompactBlocks, Features, MachineConfig, PeerInfo, SendRefused, DEFAULT_REQUEST_ANNOUNCED_TXS,
+    DEFAULT_SEND_GETADDR,
+};
 pub use nonce::NonceSet;
+pub use outbound::DEFAULT_MAX_SEND_QUEUE_BYTES;
+pub use outbound::{SendError, CLOSE_TIMEOUT};
 pub use reason::{DisconnectReason, Misbehavior, ReasonKind};
-pub use stats::PeerStats;
+pub use relay::Announcement;
+pub use stats::{Counter, PeerStats};
 
 /// Process-unique identifier of one connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

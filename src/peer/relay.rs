@@ -118,6 +118,7 @@ impl Relay {
         true
     }
 
+    #[cfg(test)]
     /// Announcements dropped for a full queue.
     pub fn dropped(&self) -> u64 {
         self.dropped

@@ -1,11 +1,11 @@
 //! Chain sync: [`ChainSync`] follows the best header chain through a
-//! [`PeerGroup`] (decisions in the pure [`machine`]), keeps it in
+//! [`PeerGroup`] (its decisions are pure and crate-private), keeps it in
 //! `headers.dat`, and publishes [`ChainEvent`]s. [`block_stream`] downloads a range of blocks
 //! in parallel and yields them in order; [`header_stream`] pages through the stored chain and
 //! then follows it live.
 
-pub mod actor;
-pub mod machine;
+pub(crate) mod actor;
+pub(crate) mod machine;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ pub use actor::{
     ChainEvent, ChainStatus, ChainSync, ChainSyncConfig, GetChainStatus, GetHeadersAfter, StopChainSync,
     SubscribeChain,
 };
-pub use machine::{HeaderSync, SyncAction, SyncConfig};
+pub(crate) use machine::SyncConfig;
 
 use crate::group::{Fetch, PeerGroup};
 use crate::peer::requests::{InvalidData, ItemHash, Request, RequestError, Response};

@@ -333,12 +333,10 @@ pub fn probe(catch_all: bool) -> (Addr<Probe>, Subscribers, Events) {
     (addr, subs, Events { rx, seen: Vec::new() })
 }
 
-/// A peer config for regtest with short timers suitable for tests.
+/// A peer config for regtest with the library's defaults (getaddr and announced transactions
+/// requested, as in btcpeerd: the tests prove the defaults deliver `TxReceived` and `addr`).
 pub fn regtest_config() -> btcpeer::peer::PeerConfig {
-    let mut cfg = btcpeer::peer::PeerConfig::new(btcpeer::Network::Regtest);
-    cfg.machine.send_getaddr = true;
-    cfg.machine.request_announced_txs = true;
-    cfg
+    btcpeer::peer::PeerConfig::new(btcpeer::Network::Regtest)
 }
 
 /// A group config for loopback tests: no automatic peers unless addresses are given, quick

@@ -19,7 +19,7 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 /// A saved address book.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Format version; only [`SNAPSHOT_VERSION`] loads.
+    /// Format version; only `SNAPSHOT_VERSION` loads.
     pub version: u32,
     /// The bucketing key, 64 hex digits.
     #[serde(with = "hex_key")]

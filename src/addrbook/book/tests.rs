@@ -4,6 +4,7 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::snapshot::{LoadReport, SnapshotEntry, SnapshotError, SNAPSHOT_VERSION};
 use super::*;
 
 const NOW: u64 = 1_700_000_000;

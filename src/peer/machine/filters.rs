@@ -51,6 +51,7 @@ impl PeerMachine {
         }
     }
 
+    #[cfg(test)]
     /// True while the peer has a BIP37 filter loaded.
     pub fn has_bloom_filter(&self) -> bool {
         self.bloom.is_some()

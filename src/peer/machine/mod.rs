@@ -33,7 +33,7 @@ use crate::wire::version;
 use crate::wire::{CodecError, Message, ServiceFlags};
 use bitcoin::BlockHash;
 
-pub use self::gossip::{MAX_ADDR_PROCESSING_TOKEN_BUCKET, MAX_ADDR_RATE_PER_SECOND, MAX_KNOWN_ADDRS};
+pub use self::gossip::MAX_KNOWN_ADDRS;
 pub use self::outgoing::SendRefused;
 
 /// Core's handshake window (`DEFAULT_PEER_CONNECT_TIMEOUT`, `net.h`): 60 s from connect.
@@ -299,11 +299,6 @@ impl PeerMachine {
     /// Last measured ping round trip.
     pub fn latency(&self) -> Option<Duration> {
         self.latency
-    }
-
-    /// Our nonce for this connection.
-    pub fn nonce(&self) -> Option<u64> {
-        self.our_nonce
     }
 
     /// Frames dropped for bad checksum, invalid command, malformed payload or arriving out of order.

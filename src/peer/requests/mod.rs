@@ -79,6 +79,24 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Up to 2,000 headers following `hash` (e.g. the network's genesis hash).
+    ///
+    /// ```
+    /// use btcpeer::{Network, Request};
+    /// let req = Request::headers_after(Network::Regtest.genesis_hash());
+    /// assert!(matches!(req, Request::Headers { ref locator, .. } if locator.len() == 1));
+    /// ```
+    pub fn headers_after(hash: BlockHash) -> Request {
+        Request::Headers { locator: vec![hash], stop: BlockHash::all_zeros() }
+    }
+
+    /// The blocks with these hashes, in this order.
+    pub fn blocks(hashes: impl IntoIterator<Item = BlockHash>) -> Request {
+        Request::Blocks { hashes: hashes.into_iter().collect() }
+    }
+}
+
 /// A request's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
