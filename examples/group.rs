@@ -6,13 +6,11 @@
 //! cargo run --example group -- regtest 127.0.0.1:18444
 //! ```
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use btcpeer::discovery::DnsResolver;
 use btcpeer::group::{GetStatus, GroupConfig, PeerGroup, Shutdown};
-use btcpeer::peer::{PeerAddr, PeerConfig};
+use btcpeer::peer::PeerAddr;
 use btcpeer::Network;
 
 #[actix_rt::main]
@@ -30,20 +28,15 @@ async fn main() {
             std::process::exit(2)
         });
 
-    // Per-connection settings: a client that wants no transactions says so (relay=false).
-    let mut peer = PeerConfig::new(network);
-    peer.machine.relay = false;
-    peer.machine.send_getaddr = true;
-
-    let mut config = GroupConfig::new(peer);
-    config.policy.max_outbound = 4;
-    if peers.is_empty() {
-        config.dns_seeds = network.dns_seeds().iter().map(|s| s.to_string()).collect();
-        config.resolver = DnsResolver::system().ok().map(|r| Arc::new(r) as _);
+    // Named peers only (Core's -connect), or peers found through the network's DNS seeds.
+    let mut config = if peers.is_empty() {
+        GroupConfig::for_network(network)
     } else {
-        config.policy.static_peers = peers;
-        config.policy.connect_only = true;
-    }
+        GroupConfig::connect_to(network, peers)
+    };
+    // A client that wants no transactions says so (relay=false); four outbound peers are enough.
+    config.peer.machine.relay = false;
+    config.policy.max_outbound = 4;
     let group = PeerGroup::new(config, vec![]).start();
 
     let mut ticker = tokio::time::interval(Duration::from_secs(10));

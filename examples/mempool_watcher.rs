@@ -7,13 +7,11 @@
 //! ```
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
 
 use actix::prelude::*;
-use btcpeer::discovery::DnsResolver;
 use btcpeer::events::{Subscription, TxReceived};
 use btcpeer::group::{GroupConfig, PeerGroup, Shutdown};
-use btcpeer::peer::{PeerAddr, PeerConfig};
+use btcpeer::peer::PeerAddr;
 use btcpeer::Network;
 
 /// Transactions remembered to print each only once.
@@ -62,17 +60,12 @@ async fn main() {
     let peers: Vec<PeerAddr> = args
         .map(|a| PeerAddr::parse_with_default_port(&a, network.default_port()).expect("HOST:PORT"))
         .collect();
-    let mut peer = PeerConfig::new(network);
-    peer.machine.relay = true;
-    peer.machine.request_announced_txs = true;
-    let mut config = GroupConfig::new(peer);
-    if peers.is_empty() {
-        config.dns_seeds = network.dns_seeds().iter().map(|s| s.to_string()).collect();
-        config.resolver = DnsResolver::system().ok().map(|r| Arc::new(r) as _);
+    // Transactions are relayed (relay=true) and fetched when announced: the library's defaults.
+    let config = if peers.is_empty() {
+        GroupConfig::for_network(network)
     } else {
-        config.policy.static_peers = peers;
-        config.policy.connect_only = true;
-    }
+        GroupConfig::connect_to(network, peers)
+    };
     let watcher = Watcher { seen: HashSet::new(), order: VecDeque::new() }.start();
     let group = PeerGroup::new(config, vec![Subscription::Tx(watcher.recipient())]).start();
     tokio::signal::ctrl_c().await.ok();
