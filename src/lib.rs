@@ -1,7 +1,14 @@
 //! # btcpeer
 //!
+//! A group on one local node that prints what it announces and fetches the headers after
+//! genesis (`examples/newcomer.rs`; `use btcpeer::prelude::*` is all it imports):
+//!
+//! ```no_run
+#![doc = include_str!("../examples/newcomer.rs")]
+//! ```
+//!
 //! Bitcoin peer-to-peer connections as [actix](https://docs.rs/actix) actors. One
-//! [`PeerActor`](peer::PeerActor) per connection performs the version/verack handshake with
+//! [`PeerActor`] per connection performs the version/verack handshake with
 //! modern feature negotiation, keeps the link alive with pings, enforces Bitcoin Core's limits on
 //! what it receives, and delivers typed notifications ([`events`]) to subscriber actors through
 //! bounded mailboxes. The `btcpeerd` daemon wraps it with configuration, logging and a JSON event
@@ -28,34 +35,6 @@
 //! - `daemon` (feature `daemon`): `btcpeerd`'s runtime: settings layering, logging, the event
 //!   log, the HTTP API, signals.
 //!
-//! ## Example
-//!
-//! ```no_run
-//! use actix::prelude::*;
-//! use btcpeer::events::{InvReceived, Subscribers, Subscription};
-//! use btcpeer::peer::{PeerActor, PeerConfig};
-//!
-//! struct Printer;
-//! impl Actor for Printer {
-//!     type Context = Context<Self>;
-//! }
-//! impl Handler<InvReceived> for Printer {
-//!     type Result = ();
-//!     fn handle(&mut self, m: InvReceived, _: &mut Context<Self>) {
-//!         println!("{} announced {} items", m.addr, m.items.len());
-//!     }
-//! }
-//!
-//! #[actix_rt::main]
-//! async fn main() {
-//!     let printer = Printer.start();
-//!     let mut subs = Subscribers::new();
-//!     subs.add(Subscription::Inv(printer.recipient()));
-//!     let cfg = PeerConfig::new(btcpeer::Network::Regtest);
-//!     PeerActor::outbound(cfg, "127.0.0.1:18444".parse().unwrap(), subs).start();
-//!     tokio::signal::ctrl_c().await.unwrap();
-//! }
-//! ```
 #![deny(missing_docs)]
 
 pub mod addrbook;

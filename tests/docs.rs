@@ -88,3 +88,19 @@ fn docker_files_agree_with_the_readme_and_the_repository() {
     }
     assert!(compose.contains("127.0.0.1:8340:8340"), "the API is published on loopback only");
 }
+
+/// The README's first library program is `examples/newcomer.rs`, which `tests/examples.rs` runs
+/// against a bcoin node: the snippet a newcomer copies is the one CI ran.
+#[test]
+fn readme_newcomer_program_is_the_example_ci_runs() {
+    let readme = read("README.md");
+    let example = read("examples/newcomer.rs");
+    let snippet = readme
+        .split("## Using the library")
+        .nth(1)
+        .and_then(|s| s.split("```rust,no_run\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README has a rust,no_run block under \"Using the library\"");
+    assert_eq!(snippet, example, "README's newcomer program differs from examples/newcomer.rs");
+    assert!(example.lines().count() <= 40, "the newcomer program grew past 40 lines");
+}

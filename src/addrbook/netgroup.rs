@@ -81,13 +81,6 @@ pub enum Reach {
 }
 
 /// The [`NetGroup`] of a peer address.
-///
-/// ```
-/// use btcpeer::addrbook::netgroup::{netgroup, NetGroup};
-/// let a = netgroup(&"1.2.3.4:8333".parse().unwrap());
-/// assert_eq!(a, netgroup(&"1.2.200.9:18444".parse().unwrap()));
-/// assert_eq!(a, NetGroup::Ipv4([1, 2]));
-/// ```
 pub fn netgroup(addr: &PeerAddr) -> NetGroup {
     match addr {
         PeerAddr::Ip(sa) => ip_group(sa.ip()),
@@ -379,5 +372,16 @@ mod tests {
         let mut v6: std::net::SocketAddrV6 = "[2a01::1]:8333".parse().expect("v6");
         v6.set_flowinfo(7);
         assert_eq!(canonical(&PeerAddr::Ip(v6.into())), "[2a01::1]:8333".parse().expect("v6"));
+    }
+}
+
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn netgroup_of_ipv4_is_its_slash16() {
+        use crate::addrbook::netgroup::{netgroup, NetGroup};
+        let a = netgroup(&"1.2.3.4:8333".parse().unwrap());
+        assert_eq!(a, netgroup(&"1.2.200.9:18444".parse().unwrap()));
+        assert_eq!(a, NetGroup::Ipv4([1, 2]));
     }
 }

@@ -5,14 +5,6 @@ use std::time::Duration;
 /// Exponential backoff with "equal jitter": each delay is uniformly between half and all of
 /// `initial × 2^attempt`, capped at `max`. The jitter keeps many peers that failed together
 /// from retrying together.
-///
-/// ```
-/// use std::time::Duration;
-/// use btcpeer::group::backoff::Backoff;
-/// let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-/// let d = b.next_delay(1.0);
-/// assert_eq!(d, Duration::from_secs(1));
-/// ```
 #[derive(Debug, Clone)]
 pub struct Backoff {
     initial: Duration,
@@ -55,5 +47,17 @@ mod tests {
             let d = b.next_delay(rand::random());
             assert!(d <= Duration::from_secs(30) && d >= Duration::from_millis(500));
         }
+    }
+}
+
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn first_delay_is_initial_at_full_jitter() {
+        use crate::group::backoff::Backoff;
+        use std::time::Duration;
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let d = b.next_delay(1.0);
+        assert_eq!(d, Duration::from_secs(1));
     }
 }

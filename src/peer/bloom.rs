@@ -36,17 +36,6 @@ pub enum BloomError {
 }
 
 /// One peer's BIP37 filter.
-///
-/// ```
-/// use btcpeer::peer::bloom::BloomFilter;
-/// use btcpeer::wire::{BloomFlags, FilterLoad};
-/// // Core's bloom_tests vector: 3 elements at 1% false positives, tweak 0.
-/// let load = FilterLoad { filter: vec![0x61, 0x4e, 0x9b], hash_funcs: 5, tweak: 0, flags: BloomFlags::All };
-/// let f = BloomFilter::load(&load).unwrap();
-/// let key = [0x99, 0x10, 0x8a, 0xd8, 0xed, 0x9b, 0xb6, 0x27, 0x4d, 0x39, 0x80, 0xba, 0xb5, 0xa8,
-///            0x5c, 0x04, 0x8f, 0x09, 0x50, 0xc8];
-/// assert!(f.contains(&key));
-/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BloomFilter {
     data: Vec<u8>,
@@ -255,5 +244,23 @@ mod tests {
         assert!(f.is_relevant_and_update(&tx));
         let mut empty = filter(vec![], 0, 0, BloomFlags::None);
         assert!(empty.is_relevant_and_update(&tx));
+    }
+}
+
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn core_bloom_vector_contains_its_key() {
+        use crate::peer::bloom::BloomFilter;
+        use crate::wire::{BloomFlags, FilterLoad};
+        // Core's bloom_tests vector: 3 elements at 1% false positives, tweak 0.
+        let load =
+            FilterLoad { filter: vec![0x61, 0x4e, 0x9b], hash_funcs: 5, tweak: 0, flags: BloomFlags::All };
+        let f = BloomFilter::load(&load).unwrap();
+        let key = [
+            0x99, 0x10, 0x8a, 0xd8, 0xed, 0x9b, 0xb6, 0x27, 0x4d, 0x39, 0x80, 0xba, 0xb5, 0xa8, 0x5c, 0x04,
+            0x8f, 0x09, 0x50, 0xc8,
+        ];
+        assert!(f.contains(&key));
     }
 }
