@@ -55,11 +55,16 @@ notification!(
         addrs: Arc<Vec<AddrV2Message>>, /// True if it came as `addrv2`.
         v2: bool });
 notification!(
-    /// A `headers` message arrived.
+    /// A `headers` message arrived that the peer sent on its own: an announcement (BIP130), or
+    /// headers that answer none of our requests. A `headers` that answers a request made with
+    /// `Fetch` (group or peer) goes to the requester only, never here, so a subscriber that also
+    /// fetches does not count the same headers twice. [`MessageReceived`] still sees every one.
     HeadersReceived { /// The headers, in the order received.
         headers: Arc<Vec<bitcoin::block::Header>> });
 notification!(
-    /// A `block` arrived.
+    /// A `block` arrived that the peer sent on its own (unsolicited, e.g. a new block announced
+    /// by sending it). A block that answers a `Fetch` request goes to the requester only, never
+    /// here. [`MessageReceived`] still sees every one.
     BlockReceived { /// The block.
         block: Arc<Block> });
 notification!(

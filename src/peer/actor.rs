@@ -385,9 +385,13 @@ impl PeerActor {
                 if self.machine.is_closed() {
                     return;
                 }
-                // Parse once when a request waits for this block; subscribers share the result.
+                // Parse once when a request waits for this block. An answer to our own request
+                // goes to the requester only: typed subscribers see unsolicited blocks (the
+                // catch-all still sees every message).
                 let mut decoded = None;
-                if verdict == Verdict::Deliver && raw.hash().is_some_and(|h| self.machine.wants_block(&h)) {
+                let answers =
+                    verdict == Verdict::Deliver && raw.hash().is_some_and(|h| self.machine.wants_block(&h));
+                if answers {
                     match raw.decode() {
                         Ok(block) => {
                             let block = Arc::new(block);
@@ -398,20 +402,22 @@ impl PeerActor {
                                 return;
                             }
                         }
-                        Err(error) => return self.invalid_frame(now, &error),
+                        Err(error) => {
+                            self.invalid_frame(now, &error);
+                            return self.run_actions(ctx);
+                        }
                     }
                 }
-                if let Err(error) = self.subscribers.received_block(
-                    self.id,
-                    &self.addr,
-                    raw,
-                    decoded,
-                    verdict == Verdict::Deliver,
-                ) {
+                let typed = verdict == Verdict::Deliver && !answers;
+                if let Err(error) = self.subscribers.received_block(self.id, &self.addr, raw, decoded, typed)
+                {
                     self.invalid_frame(now, &error);
                 }
             }
-            Err(error) => self.invalid_frame(now, &error),
+            Err(error) => {
+                self.invalid_frame(now, &error);
+                self.run_actions(ctx);
+            }
         }
     }
 

@@ -71,8 +71,9 @@ pub enum DisconnectReason {
     /// The peer speaks an older protocol than we accept.
     #[error("peer protocol version {version} is below the minimum {min}")]
     ObsoleteVersion {
-        /// What the peer advertised.
-        version: u32,
+        /// What the peer advertised, read as Core reads it: a signed 32-bit integer, so
+        /// `0xffffffff` is −1 (`ProcessMessage`, VERSION: `int nVersion`).
+        version: i32,
         /// Our minimum.
         min: u32,
     },
@@ -96,7 +97,8 @@ pub enum DisconnectReason {
     Misbehaving(Misbehavior),
 }
 
-/// Protocol violations that justify a ban.
+/// Protocol violations. Whether one costs a ban or only the connection is decided by
+/// [`Misbehavior::core_rule`], the table of what Bitcoin Core does for each.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "violation", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -119,7 +121,9 @@ pub enum Misbehavior {
         /// The limit.
         max: usize,
     },
-    /// User agent longer than 256 bytes.
+    /// User agent longer than 256 bytes. No longer produced: Core drops such a `version`
+    /// (`LIMITED_STRING` throws, `ProcessMessages` catches) and keeps the socket until its
+    /// handshake timeout, and so do we.
     #[error("user agent of {len} bytes exceeds 256")]
     UserAgentTooLong {
         /// Its length.
@@ -145,6 +149,77 @@ pub enum Misbehavior {
         /// Command.
         command: String,
     },
+    /// A `getheaders`/`getblocks` whose locator has more than 101 hashes (`MAX_LOCATOR_SZ`).
+    #[error("{command} locator of {count} hashes exceeds {max}")]
+    LocatorTooLong {
+        /// Command.
+        command: String,
+        /// Hashes in the locator.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// What Bitcoin Core does about a protocol violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoreReaction {
+    /// `Misbehaving(peer, ..)`: disconnect and discourage the address (our ban).
+    Discourage,
+    /// `pfrom.fDisconnect = true` (or the transport failing): the connection ends, no ban.
+    Disconnect,
+    /// The message is dropped and the connection kept.
+    Ignore,
+}
+
+/// One row of the table: Core's reaction and where it lives in Core's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CoreRule {
+    /// What Core does.
+    pub reaction: CoreReaction,
+    /// Core file and function (the command branch of `ProcessMessage` where it applies).
+    pub source: &'static str,
+}
+
+impl Misbehavior {
+    /// THE table: for each violation, what Bitcoin Core does and where. A ban is only for what
+    /// Core discourages; everything else ends the connection without one.
+    pub fn core_rule(&self) -> CoreRule {
+        use CoreReaction::*;
+        let (reaction, source) = match self {
+            Misbehavior::Oversized { .. } => (
+                Disconnect,
+                "net.cpp V1Transport::readHeader: length > MAX_PROTOCOL_MESSAGE_LENGTH, \"Header error: Size too large\"",
+            ),
+            // inv, getdata: ProcessMessage INV/GETDATA `vInv.size() > MAX_INV_SZ`; addr/addrv2:
+            // ADDR `vAddr.size() > MAX_ADDR_TO_SEND`; headers: HEADERS `nCount > max_headers_result`.
+            Misbehavior::TooManyEntries { .. } => {
+                (Discourage, "net_processing.cpp ProcessMessage INV/GETDATA/ADDR/HEADERS: Misbehaving")
+            }
+            Misbehavior::UserAgentTooLong { .. } => (
+                Ignore,
+                "net_processing.cpp ProcessMessage VERSION: LIMITED_STRING(MAX_SUBVERSION_LENGTH) throws; ProcessMessages catches",
+            ),
+            Misbehavior::NegotiationAfterVerack { .. } => (
+                Disconnect,
+                "net_processing.cpp ProcessMessage WTXIDRELAY/SENDADDRV2: fSuccessfullyConnected, fDisconnect",
+            ),
+            Misbehavior::InvalidData { .. } => (
+                Discourage,
+                "net_processing.cpp ProcessHeadersMessage (non-continuous, CheckHeadersPoW), BLOCK IsBlockMutated: Misbehaving",
+            ),
+            Misbehavior::BloomNotOffered { .. } => (
+                Disconnect,
+                "net_processing.cpp ProcessMessage FILTERLOAD/FILTERADD/FILTERCLEAR/MEMPOOL without NODE_BLOOM: fDisconnect",
+            ),
+            Misbehavior::LocatorTooLong { .. } => (
+                Disconnect,
+                "net_processing.cpp ProcessMessage GETBLOCKS/GETHEADERS: vHave.size() > MAX_LOCATOR_SZ, fDisconnect",
+            ),
+        };
+        CoreRule { reaction, source }
+    }
 }
 
 /// How the group should treat a reason.
@@ -155,7 +230,8 @@ pub enum ReasonKind {
     Local,
     /// The network or the peer's availability failed: retry with backoff, never ban.
     Network,
-    /// The peer is fine but not for us (old version, missing services, ourselves).
+    /// The peer is fine but not for us (old version, missing services, ourselves), or broke a
+    /// rule Core only disconnects for (no ban).
     Incompatible,
     /// The peer broke the protocol: ban.
     Misbehavior,
@@ -178,10 +254,15 @@ impl DisconnectReason {
             ObsoleteVersion { .. } | MissingServices { .. } | SelfConnection | WrongNetwork => {
                 ReasonKind::Incompatible
             }
-            // Core only disconnects for bloom messages it does not offer (no discouragement):
-            // an old SPV wallet is not an attacker.
-            Misbehaving(Misbehavior::BloomNotOffered { .. }) => ReasonKind::Incompatible,
-            Misbehaving(_) => ReasonKind::Misbehavior,
+            // Never produced any more (Core ignores the message); kept a ban kind because callers
+            // (the group's policy tests) use it as their sample of a banning reason.
+            Misbehaving(Misbehavior::UserAgentTooLong { .. }) => ReasonKind::Misbehavior,
+            // The table decides: only what Core discourages is a ban; a protocol error Core
+            // just disconnects for is treated like an incompatible peer.
+            Misbehaving(m) => match m.core_rule().reaction {
+                CoreReaction::Discourage => ReasonKind::Misbehavior,
+                CoreReaction::Disconnect | CoreReaction::Ignore => ReasonKind::Incompatible,
+            },
         }
     }
 

@@ -14,7 +14,7 @@ use bitcoin::SignedAmount;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::limits::{HEADER_SIZE, MAX_PROTOCOL_MESSAGE_LENGTH, MESSAGE_TYPE_SIZE};
+use super::limits::{HEADER_SIZE, MAX_HEADERS_RESULTS, MAX_PROTOCOL_MESSAGE_LENGTH, MESSAGE_TYPE_SIZE};
 use super::{command_name, Message};
 
 /// Why bytes from a peer could not be turned into a message.
@@ -52,6 +52,19 @@ pub enum CodecError {
     /// The command field has characters outside 0x20..0x7e or garbage after the first NUL.
     #[error("invalid command field {0:02x?}")]
     InvalidCommand([u8; MESSAGE_TYPE_SIZE]),
+    /// A list message announcing more entries than Core accepts, reported as soon as the count is
+    /// read (before the entries, which may not even be there): Core checks a `headers` count
+    /// right after `ReadCompactSize` and punishes it (`ProcessMessage`, HEADERS). Concerns this
+    /// frame only; the machine decides what it costs.
+    #[error("{command} message announces {count} entries, limit is {max}")]
+    TooManyEntries {
+        /// Command name.
+        command: &'static str,
+        /// Announced count.
+        count: u64,
+        /// The limit.
+        max: usize,
+    },
     /// A known command whose payload could not be decoded.
     #[error("malformed {command} payload: {reason}")]
     Malformed {
@@ -295,6 +308,11 @@ fn decode_frame(
 ) -> Result<Message, CodecError> {
     verify_checksum(frame, command)?;
     let payload = &frame[HEADER_SIZE..];
+    if command == "headers" {
+        if let Some(count) = headers_count_over_limit(payload) {
+            return Err(CodecError::TooManyEntries { command, count, max: MAX_HEADERS_RESULTS });
+        }
+    }
     match decode_payload(command, raw_cmd, payload) {
         Ok(message) => Ok(message),
         Err(e) if command == "version" => super::version::decode_lenient(payload)
@@ -351,7 +369,7 @@ fn decode_payload(
             }
             Message::FeeFilter(fee)
         }
-        "sendcmpct" => Message::SendCmpct(Decodable::consensus_decode_from_finite_reader(r)?),
+        "sendcmpct" => Message::SendCmpct(decode_sendcmpct(r)?),
         "cmpctblock" => Message::CmpctBlock(Decodable::consensus_decode_from_finite_reader(r)?),
         "getblocktxn" => Message::GetBlockTxn(Decodable::consensus_decode_from_finite_reader(r)?),
         "blocktxn" => Message::BlockTxn(Decodable::consensus_decode_from_finite_reader(r)?),
@@ -368,23 +386,54 @@ fn decode_payload(
     Ok(message)
 }
 
-/// Size of one `headers` entry: an 80-byte header and its (empty) transaction count.
+/// Smallest size of one `headers` entry: an 80-byte header and a one-byte transaction count.
 const HEADERS_ENTRY_SIZE: usize = 81;
 
-/// `headers` payload: a count, then each header followed by a zero transaction count (bitcoin's
-/// own wrapper type for this is private).
+/// Core's `MAX_SIZE` (`serialize.h`): `ReadCompactSize` throws above it (range check).
+const MAX_SIZE: u64 = 0x0200_0000;
+
+/// Core's `ReadCompactSize` (`serialize.h`): canonical encoding (as bitcoin's `VarInt` checks)
+/// and at most `MAX_SIZE`.
+fn read_compact_size(r: &mut &[u8]) -> Result<u64, encode::Error> {
+    let n = VarInt::consensus_decode_from_finite_reader(r)?.0;
+    if n > MAX_SIZE {
+        return Err(encode::Error::ParseFailed("compact size exceeds MAX_SIZE"));
+    }
+    Ok(n)
+}
+
+/// The `headers` count when it is over `MAX_HEADERS_RESULTS` (and still a valid compact size).
+/// Core reads the count and punishes before it reads a single header (`ProcessMessage`,
+/// HEADERS: `ReadCompactSize`, then `nCount > max_headers_result` → `Misbehaving`), so whether
+/// the entries are there does not matter.
+fn headers_count_over_limit(payload: &[u8]) -> Option<u64> {
+    let count = read_compact_size(&mut &payload[..]).ok()?;
+    (count > MAX_HEADERS_RESULTS as u64).then_some(count)
+}
+
+/// `headers` payload: a count, then each header followed by a transaction count that Core reads
+/// and ignores (`ProcessMessage`, HEADERS: `ReadCompactSize(vRecv); // ignore tx count`).
+/// bitcoin's own wrapper for this is private and, unlike Core, refuses a non-zero count.
 fn decode_headers(r: &mut &[u8]) -> Result<Vec<Header>, encode::Error> {
-    let count = VarInt::consensus_decode_from_finite_reader(r)?.0;
+    let count = read_compact_size(r)?;
     // Never reserve more than the remaining bytes can hold, whatever the count says.
     let fits = r.len() / HEADERS_ENTRY_SIZE;
     let mut headers = Vec::with_capacity(usize::try_from(count).unwrap_or(usize::MAX).min(fits));
     for _ in 0..count {
         headers.push(Header::consensus_decode_from_finite_reader(r)?);
-        if u8::consensus_decode_from_finite_reader(r)? != 0 {
-            return Err(encode::Error::ParseFailed("Headers message should not contain transactions"));
-        }
+        read_compact_size(r)?;
     }
     Ok(headers)
+}
+
+/// `sendcmpct` as Core reads it (`ProcessMessage`, SENDCMPCT: `vRecv >> sendcmpct_hb >>
+/// sendcmpct_version`): the announce flag is a `bool`, and Core's `bool` unserializer takes any
+/// non-zero byte as true (`serialize.h`, `Unserialize(Stream&, bool&)`). bitcoin refuses
+/// bytes other than 0 and 1.
+fn decode_sendcmpct(r: &mut &[u8]) -> Result<crate::wire::SendCmpct, encode::Error> {
+    let announce = u8::consensus_decode_from_finite_reader(r)?;
+    let version = u64::consensus_decode_from_finite_reader(r)?;
+    Ok(crate::wire::SendCmpct { send_compact: announce != 0, version })
 }
 
 /// The command field of an unknown message, trimmed of NUL padding as bitcoin does.

@@ -50,7 +50,14 @@ impl PeerMachine {
 
     /// Turns request events into actions. `Consumed` when the peer was dropped for them.
     pub(super) fn run_requests(&mut self) -> Verdict {
+        self.run_requests_answering().0
+    }
+
+    /// [`run_requests`](Self::run_requests), also saying whether a request was answered
+    /// successfully (the message that triggered it was an answer, not an announcement).
+    pub(super) fn run_requests_answering(&mut self) -> (Verdict, bool) {
         let mut verdict = Verdict::Deliver;
+        let mut answered = false;
         while let Some(event) = self.requests.poll_event() {
             match event {
                 RequestEvent::SendGetHeaders { locator, stop } => {
@@ -71,7 +78,10 @@ impl PeerMachine {
                         .collect();
                     self.send(Message::GetData(items));
                 }
-                RequestEvent::Done(id, result) => self.actions.push_back(Action::Answer(id, result)),
+                RequestEvent::Done(id, result) => {
+                    answered |= result.is_ok();
+                    self.actions.push_back(Action::Answer(id, result));
+                }
                 RequestEvent::Misbehaved(reason) => {
                     verdict = self.misbehaving(Misbehavior::InvalidData { reason: reason.to_string() });
                 }
@@ -81,7 +91,7 @@ impl PeerMachine {
                 }
             }
         }
-        verdict
+        (verdict, answered)
     }
 
     /// Answers announced transactions with `getdata` (once per id), when configured to.

@@ -53,22 +53,13 @@ impl PeerMachine {
         self.send(Message::Version(version::build(&local, remote)));
     }
 
-    /// The peer's `version`: checked as Core does (`ProcessMessage`, VERSION), then answered.
+    /// The peer's `version`: checked as Core does, in Core's order (`net_processing.cpp`
+    /// `ProcessMessage`, VERSION): services of an outbound peer, protocol version, user agent,
+    /// self-connection.
     pub(super) fn on_version(&mut self, v: &VersionMessage) {
         if self.remote.is_some() {
-            // Core ignores a second version.
+            // Core ignores a second version ("redundant version message").
             self.dropped_frames += 1;
-            return;
-        }
-        if v.user_agent.len() > MAX_SUBVERSION_LENGTH {
-            self.misbehaving(Misbehavior::UserAgentTooLong { len: v.user_agent.len() });
-            return;
-        }
-        if v.version < self.config.min_peer_version {
-            self.disconnect(DisconnectReason::ObsoleteVersion {
-                version: v.version,
-                min: self.config.min_peer_version,
-            });
             return;
         }
         if self.link == Link::Outbound && !v.services.has(self.config.required_services) {
@@ -76,6 +67,22 @@ impl PeerMachine {
                 offered: v.services.to_u64(),
                 required: self.config.required_services.to_u64(),
             });
+            return;
+        }
+        // Core reads the field as `int nVersion`: 0xffffffff is −1, below any minimum.
+        let signed = v.version as i32;
+        if i64::from(signed) < i64::from(self.config.min_peer_version) {
+            self.disconnect(DisconnectReason::ObsoleteVersion {
+                version: signed,
+                min: self.config.min_peer_version,
+            });
+            return;
+        }
+        if v.user_agent.len() > MAX_SUBVERSION_LENGTH {
+            // Core's `LIMITED_STRING` throws and `ProcessMessages` catches: the message is
+            // dropped before `nVersion` is stored, so a later valid `version` still counts and
+            // the handshake timeout ends a peer that never sends one. No disconnect, no ban.
+            self.dropped_frames += 1;
             return;
         }
         if self.link == Link::Inbound && self.nonces.contains(v.nonce) {
@@ -116,7 +123,8 @@ impl PeerMachine {
                 }
             }
             Message::WtxidRelay => {
-                // Core: `wtxidrelay` after `verack` is misbehaviour (`ProcessMessage`, WTXIDRELAY).
+                // Core disconnects (no discouragement) for `wtxidrelay` after `verack`
+                // (`ProcessMessage`, WTXIDRELAY).
                 if self.got_verack {
                     return Some(
                         self.misbehaving(Misbehavior::NegotiationAfterVerack {
@@ -131,6 +139,7 @@ impl PeerMachine {
                 }
             }
             Message::SendAddrV2 => {
+                // The same for `sendaddrv2` (`ProcessMessage`, SENDADDRV2).
                 if self.got_verack {
                     return Some(
                         self.misbehaving(Misbehavior::NegotiationAfterVerack {

@@ -28,9 +28,11 @@ use super::reason::{DisconnectReason, Misbehavior};
 use super::relay::Relay;
 use super::requests::{PeerRequests, RequestError, RequestEvent, RequestId, RequestTimeouts, Response};
 use super::{Link, NonceSet, PeerState};
-use crate::wire::limits::{MAX_HEADERS_RESULTS, MAX_INV_SZ, MIN_PEER_PROTO_VERSION, PROTOCOL_VERSION};
+use crate::wire::limits::{
+    MAX_HEADERS_RESULTS, MAX_INV_SZ, MAX_LOCATOR_SZ, MIN_PEER_PROTO_VERSION, PROTOCOL_VERSION,
+};
 use crate::wire::version;
-use crate::wire::{CodecError, Message, ServiceFlags};
+use crate::wire::{CodecError, GetBlocksMessage, GetHeadersMessage, Message, ServiceFlags};
 use bitcoin::BlockHash;
 
 pub use self::gossip::MAX_KNOWN_ADDRS;
@@ -306,10 +308,21 @@ impl PeerMachine {
         self.dropped_frames
     }
 
-    /// A frame could not be decoded; it is dropped (as Core does) but still counts as activity.
-    pub fn on_invalid_frame(&mut self, now: Instant, _error: &CodecError) {
+    /// A frame could not be decoded; it is dropped (as Core does: `ProcessMessages` catches the
+    /// decoder's exception) but still counts as activity. The exception is a list count Core
+    /// checks before reading the entries: that is punished as if the list had arrived.
+    pub fn on_invalid_frame(&mut self, now: Instant, error: &CodecError) {
+        if self.state == PeerState::Disconnected {
+            return;
+        }
         self.last_recv = Some(now);
         self.dropped_frames += 1;
+        // Core parses nothing but negotiation before `verack` ("Unsupported message prior to
+        // verack"), so the count only matters on a ready link.
+        if let (CodecError::TooManyEntries { command, count, max }, PeerState::Ready) = (error, self.state) {
+            let count = usize::try_from(*count).unwrap_or(usize::MAX);
+            self.too_many(command, count, *max);
+        }
     }
 
     /// The byte stream failed for good: decide why the link ends.
@@ -382,7 +395,25 @@ impl PeerMachine {
             }
             Message::Headers(h) => {
                 self.requests.on_headers(h);
-                self.run_requests()
+                // An answer to our own `getheaders` goes to the requester only: typed
+                // subscribers see what the peer sent unsolicited.
+                match self.run_requests_answering() {
+                    (Verdict::Deliver, true) => Verdict::Consumed,
+                    (verdict, _) => verdict,
+                }
+            }
+            // Core disconnects (no discouragement) for an over-long locator (`ProcessMessage`,
+            // GETBLOCKS and GETHEADERS: `locator.vHave.size() > MAX_LOCATOR_SZ`).
+            Message::GetHeaders(GetHeadersMessage { locator_hashes, .. })
+            | Message::GetBlocks(GetBlocksMessage { locator_hashes, .. })
+                if locator_hashes.len() > MAX_LOCATOR_SZ =>
+            {
+                self.disconnect(DisconnectReason::Misbehaving(Misbehavior::LocatorTooLong {
+                    command: msg.cmd().to_owned(),
+                    count: locator_hashes.len(),
+                    max: MAX_LOCATOR_SZ,
+                }));
+                Verdict::Consumed
             }
             Message::NotFound(items) => {
                 self.requests.on_notfound(now, items);

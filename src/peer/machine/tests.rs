@@ -185,14 +185,6 @@ fn version_checks_disconnect_with_typed_reasons() {
     let a = drain(&mut m);
     assert!(matches!(disconnect_reason(&a), Some(DisconnectReason::MissingServices { .. })));
     assert_eq!(disconnect_reason(&a).unwrap().kind(), super::super::ReasonKind::Incompatible);
-
-    let mut m = machine(Link::Outbound, &nonces);
-    m.connected(t0, 0, 0, None);
-    let mut v = their_version(70016, 1);
-    v.user_agent = "x".repeat(257);
-    m.on_message(t0, &Message::Version(v));
-    let r = disconnect_reason(&drain(&mut m)).cloned().unwrap();
-    assert!(r.is_misbehavior(), "{r:?}");
 }
 
 #[test]
@@ -504,3 +496,4 @@ fn reject_goes_only_to_peers_that_understand_it() {
 }
 
 mod filters;
+mod hostile;

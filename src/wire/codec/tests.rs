@@ -285,6 +285,13 @@ fn assert_equivalent(frame: &[u8]) -> Result<Message, CodecError> {
     let decoded = ours(frame);
     let command = decoded.command;
     let message = decoded.into_message();
+    if let Some(expected) = core_divergence(command, frame) {
+        assert!(
+            same_outcome(&message, &expected),
+            "{command} (read as Core does): {message:?} vs {expected:?}"
+        );
+        return message;
+    }
     match (&message, reference(frame)) {
         (Ok(ours), Ok(theirs)) => assert_eq!(ours, &theirs, "{command}: {frame:02x?}"),
         (_, Err(encode::Error::InvalidChecksum { .. })) => {
@@ -303,6 +310,65 @@ fn assert_equivalent(frame: &[u8]) -> Result<Message, CodecError> {
         (Err(e), Ok(theirs)) => panic!("{command}: we failed ({e}) where bitcoin decoded {theirs:?}"),
     }
     message
+}
+
+/// Where we read as Core does rather than as bitcoin does, the expected result; `None` where
+/// bitcoin is the reference. Written from Core's source, independently of the decoder:
+/// `headers` (count checked before the entries, each tx count read and ignored) and `sendcmpct`
+/// (any non-zero announce byte is true).
+fn core_divergence(command: &str, frame: &[u8]) -> Option<Result<Message, CodecError>> {
+    if sha256d::Hash::hash(&frame[HEADER_SIZE..]).as_byte_array()[..4] != frame[20..24] {
+        return None;
+    }
+    let payload = &frame[HEADER_SIZE..];
+    let malformed =
+        |reason: &str| Err(CodecError::Malformed { command: "headers", reason: reason.to_owned() });
+    match command {
+        "sendcmpct" => Some(match payload {
+            [announce, version @ ..] if version.len() == 8 => {
+                let mut v = [0u8; 8];
+                v.copy_from_slice(version);
+                Ok(Message::SendCmpct(SendCmpct {
+                    send_compact: *announce != 0,
+                    version: u64::from_le_bytes(v),
+                }))
+            }
+            _ => Err(CodecError::Malformed { command: "sendcmpct", reason: String::new() }),
+        }),
+        "headers" => {
+            let mut r = payload;
+            let compact = |r: &mut &[u8]| -> Option<u64> {
+                let n = VarInt::consensus_decode_from_finite_reader(r).ok()?.0;
+                (n <= 0x0200_0000).then_some(n)
+            };
+            let Some(count) = compact(&mut r) else { return Some(malformed("count")) };
+            if count > 2_000 {
+                return Some(Err(CodecError::TooManyEntries { command: "headers", count, max: 2_000 }));
+            }
+            let mut headers = Vec::new();
+            for _ in 0..count {
+                let Ok(h) = bitcoin::block::Header::consensus_decode_from_finite_reader(&mut r) else {
+                    return Some(malformed("header"));
+                };
+                headers.push(h);
+                if compact(&mut r).is_none() {
+                    return Some(malformed("tx count"));
+                }
+            }
+            Some(if r.is_empty() { Ok(Message::Headers(headers)) } else { malformed("extra bytes") })
+        }
+        _ => None,
+    }
+}
+
+/// Compares results, ignoring the wording of `Malformed` reasons (the model above has its own).
+fn same_outcome(a: &Result<Message, CodecError>, b: &Result<Message, CodecError>) -> bool {
+    match (a, b) {
+        (Err(CodecError::Malformed { command: x, .. }), Err(CodecError::Malformed { command: y, .. })) => {
+            x == y
+        }
+        _ => a == b,
+    }
 }
 
 fn frame_of(msg: &Message) -> Vec<u8> {
@@ -556,12 +622,11 @@ fn malformed_payloads_fail_as_in_bitcoin() {
         ("feefilter", (max_money + 1).to_le_bytes().to_vec()),
         ("feefilter", i64::MIN.to_le_bytes().to_vec()),
         ("feefilter", vec![0; 7]),
-        ("headers", one_header_payload(1)),
         ("headers", one_header_payload(0)[..81].to_vec()),
         ("headers", [&one_header_payload(0)[..], &[0]].concat()),
         ("headers", vec![0xfd, 0x01, 0x00]),       // non-canonical count
         ("addrv2", vec![1, 0, 0, 0, 0, 0, 4, 31]), // Tor v3 with a 31-byte key
-        ("sendcmpct", vec![2, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ("sendcmpct", vec![2, 0, 0, 0, 0, 0, 0, 0]),
     ];
     for (command, payload) in cases {
         let result = assert_equivalent(&raw_frame(Network::Mainnet.magic(), command.as_bytes(), &payload));
@@ -574,6 +639,41 @@ fn malformed_payloads_fail_as_in_bitcoin() {
     for fee in [0, max_money] {
         let frame = raw_frame(Network::Mainnet.magic(), b"feefilter", &fee.to_le_bytes());
         assert_eq!(assert_equivalent(&frame), Ok(Message::FeeFilter(fee)));
+    }
+}
+
+#[test]
+fn headers_and_sendcmpct_are_read_as_core_reads_them() {
+    let magic = Network::Mainnet.magic();
+    // A non-zero transaction count is read and ignored (`ReadCompactSize(vRecv); // ignore`).
+    let genesis = bitcoin::constants::genesis_block(bitcoin::Network::Bitcoin).header;
+    for tx_count in [&[1u8][..], &[0xfd, 0x00, 0x01]] {
+        let payload = [&one_header_payload(0)[..81], tx_count].concat();
+        let frame = raw_frame(magic, b"headers", &payload);
+        assert_eq!(ours(&frame).into_message(), Ok(Message::Headers(vec![genesis])));
+    }
+    // A count over 2,000 is reported before the entries, which need not be there.
+    let frame = raw_frame(magic, b"headers", &[0xfd, 0xd1, 0x07]);
+    assert_eq!(
+        ours(&frame).into_message(),
+        Err(CodecError::TooManyEntries { command: "headers", count: 2_001, max: 2_000 })
+    );
+    assert!(!CodecError::TooManyEntries { command: "headers", count: 2_001, max: 2_000 }.is_fatal());
+    // Above Core's MAX_SIZE the compact size itself throws: just malformed.
+    let frame = raw_frame(magic, b"headers", &[0xfe, 0x01, 0x00, 0x00, 0x02]);
+    assert!(matches!(ours(&frame).into_message(), Err(CodecError::Malformed { command: "headers", .. })));
+    // Exactly 2,000 announced and missing is a plain truncation.
+    let frame = raw_frame(magic, b"headers", &[0xfd, 0xd0, 0x07]);
+    assert!(matches!(ours(&frame).into_message(), Err(CodecError::Malformed { command: "headers", .. })));
+    // sendcmpct: Core's bool takes any non-zero byte as true.
+    for (byte, hb) in [(0u8, false), (1, true), (2, true), (0xff, true)] {
+        let payload = [&[byte][..], &2u64.to_le_bytes()].concat();
+        let frame = raw_frame(magic, b"sendcmpct", &payload);
+        assert_eq!(
+            ours(&frame).into_message(),
+            Ok(Message::SendCmpct(SendCmpct { send_compact: hb, version: 2 })),
+            "byte {byte}"
+        );
     }
 }
 
