@@ -14,7 +14,7 @@ use actix::Actor;
 use actix::Addr;
 use bitcoin::hashes::{sha256d, Hash};
 use bitcoin::BlockHash;
-use btcpeer::group::bans::{Ban, BanTarget};
+use btcpeer::group::{Ban, BanTarget};
 use btcpeer::group::{GetBans, GetListenAddrs, PeerGroup, Shutdown};
 use btcpeer::wire::{
     AddrV2, AddrV2Message, Address, Codec, GetBlocksMessage, GetHeadersMessage, Inventory, Message,

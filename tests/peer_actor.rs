@@ -176,7 +176,9 @@ async fn oversized_header_disconnects_before_any_payload() {
         reason,
         DisconnectReason::Misbehaving(Misbehavior::Oversized { command: "block".into(), len: 4_000_001 })
     );
-    assert!(reason.is_misbehavior());
+    // Core only disconnects (net.cpp V1Transport::readHeader): no ban.
+    assert!(!reason.is_misbehavior());
+    assert_eq!(reason.kind(), btcpeer::peer::ReasonKind::Incompatible);
 }
 
 #[actix_rt::test]

@@ -32,7 +32,7 @@ pub use machine::{
 pub use nonce::NonceSet;
 pub use outbound::DEFAULT_MAX_SEND_QUEUE_BYTES;
 pub use outbound::{SendError, CLOSE_TIMEOUT};
-pub use reason::{DisconnectReason, Misbehavior, ReasonKind};
+pub use reason::{CoreReaction, CoreRule, DisconnectReason, Misbehavior, ReasonKind};
 pub use relay::Announcement;
 pub use stats::{Counter, PeerStats};
 

@@ -121,14 +121,6 @@ pub enum Misbehavior {
         /// The limit.
         max: usize,
     },
-    /// User agent longer than 256 bytes. No longer produced: Core drops such a `version`
-    /// (`LIMITED_STRING` throws, `ProcessMessages` catches) and keeps the socket until its
-    /// handshake timeout, and so do we.
-    #[error("user agent of {len} bytes exceeds 256")]
-    UserAgentTooLong {
-        /// Its length.
-        len: usize,
-    },
     /// A pre-verack negotiation message after verack.
     #[error("{command} after verack")]
     NegotiationAfterVerack {
@@ -197,10 +189,6 @@ impl Misbehavior {
             Misbehavior::TooManyEntries { .. } => {
                 (Discourage, "net_processing.cpp ProcessMessage INV/GETDATA/ADDR/HEADERS: Misbehaving")
             }
-            Misbehavior::UserAgentTooLong { .. } => (
-                Ignore,
-                "net_processing.cpp ProcessMessage VERSION: LIMITED_STRING(MAX_SUBVERSION_LENGTH) throws; ProcessMessages catches",
-            ),
             Misbehavior::NegotiationAfterVerack { .. } => (
                 Disconnect,
                 "net_processing.cpp ProcessMessage WTXIDRELAY/SENDADDRV2: fSuccessfullyConnected, fDisconnect",
@@ -254,9 +242,6 @@ impl DisconnectReason {
             ObsoleteVersion { .. } | MissingServices { .. } | SelfConnection | WrongNetwork => {
                 ReasonKind::Incompatible
             }
-            // Never produced any more (Core ignores the message); kept a ban kind because callers
-            // (the group's policy tests) use it as their sample of a banning reason.
-            Misbehaving(Misbehavior::UserAgentTooLong { .. }) => ReasonKind::Misbehavior,
             // The table decides: only what Core discourages is a ban; a protocol error Core
             // just disconnects for is treated like an incompatible peer.
             Misbehaving(m) => match m.core_rule().reaction {

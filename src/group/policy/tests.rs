@@ -59,7 +59,11 @@ fn static_peers_are_redialed_forever_and_never_banned() {
         let reason = if round % 2 == 0 {
             refused()
         } else {
-            DisconnectReason::Misbehaving(Misbehavior::UserAgentTooLong { len: 300 })
+            DisconnectReason::Misbehaving(Misbehavior::TooManyEntries {
+                command: "inv".into(),
+                count: 50_001,
+                max: 50_000,
+            })
         };
         let v = p.on_disconnected(id, &reason, now, 1.0);
         assert_eq!(v.ban, None);
@@ -101,7 +105,11 @@ fn misbehaviour_bans_and_failures_back_off() {
     let id = start_all(&mut p, &dials)[0];
     let v = p.on_disconnected(
         id,
-        &DisconnectReason::Misbehaving(Misbehavior::UserAgentTooLong { len: 300 }),
+        &DisconnectReason::Misbehaving(Misbehavior::TooManyEntries {
+            command: "inv".into(),
+            count: 50_001,
+            max: 50_000,
+        }),
         t0,
         0.5,
     );
@@ -199,7 +207,11 @@ fn simulate(seed: u64, all_fail: bool) -> (usize, Vec<usize>, usize) {
                 }
                 Some(false) => {
                     let reason = if b == 2 && ready {
-                        DisconnectReason::Misbehaving(Misbehavior::UserAgentTooLong { len: 300 })
+                        DisconnectReason::Misbehaving(Misbehavior::TooManyEntries {
+                            command: "inv".into(),
+                            count: 50_001,
+                            max: 50_000,
+                        })
                     } else if ready {
                         DisconnectReason::ClosedByPeer
                     } else {
@@ -253,7 +265,11 @@ fn configured_peers_are_never_banned_automatically_but_manual_bans_hold() {
     let t0 = Instant::now();
     let mut p = Policy::new(PolicyConfig { connect_only: true, ..cfg(8, &["10.0.0.1:8333"]) }, t0);
     // Misbehaviour on an inbound link from a configured peer's IP: no ban.
-    let reason = DisconnectReason::Misbehaving(Misbehavior::UserAgentTooLong { len: 300 });
+    let reason = DisconnectReason::Misbehaving(Misbehavior::TooManyEntries {
+        command: "inv".into(),
+        count: 50_001,
+        max: 50_000,
+    });
     assert_eq!(p.on_inbound_disconnected(&addr("10.0.0.1:40000"), &reason).ban, None);
     assert_eq!(p.on_inbound_disconnected(&addr("10.0.0.2:40000"), &reason).ban, Some(addr("10.0.0.2:40000")));
     // A ban the user made stops even a configured peer.
