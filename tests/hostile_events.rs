@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use bitcoin::hashes::Hash;
 use bitcoin::BlockHash;
-use btcpeer::peer::messages::Fetch;
+use btcpeer::peer::messages::FetchFromPeer;
 use btcpeer::peer::requests::{Request, Response};
 use btcpeer::peer::{Link, PeerActor, PeerAddr, PeerConfig};
 use btcpeer::wire::version::{build, LocalVersion};
@@ -86,7 +86,7 @@ async fn fetch_answers_reach_the_requester_only() {
     let genesis = bitcoin::constants::genesis_block(bitcoin::Network::Regtest);
     // Headers: an (empty) answer to our getheaders goes to the requester only.
     let request = Request::Headers { locator: vec![genesis.block_hash()], stop: BlockHash::all_zeros() };
-    let fetch = actix::spawn(peer.send(Fetch(request)));
+    let fetch = actix::spawn(peer.send(FetchFromPeer(request)));
     remote.recv_cmd("getheaders").await;
     remote.send(Message::Headers(vec![])).await;
     let answer = fetch.await.unwrap().unwrap().unwrap();
@@ -102,7 +102,8 @@ async fn fetch_answers_reach_the_requester_only() {
 
     // Blocks: the requested block goes to the requester only; the same block sent again
     // unsolicited is published.
-    let fetch = actix::spawn(peer.send(Fetch(Request::Blocks { hashes: vec![genesis.block_hash()] })));
+    let fetch =
+        actix::spawn(peer.send(FetchFromPeer(Request::Blocks { hashes: vec![genesis.block_hash()] })));
     remote.recv_cmd("getdata").await;
     remote.send(Message::Block(genesis.clone())).await;
     match fetch.await.unwrap().unwrap().unwrap() {

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use bitcoin::hashes::Hash;
 use bitcoin::BlockHash;
 use btcpeer::group::*;
-use btcpeer::peer::messages::{Fetch as PeerFetch, GetStats, SendMessage};
+use btcpeer::peer::messages::{FetchFromPeer, GetStats, SendMessage};
 use btcpeer::peer::requests::{ItemHash, Request, RequestError, Response};
 use btcpeer::peer::{PeerActor, PeerAddr};
 use btcpeer::wire::{Codec, Message};
@@ -36,20 +36,24 @@ async fn headers_blocks_and_transactions_come_back_from_bcoin() {
 
     let genesis = Network::Regtest.genesis_hash();
     let request = Request::Headers { locator: vec![genesis], stop: BlockHash::all_zeros() };
-    let Response::Headers(headers) = peer.send(PeerFetch(request)).await.unwrap().unwrap() else { panic!() };
+    let Response::Headers(headers) = peer.send(FetchFromPeer(request)).await.unwrap().unwrap() else {
+        panic!()
+    };
     let hashes: Vec<BlockHash> = headers.iter().map(|h| h.block_hash()).collect();
     assert_eq!(hashes, mined, "all 12 headers, in chain order");
     assert_eq!(headers[0].prev_blockhash, genesis);
 
     // Headers up to a stop hash.
     let request = Request::Headers { locator: vec![genesis], stop: mined[4] };
-    let Response::Headers(headers) = peer.send(PeerFetch(request)).await.unwrap().unwrap() else { panic!() };
+    let Response::Headers(headers) = peer.send(FetchFromPeer(request)).await.unwrap().unwrap() else {
+        panic!()
+    };
     assert_eq!(headers.len(), 5);
 
     // Blocks in the order asked, whatever order they arrive in.
     let want = vec![mined[7], mined[2], mined[11]];
     let Response::Blocks(blocks) =
-        peer.send(PeerFetch(Request::Blocks { hashes: want.clone() })).await.unwrap().unwrap()
+        peer.send(FetchFromPeer(Request::Blocks { hashes: want.clone() })).await.unwrap().unwrap()
     else {
         panic!()
     };
@@ -59,12 +63,14 @@ async fn headers_blocks_and_transactions_come_back_from_bcoin() {
     // A transaction of a block by txid: the coinbase of block 3.
     let coinbase = blocks[1].txdata[0].clone();
     let request = Request::Transactions { block: mined[2], txids: vec![coinbase.compute_txid()] };
-    let Response::Transactions(txs) = peer.send(PeerFetch(request)).await.unwrap().unwrap() else { panic!() };
+    let Response::Transactions(txs) = peer.send(FetchFromPeer(request)).await.unwrap().unwrap() else {
+        panic!()
+    };
     assert_eq!(txs, vec![coinbase]);
 
     // A block bcoin does not have: it answers notfound (or, like Core, nothing: a timeout).
     let unknown = BlockHash::from_byte_array([7; 32]);
-    let err = peer.send(PeerFetch(Request::Blocks { hashes: vec![unknown] })).await.unwrap().unwrap_err();
+    let err = peer.send(FetchFromPeer(Request::Blocks { hashes: vec![unknown] })).await.unwrap().unwrap_err();
     assert!(
         matches!(err, RequestError::NotFound { hash: ItemHash::Block(h) } if h == unknown)
             || matches!(err, RequestError::Timeout { .. }),
@@ -88,7 +94,7 @@ async fn filtered_blocks_come_with_their_matched_transactions_from_a_bloom_peer(
 
     // No filter loaded yet: bcoin answers notfound.
     let request = Request::FilteredBlocks { hashes: vec![mined[1]] };
-    let err = peer.send(PeerFetch(request.clone())).await.unwrap().unwrap_err();
+    let err = peer.send(FetchFromPeer(request.clone())).await.unwrap().unwrap_err();
     assert_eq!(err, RequestError::NotFound { hash: ItemHash::Block(mined[1]) });
 
     // A filter with every bit set matches every transaction.
@@ -100,11 +106,11 @@ async fn filtered_blocks_come_with_their_matched_transactions_from_a_bloom_peer(
     };
     peer.send(SendMessage(Message::FilterLoad(filter))).await.unwrap().unwrap();
     let request = Request::FilteredBlocks { hashes: vec![mined[1], mined[0]] };
-    let Response::FilteredBlocks(blocks) = peer.send(PeerFetch(request)).await.unwrap().unwrap() else {
+    let Response::FilteredBlocks(blocks) = peer.send(FetchFromPeer(request)).await.unwrap().unwrap() else {
         panic!()
     };
     assert_eq!(blocks.iter().map(|b| b.header.block_hash()).collect::<Vec<_>>(), vec![mined[1], mined[0]]);
-    let full = peer.send(PeerFetch(Request::Blocks { hashes: vec![mined[1]] })).await.unwrap().unwrap();
+    let full = peer.send(FetchFromPeer(Request::Blocks { hashes: vec![mined[1]] })).await.unwrap().unwrap();
     let Response::Blocks(full) = full else { panic!() };
     assert_eq!(blocks[0].transactions, full[0].txdata, "the matched transactions are the block's");
 }
@@ -117,7 +123,7 @@ async fn filtered_blocks_are_not_asked_of_peers_without_bloom() {
     let peer = PeerActor::outbound(regtest_config(), PeerAddr::Ip(node.p2p), subs).start();
     events.expect(WAIT, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
     let err =
-        peer.send(PeerFetch(Request::FilteredBlocks { hashes: vec![mined] })).await.unwrap().unwrap_err();
+        peer.send(FetchFromPeer(Request::FilteredBlocks { hashes: vec![mined] })).await.unwrap().unwrap_err();
     assert_eq!(err, RequestError::Unsupported { service: btcpeer::wire::ServiceFlags::BLOOM });
     assert_eq!(peer.send(GetStats).await.unwrap().sent_per_command.get("getdata"), None, "nothing was sent");
 }

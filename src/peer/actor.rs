@@ -20,8 +20,8 @@ use tracing::{debug, info, warn};
 use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIMEOUT};
 use super::machine::{Action, MachineConfig, PeerMachine, SendRefused, Verdict};
 use super::messages::{
-    Disconnect, Fetch, GetStats, PushAddr, PushGetBlocks, PushGetHeaders, PushReject, QueueInventory,
-    QueueTransactions, SendMessage, Subscribe, SubscribeAs, Unsubscribe, WriterReport,
+    Disconnect, FetchFromPeer, GetStats, PushAddr, PushGetBlocks, PushGetHeaders, PushReject, QueueInventory,
+    QueueTransactions, SendMessage, SubscribeAs, SubscribePeer, UnsubscribePeer, WriterReport,
 };
 use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
 use super::reason::DisconnectReason;
@@ -526,10 +526,10 @@ impl Handler<SendMessage> for PeerActor {
     }
 }
 
-impl Handler<Fetch> for PeerActor {
+impl Handler<FetchFromPeer> for PeerActor {
     type Result = ResponseFuture<Result<Response, RequestError>>;
 
-    fn handle(&mut self, msg: Fetch, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: FetchFromPeer, ctx: &mut Context<Self>) -> Self::Result {
         let started = self.machine.request(Instant::now(), msg.0);
         // Register the answer before running the actions: sending may already end the
         // connection, and its answer (Disconnected) must reach this caller.
@@ -563,10 +563,10 @@ impl Handler<GetStats> for PeerActor {
     }
 }
 
-impl Handler<Subscribe> for PeerActor {
-    type Result = MessageResult<Subscribe>;
+impl Handler<SubscribePeer> for PeerActor {
+    type Result = MessageResult<SubscribePeer>;
 
-    fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: SubscribePeer, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.subscribers.add(msg.0))
     }
 }
@@ -639,10 +639,10 @@ impl Handler<SubscribeAs> for PeerActor {
     }
 }
 
-impl Handler<Unsubscribe> for PeerActor {
+impl Handler<UnsubscribePeer> for PeerActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: UnsubscribePeer, _ctx: &mut Context<Self>) {
         self.subscribers.remove(msg.0);
     }
 }

@@ -21,18 +21,17 @@ pub struct SendMessage(pub Message);
 ///
 /// ```no_run
 /// # async fn demo(peer: actix::Addr<btcpeer::peer::PeerActor>, genesis: bitcoin::BlockHash) {
-/// use bitcoin::hashes::Hash;
-/// use btcpeer::peer::messages::Fetch;
+/// use btcpeer::peer::messages::FetchFromPeer;
 /// use btcpeer::peer::requests::{Request, Response};
-/// let request = Request::Headers { locator: vec![genesis], stop: bitcoin::BlockHash::all_zeros() };
-/// if let Ok(Ok(Response::Headers(headers))) = peer.send(Fetch(request)).await {
+/// let request = Request::headers_after(genesis);
+/// if let Ok(Ok(Response::Headers(headers))) = peer.send(FetchFromPeer(request)).await {
 ///     println!("{} headers", headers.len());
 /// }
 /// # }
 /// ```
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "Result<super::requests::Response, super::requests::RequestError>")]
-pub struct Fetch(pub super::requests::Request);
+pub struct FetchFromPeer(pub super::requests::Request);
 
 /// Announces transactions to the peer through the trickle; a peer that loaded a BIP37 filter
 /// (when we offer NODE_BLOOM) is told only of those its filter matches.
@@ -99,18 +98,18 @@ pub struct GetStats;
 /// Adds a subscriber to this peer's notifications.
 #[derive(ActixMessage)]
 #[rtype(result = "SubscriberId")]
-pub struct Subscribe(pub Subscription);
+pub struct SubscribePeer(pub Subscription);
 
 /// Adds a subscriber under a given id (a group gives all its peers the same ids, so one
 /// [`Unsubscribe`] reaches them all).
 #[derive(ActixMessage)]
 #[rtype(result = "()")]
-pub struct SubscribeAs(pub SubscriberId, pub Subscription);
+pub(crate) struct SubscribeAs(pub SubscriberId, pub Subscription);
 
-/// Removes a subscriber added with [`Subscribe`] or [`SubscribeAs`].
+/// Removes a subscriber added with [`SubscribePeer`] (or by a group on its behalf).
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "()")]
-pub struct Unsubscribe(pub SubscriberId);
+pub struct UnsubscribePeer(pub SubscriberId);
 
 /// Writer task report (internal).
 #[derive(Debug, ActixMessage)]

@@ -12,7 +12,7 @@ use super::{PeerGroup, LONGEST_WAIT};
 use crate::group::messages::{Fetch, Fetched, GroupError};
 use crate::group::requests::{after_failure, choose_peer, is_free_failure, max_picks, Candidate, Next};
 use crate::group::waiters::Want;
-use crate::peer::messages::Fetch as PeerFetch;
+use crate::peer::messages::FetchFromPeer;
 use crate::peer::requests::{Request, RequestError};
 use crate::peer::{DisconnectReason, PeerActor, PeerId};
 
@@ -125,7 +125,7 @@ impl PeerGroup {
                     Ok(Pick::None) | Err(_) => return Err(give_up(attempts, last)),
                 };
                 tried.push(peer);
-                let result = actor.send(PeerFetch(msg.request.clone())).await.unwrap_or_else(|_| {
+                let result = actor.send(FetchFromPeer(msg.request.clone())).await.unwrap_or_else(|_| {
                     Err(RequestError::Disconnected {
                         reason: DisconnectReason::Io { error: "peer actor stopped".into() },
                     })

@@ -17,7 +17,7 @@ use crate::events::{AddrReceived, PeerDisconnected, PeerReady};
 use crate::group::messages::*;
 use crate::group::waiters::Want;
 use crate::peer::messages::{
-    Disconnect, GetStats, Subscribe as PeerSubscribe, SubscribeAs, Unsubscribe as PeerUnsubscribe,
+    Disconnect, GetStats, SubscribeAs, SubscribePeer as PeerSubscribe, UnsubscribePeer as PeerUnsubscribe,
 };
 use crate::peer::{DisconnectReason, Link, PeerAddr, PeerInfo, PeerState, PeerStats, ReasonKind};
 use crate::wire::{self, AddrV2};
