@@ -70,20 +70,29 @@ pub use peer::{DisconnectReason, PeerActor, PeerAddr, PeerConfig, PeerId};
 /// items a subscriber actor needs (`Actor`, `Context`, `Handler`, ...), so `actix::prelude::*`
 /// (whose `Request`/`Response` would clash with ours) is not needed beside it.
 pub mod prelude {
+    #[doc(no_inline)]
     pub use crate::bitcoin::{Block, BlockHash, Transaction, Txid};
+    #[doc(no_inline)]
     pub use crate::events::{
         AddrReceived, AddressBanned, AddressUnbanned, BlockReceived, GetDataReceived, HeadersReceived,
         InvReceived, MessageReceived, PeerDisconnected, PeerReady, PeerStateChanged, Subscription,
         TxReceived, SUBSCRIBER_MAILBOX,
     };
+    #[doc(no_inline)]
     pub use crate::group::{
         Broadcast, BroadcastOutcome, BroadcastTransaction, Fetch, Fetched, GetPeers, GetStatus, GroupConfig,
         GroupError, PeerGroup, Shutdown, WaitForPeers,
     };
+    #[doc(no_inline)]
     pub use crate::peer::requests::{Request, RequestError, Response};
+    #[doc(no_inline)]
     pub use crate::peer::{DisconnectReason, PeerActor, PeerAddr, PeerConfig, PeerId, PeerInfo, PeerState};
+    #[doc(no_inline)]
     pub use crate::sync::{ChainEvent, ChainSync, ChainSyncConfig, SubscribeChain};
+    #[doc(no_inline)]
     pub use crate::wire::Inventory;
+    #[doc(no_inline)]
     pub use crate::{subscriptions, Error, Network};
+    #[doc(no_inline)]
     pub use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Recipient, System};
 }

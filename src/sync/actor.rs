@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use super::machine::{HeaderSync, SyncAction, SyncConfig};
 use crate::chain::HeaderStore;
 use crate::chain::{Checkpoint, HeaderChain};
-use crate::events::{HeadersReceived, InvReceived, PeerDisconnected, PeerReady, Subscription};
+use crate::events::{HeadersReceived, InvReceived, Notice, PeerDisconnected, PeerReady, Subscription};
 use crate::group::{DisconnectPeerWith, Fetch, PeerGroup, Subscribe};
 use crate::peer::actor::TipHeight;
 use crate::peer::requests::{Request, Response};
@@ -374,11 +374,13 @@ impl Actor for ChainSync {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Private notices: nothing outside the crate can feed the sync fake headers or peers.
+        let me = ctx.address();
         let subs = [
-            Subscription::Ready(ctx.address().recipient()),
-            Subscription::Disconnected(ctx.address().recipient()),
-            Subscription::Headers(ctx.address().recipient()),
-            Subscription::Inv(ctx.address().recipient()),
+            Subscription::internal::<PeerReady, _>(&me),
+            Subscription::internal::<PeerDisconnected, _>(&me),
+            Subscription::internal::<HeadersReceived, _>(&me),
+            Subscription::internal::<InvReceived, _>(&me),
         ];
         for s in subs {
             self.group.do_send(Subscribe(s));
@@ -412,33 +414,33 @@ impl Actor for ChainSync {
     }
 }
 
-impl Handler<PeerReady> for ChainSync {
+impl Handler<Notice<PeerReady>> for ChainSync {
     type Result = ();
-    fn handle(&mut self, m: PeerReady, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Notice(m): Notice<PeerReady>, ctx: &mut Context<Self>) {
         self.machine.peer_ready(Instant::now(), m.peer, m.info.start_height);
         self.run(ctx);
     }
 }
 
-impl Handler<PeerDisconnected> for ChainSync {
+impl Handler<Notice<PeerDisconnected>> for ChainSync {
     type Result = ();
-    fn handle(&mut self, m: PeerDisconnected, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Notice(m): Notice<PeerDisconnected>, ctx: &mut Context<Self>) {
         self.machine.peer_gone(m.peer);
         self.run(ctx);
     }
 }
 
-impl Handler<HeadersReceived> for ChainSync {
+impl Handler<Notice<HeadersReceived>> for ChainSync {
     type Result = ();
-    fn handle(&mut self, m: HeadersReceived, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Notice(m): Notice<HeadersReceived>, ctx: &mut Context<Self>) {
         self.machine.on_headers(Instant::now(), unix_now(), m.peer, &m.headers);
         self.run(ctx);
     }
 }
 
-impl Handler<InvReceived> for ChainSync {
+impl Handler<Notice<InvReceived>> for ChainSync {
     type Result = ();
-    fn handle(&mut self, m: InvReceived, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Notice(m): Notice<InvReceived>, ctx: &mut Context<Self>) {
         for item in m.items.iter() {
             if let Inventory::Block(h) | Inventory::WitnessBlock(h) = item {
                 self.machine.on_block_inv(Instant::now(), m.peer, *h);
