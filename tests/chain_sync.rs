@@ -306,7 +306,7 @@ async fn a_broadcast_reaches_peers_that_come_later_until_a_fetched_block_confirm
     // bcoin mines it; the chain sync fetches the block and the broadcast resolves as confirmed.
     let mined = node.mine(1).remove(0);
     let outcome = broadcast.await.unwrap().unwrap().expect("confirmed");
-    assert_eq!(outcome.confirmed_in.as_deref(), Some(mined.as_str()));
+    assert_eq!(outcome.confirmed_in.map(|h| h.to_string()), Some(mined));
     assert_eq!(outcome.requested_by, 1);
     group.send(Shutdown).await.unwrap();
 }

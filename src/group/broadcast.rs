@@ -72,11 +72,11 @@ struct PendingTx<W> {
 impl<W> PendingTx<W> {
     fn outcome(&self) -> BroadcastOutcome {
         BroadcastOutcome {
-            txid: self.txid.to_string(),
-            wtxid: self.wtxid.to_string(),
+            txid: self.txid,
+            wtxid: self.wtxid,
             announced_to: self.announced_to,
             requested_by: self.requested.len(),
-            confirmed_in: self.confirmed_in.map(|h| h.to_string()),
+            confirmed_in: self.confirmed_in,
         }
     }
 

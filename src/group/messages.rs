@@ -238,16 +238,16 @@ pub struct BroadcastTransaction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BroadcastOutcome {
     /// Its txid.
-    pub txid: String,
+    pub txid: bitcoin::Txid,
     /// Its wtxid.
-    pub wtxid: String,
+    pub wtxid: bitcoin::Wtxid,
     /// Ready peers it was announced to.
     pub announced_to: usize,
     /// Peers that requested it so far.
     pub requested_by: usize,
     /// The block it was seen in, if one arrived (with a chain sync fetching blocks) before
     /// enough peers asked.
-    pub confirmed_in: Option<String>,
+    pub confirmed_in: Option<bitcoin::BlockHash>,
 }
 
 /// Why a broadcast failed.

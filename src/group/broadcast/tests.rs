@@ -82,7 +82,7 @@ fn a_count_already_reached_answers_at_once_and_min_is_at_least_one() {
     assert_eq!(ok_ids(&now), vec![2]);
     let outcome = now[0].1.clone().unwrap();
     assert_eq!(outcome.requested_by, 1);
-    assert_eq!(outcome.txid, txid.to_string());
+    assert_eq!(outcome.txid, txid);
 }
 
 #[test]
@@ -194,7 +194,7 @@ fn a_block_confirms_and_stops_rebroadcasts_to_outbound_newcomers_only() {
     assert_eq!(confirmed, vec![ours.compute_txid()]);
     let outcome = answers[0].1.clone().unwrap();
     assert_eq!(outcome.announced_to, 3);
-    assert_eq!(outcome.confirmed_in, Some(block.block_hash().to_string()));
+    assert_eq!(outcome.confirmed_in, Some(block.block_hash()));
     assert!(cache.for_newcomer(Link::Outbound, t0).is_empty());
     // Seen again in another block: nothing new.
     assert!(cache.confirm(&block).0.is_empty());
