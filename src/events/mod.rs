@@ -174,6 +174,7 @@ mod sealed {
 
 /// A subscription of one of the crate's own actors, delivered through a private message type so
 /// that nothing outside the crate can send that actor a forged notice.
+#[doc(hidden)]
 #[derive(Clone)]
 pub struct InternalSubscription(InternalTarget);
 

@@ -24,7 +24,8 @@ use tokio::time::Instant;
 use super::reason::DisconnectReason;
 use crate::wire::Inventory;
 use block_queue::{BlockKind, BlockQueue};
-pub use checks::{check_block, check_headers, check_merkleblock, InvalidData};
+pub use checks::InvalidData;
+pub(crate) use checks::{check_block, check_headers, check_merkleblock};
 pub use error::{ItemHash, RequestError};
 use filtered::FilteredAssembly;
 pub use timeouts::RequestTimeouts;
@@ -40,12 +41,12 @@ pub const MAX_BLOCKS_PER_REQUEST: usize = 64;
 /// Requests waiting on one peer at once.
 pub const MAX_PENDING_REQUESTS: usize = 1_024;
 /// `MSG_FILTERED_BLOCK` (`protocol.h`): `getdata` for a BIP37 `merkleblock`.
-pub const MSG_FILTERED_BLOCK: u32 = 3;
+pub(crate) const MSG_FILTERED_BLOCK: u32 = 3;
 /// Consecutive timed-out requests after which the peer is considered stalled and dropped.
 pub const MAX_CONSECUTIVE_TIMEOUTS: u32 = 2;
 
 /// Identifies one request on one peer.
-pub type RequestId = u64;
+pub(crate) type RequestId = u64;
 
 /// What to ask a peer for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +123,7 @@ pub struct FilteredBlock {
 
 /// What the tracker wants done.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestEvent {
+pub(crate) enum RequestEvent {
     /// Send `getheaders` with this locator and stop hash.
     SendGetHeaders {
         /// Locator to send.
@@ -178,7 +179,7 @@ impl BlocksWait {
 
 /// The outstanding requests of one peer.
 #[derive(Debug)]
-pub struct PeerRequests {
+pub(crate) struct PeerRequests {
     next_id: RequestId,
     headers: Option<HeadersWait>,
     blocks: BTreeMap<RequestId, BlocksWait>,
@@ -208,6 +209,7 @@ impl Default for PeerRequests {
 }
 
 impl PeerRequests {
+    #[cfg(test)]
     /// No requests.
     pub fn new() -> Self {
         Self::default()
