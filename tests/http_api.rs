@@ -49,7 +49,7 @@ async fn start(node: &Bcoin) -> (Addr<PeerGroup>, SocketAddr, actix_web::dev::Se
     let mut peer = regtest_config();
     // bcoin (70015, no wtxidrelay) asks for transactions with witness only from NODE_WITNESS peers.
     peer.machine.services = btcpeer::wire::ServiceFlags::WITNESS;
-    peer.metrics = Some(metrics.clone());
+    let peer = peer.with_metrics(metrics.clone());
     let mut cfg: GroupConfig = group_config(peer, false);
     cfg.policy.static_peers = vec![PeerAddr::Ip(node.p2p)];
     cfg.policy.connect_only = true;

@@ -92,11 +92,20 @@ pub struct PeerConfig {
     /// Shared set of our `version` nonces (self-connection detection).
     pub nonces: NonceSet,
     /// Where to count traffic, handshakes and disconnects (none: not counted).
+    // Private so that the public fields are the same with and without the feature.
     #[cfg(feature = "metrics")]
-    pub metrics: Option<Metrics>,
+    pub(crate) metrics: Option<Metrics>,
 }
 
 impl PeerConfig {
+    /// Counts this connection's traffic, handshakes and disconnects in `metrics` (feature
+    /// `metrics`).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Defaults for `network`.
     pub fn new(network: Network) -> Self {
         PeerConfig {
