@@ -236,7 +236,8 @@ fn network_aliases_work_from_flag_env_and_file_and_unknown_names_list_the_valid_
     std::fs::write(&file, "network = \"bitcoin\"\n").unwrap();
     let file = file.to_str().unwrap();
     // (args, env, the port `--connect 127.0.0.1` resolves to on that network)
-    let cases: [(&[&str], &[(&str, &str)], u16); 4] = [
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], u16);
+    let cases: [Case; 4] = [
         (&["--network", "testnet"], &[], 18333),
         (&["--network", "Main"], &[], 8333),
         (&[], &[("BTCPEER_NETWORK", "test")], 18333),
@@ -432,4 +433,39 @@ fn the_demo_reaches_ready_serves_health_and_stops_cleanly() {
         status.is_some()
     });
     assert!(status.unwrap().success(), "demo exit status {status:?}");
+}
+
+/// `scripts/demo --until EVENT` (the CI entry point): exit 0 at the first such event, 1 when
+/// none came in time; either way nothing it started keeps running.
+#[test]
+fn the_demo_until_block_exits_0_and_leaves_nothing_running() {
+    let run = |args: &[&str]| {
+        let out = Command::new(repo_root().join("scripts/demo"))
+            .args(args)
+            .env("BTCPEERD", env!("CARGO_BIN_EXE_btcpeerd"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        // The node's P2P address, from the progress line "bcoin regtest node at IP:PORT (...".
+        let node = stderr
+            .split("node at ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no node address in: {stderr}"))
+            .to_owned();
+        (out.status, stdout, stderr, node)
+    };
+    let (status, stdout, stderr, node) = run(&["--until", "block", "--timeout", "120"]);
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(stdout.lines().any(|l| l.contains("\"event\":\"block\"")), "{stdout}");
+    assert!(stderr.contains("first ready event") && stderr.contains("first block event"), "{stderr}");
+    let node: std::net::SocketAddr = node.parse().unwrap();
+    wait_until_blocking(WAIT, "the demo's node to be gone", || std::net::TcpStream::connect(node).is_err());
+
+    let (status, _, stderr, _) = run(&["--until", "nosuch", "--timeout", "3"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no nosuch event within 3s"), "{stderr}");
 }
