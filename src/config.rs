@@ -328,7 +328,7 @@ const DAY_SECS: u64 = 24 * 3600;
 
 impl Settings {
     /// Checks every value; the error names the first bad key. `log.filter` is checked by the
-    /// daemon, which owns logging (`daemon::settings::validate`): the filter syntax belongs to
+    /// daemon when it loads or runs the settings: the filter syntax belongs to
     /// `tracing-subscriber`, a daemon-only dependency.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.static_peers()?;

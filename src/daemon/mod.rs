@@ -185,7 +185,7 @@ pub fn group_config(settings: &Settings) -> Result<GroupConfig, Error> {
 /// Creates the data directory if missing and proves it writable by creating and removing a
 /// probe file: otherwise the address book, bans and headers would be lost, silently, at the
 /// first save or at shutdown.
-pub fn check_data_dir(dir: &Path) -> Result<(), Error> {
+fn check_data_dir(dir: &Path) -> Result<(), Error> {
     let fail = |what: &str| {
         let context = format!("{what} data directory {}", dir.display());
         move |source| Error::Io { context, source }

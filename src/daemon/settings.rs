@@ -98,7 +98,7 @@ pub fn load(
 
 /// [`Settings::validate`] plus what only the daemon can check: the `log.filter` syntax
 /// (`tracing-subscriber` is a daemon dependency).
-pub fn validate(settings: &Settings) -> Result<(), ConfigError> {
+pub(crate) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     settings.validate()?;
     if settings.log.filter.parse::<tracing_subscriber::EnvFilter>().is_err() {
         return Err(ConfigError::new("log.filter", format!("invalid filter {:?}", settings.log.filter)));
