@@ -230,6 +230,120 @@ fn bad_configuration_exits_2_naming_the_key() {
 }
 
 #[test]
+fn network_aliases_work_from_flag_env_and_file_and_unknown_names_list_the_valid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("net.toml");
+    std::fs::write(&file, "network = \"bitcoin\"\n").unwrap();
+    let file = file.to_str().unwrap();
+    // (args, env, the port `--connect 127.0.0.1` resolves to on that network)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], u16);
+    let cases: [Case; 4] = [
+        (&["--network", "testnet"], &[], 18333),
+        (&["--network", "Main"], &[], 8333),
+        (&[], &[("BTCPEER_NETWORK", "test")], 18333),
+        (&["--config", file], &[], 8333),
+    ];
+    for (i, (args, env, port)) in cases.into_iter().enumerate() {
+        let data = dir.path().join(format!("data{i}"));
+        let events = dir.path().join(format!("events{i}.jsonl"));
+        let mut daemon = Daemon(
+            btcpeerd()
+                .args(["--connect", "127.0.0.1", "--data-dir"])
+                .arg(&data)
+                .arg("--events")
+                .arg(&events)
+                .args(args)
+                .envs(env.iter().copied())
+                // Empty lists from the environment are empty lists, not one empty entry.
+                .envs([
+                    ("BTCPEER_SEEDS", ""),
+                    ("BTCPEER_LISTEN", ""),
+                    ("BTCPEER_RETRY__INITIAL_BACKOFF_MS", "20"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let peer = format!("127.0.0.1:{port}");
+        wait_for_event(&events, &format!("a dial of {peer} ({args:?} {env:?})"), |e| {
+            e["event"] == "disconnected" && e["peer"] == peer.as_str()
+        });
+        assert!(terminate(&mut daemon.0).success(), "{args:?} {env:?}");
+    }
+
+    let moon = dir.path().join("moon.toml");
+    std::fs::write(&moon, "network = \"moon\"\n").unwrap();
+    for (args, env) in [
+        (vec!["--network", "moon"], vec![]),
+        (vec![], vec![("BTCPEER_NETWORK", "moon")]),
+        (vec!["--config", moon.to_str().unwrap()], vec![]),
+    ] {
+        let out = btcpeerd().args(&args).envs(env.iter().copied()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        for valid in [
+            "network", "\"moon\"", "mainnet", "main", "bitcoin", "testnet3", "testnet", "testnet4", "signet",
+            "regtest",
+        ] {
+            assert!(stderr.contains(valid), "{valid} missing from: {stderr}");
+        }
+    }
+}
+
+/// Runs the daemon with `data_dir` and expects exit 1 with one line naming it and `os_error`.
+fn run_expecting_data_dir_error(data_dir: &std::path::Path, os_error: &str) {
+    let out = btcpeerd()
+        .args(["--network", "regtest", "--connect", "127.0.0.1:1", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}: {stderr}", data_dir.display());
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].contains(&data_dir.display().to_string()), "directory not named: {stderr}");
+    assert!(lines[0].contains(os_error), "{os_error:?} not in: {stderr}");
+}
+
+#[test]
+fn an_unusable_data_dir_stops_the_daemon_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // Missing directories are created.
+    let created = dir.path().join("a/b");
+    let events = dir.path().join("events.jsonl");
+    let mut daemon = spawn_daemon(&created, &events, &["--connect", "127.0.0.1:1"], &[]);
+    wait_for_event(&events, "the daemon running (a dial attempt)", |e| e["event"] == "disconnected");
+    assert!(terminate(&mut daemon.0).success());
+    assert!(created.join("addrbook.json").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&created)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("probe"))
+        .collect();
+    assert!(leftovers.is_empty(), "probe file left behind: {leftovers:?}");
+
+    // A path below a regular file cannot be created, not even by root.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    run_expecting_data_dir_error(&file.join("data"), "os error");
+    run_expecting_data_dir_error(&file, "os error");
+
+    // A read-only directory (unless we are privileged enough to write there anyway).
+    use std::os::unix::fs::PermissionsExt;
+    let read_only = dir.path().join("read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).unwrap();
+    if std::fs::write(read_only.join("x"), "").is_err() {
+        run_expecting_data_dir_error(&read_only, "ermission denied");
+    } else {
+        eprintln!("running as root: the read-only directory case is skipped");
+    }
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
 fn a_corrupt_address_book_is_reported_and_the_daemon_still_starts() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("addrbook.json"), "{\"version\": 1, \"key\": tru").unwrap();
@@ -319,4 +433,39 @@ fn the_demo_reaches_ready_serves_health_and_stops_cleanly() {
         status.is_some()
     });
     assert!(status.unwrap().success(), "demo exit status {status:?}");
+}
+
+/// `scripts/demo --until EVENT` (the CI entry point): exit 0 at the first such event, 1 when
+/// none came in time; either way nothing it started keeps running.
+#[test]
+fn the_demo_until_block_exits_0_and_leaves_nothing_running() {
+    let run = |args: &[&str]| {
+        let out = Command::new(repo_root().join("scripts/demo"))
+            .args(args)
+            .env("BTCPEERD", env!("CARGO_BIN_EXE_btcpeerd"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        // The node's P2P address, from the progress line "bcoin regtest node at IP:PORT (...".
+        let node = stderr
+            .split("node at ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no node address in: {stderr}"))
+            .to_owned();
+        (out.status, stdout, stderr, node)
+    };
+    let (status, stdout, stderr, node) = run(&["--until", "block", "--timeout", "120"]);
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(stdout.lines().any(|l| l.contains("\"event\":\"block\"")), "{stdout}");
+    assert!(stderr.contains("first ready event") && stderr.contains("first block event"), "{stderr}");
+    let node: std::net::SocketAddr = node.parse().unwrap();
+    wait_until_blocking(WAIT, "the demo's node to be gone", || std::net::TcpStream::connect(node).is_err());
+
+    let (status, _, stderr, _) = run(&["--until", "nosuch", "--timeout", "3"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no nosuch event within 3s"), "{stderr}");
 }

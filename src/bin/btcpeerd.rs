@@ -13,7 +13,8 @@ struct Cli {
     /// Configuration file (TOML) layered over the built-in defaults.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Network: mainnet, testnet3, testnet4, signet or regtest.
+    /// Network: mainnet (or main, bitcoin), testnet3 (or testnet, test), testnet4, signet or
+    /// regtest.
     #[arg(long)]
     network: Option<String>,
     /// Connect only to this peer, HOST:PORT (repeatable; host names allowed; no automatic peers).

@@ -7,7 +7,7 @@ pub mod http;
 pub mod settings;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +36,11 @@ pub fn init_logging(settings: &Settings) {
 
 /// Runs the daemon until SIGINT or SIGTERM, then closes every peer and returns.
 pub fn run(settings: Settings) -> Result<(), Error> {
-    settings.validate()?;
+    settings::validate(&settings)?;
     let config = group_config(&settings)?;
+    if let Some(dir) = &config.data_dir {
+        check_data_dir(dir)?;
+    }
     let sink: Option<Box<dyn Write + Send>> = match settings.events.as_deref() {
         None => None,
         Some("-") => Some(Box::new(std::io::stdout())),
@@ -177,6 +180,20 @@ pub fn group_config(settings: &Settings) -> Result<GroupConfig, Error> {
         config.resolver = Some(resolver);
     }
     Ok(config)
+}
+
+/// Creates the data directory if missing and proves it writable by creating and removing a
+/// probe file: otherwise the address book, bans and headers would be lost, silently, at the
+/// first save or at shutdown.
+fn check_data_dir(dir: &Path) -> Result<(), Error> {
+    let fail = |what: &str| {
+        let context = format!("{what} data directory {}", dir.display());
+        move |source| Error::Io { context, source }
+    };
+    std::fs::create_dir_all(dir).map_err(fail("cannot create"))?;
+    let probe = dir.join(format!(".btcpeerd-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe).map_err(fail("cannot write to"))?;
+    std::fs::remove_file(&probe).map_err(fail("cannot remove files in"))
 }
 
 /// `$XDG_DATA_HOME/btcpeer/<network>`, else `~/.local/share/btcpeer/<network>`, else

@@ -10,6 +10,15 @@ use crate::network::Network;
 
 const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
+/// Keys whose value is a list: the environment gives them comma-separated, and an empty value
+/// means the empty list.
+const LIST_KEYS: [&str; 4] = ["connect", "addnode", "seeds", "listen"];
+
+/// Every name `Network::from_str` accepts, canonical name first, for error messages.
+/// (`network_names_are_the_parsers` keeps this in step with `src/network.rs`.)
+const NETWORK_NAMES: [&str; 9] =
+    ["mainnet", "main", "bitcoin", "testnet3", "testnet", "test", "testnet4", "signet", "regtest"];
+
 fn overlay(network: Network) -> &'static str {
     match network {
         Network::Mainnet => include_str!("../../config/mainnet.toml"),
@@ -65,23 +74,61 @@ pub fn load(
     overrides: &Overrides,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings, ConfigError> {
-    let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("BTCPEER_")).collect();
+    let env = Env::new(env);
     if let Some(path) = &overrides.config_file {
         check_readable(path)?;
     }
     // The network decides the overlay, so find it first from the layers that can set it.
     let first = build(overrides, &env, None)?;
     let network: Network = match first.get_string("network") {
-        Ok(name) => name
-            .parse()
-            .map_err(|e: crate::network::UnknownNetwork| ConfigError::new("network", e.to_string()))?,
+        Ok(name) => name.parse().map_err(|_| {
+            ConfigError::new(
+                "network",
+                format!("unknown network {name:?} (expected one of {})", NETWORK_NAMES.join(", ")),
+            )
+        })?,
         Err(_) => Network::Mainnet,
     };
     let settings: Settings = build(overrides, &env, Some(network))?
         .try_deserialize()
         .map_err(|e| describe(e, overrides.config_file.as_deref()))?;
-    settings.validate()?;
+    validate(&settings)?;
     Ok(settings)
+}
+
+/// [`Settings::validate`] plus what only the daemon can check: the `log.filter` syntax
+/// (`tracing-subscriber` is a daemon dependency).
+pub(crate) fn validate(settings: &Settings) -> Result<(), ConfigError> {
+    settings.validate()?;
+    if settings.log.filter.parse::<tracing_subscriber::EnvFilter>().is_err() {
+        return Err(ConfigError::new("log.filter", format!("invalid filter {:?}", settings.log.filter)));
+    }
+    Ok(())
+}
+
+/// The `BTCPEER_…` part of the environment, with empty list values set apart: the `config`
+/// crate would read `BTCPEER_SEEDS=` as the list `[""]`, but an empty value means "none".
+struct Env {
+    vars: config::Map<String, String>,
+    empty_lists: Vec<&'static str>,
+}
+
+impl Env {
+    fn new(env: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut vars = config::Map::new();
+        let mut empty_lists = Vec::new();
+        for (k, v) in env {
+            let Some(name) = k.strip_prefix("BTCPEER_") else { continue };
+            let list = LIST_KEYS.iter().find(|key| key.eq_ignore_ascii_case(name));
+            match list {
+                Some(key) if v.trim().is_empty() => empty_lists.push(*key),
+                _ => {
+                    vars.insert(k, v);
+                }
+            }
+        }
+        Env { vars, empty_lists }
+    }
 }
 
 fn check_readable(path: &Path) -> Result<(), ConfigError> {
@@ -90,11 +137,7 @@ fn check_readable(path: &Path) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read config file: {e}")))
 }
 
-fn build(
-    overrides: &Overrides,
-    env: &[(String, String)],
-    network: Option<Network>,
-) -> Result<Config, ConfigError> {
+fn build(overrides: &Overrides, env: &Env, network: Option<Network>) -> Result<Config, ConfigError> {
     let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
     if let Some(net) = network {
         b = b.add_source(File::from_str(overlay(net), FileFormat::Toml));
@@ -102,19 +145,19 @@ fn build(
     if let Some(path) = &overrides.config_file {
         b = b.add_source(File::from(path.as_path()).format(FileFormat::Toml).required(true));
     }
-    let env_map: config::Map<String, String> = env.iter().cloned().collect();
-    b = b.add_source(
-        Environment::with_prefix("BTCPEER")
-            .prefix_separator("_")
-            .separator("__")
-            .try_parsing(true)
-            .list_separator(",")
-            .with_list_parse_key("connect")
-            .with_list_parse_key("addnode")
-            .with_list_parse_key("seeds")
-            .with_list_parse_key("listen")
-            .source(Some(env_map)),
-    );
+    let mut environment = Environment::with_prefix("BTCPEER")
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",");
+    for key in LIST_KEYS {
+        environment = environment.with_list_parse_key(key);
+    }
+    b = b.add_source(environment.source(Some(env.vars.clone())));
+    // Empty list values from the environment: a layer just above it, below the flags.
+    for key in &env.empty_lists {
+        b = b.add_source(File::from_str(&format!("{key} = []"), FileFormat::Toml));
+    }
     let set = |b: config::ConfigBuilder<config::builder::DefaultState>, key: &str, v: Option<&String>| match v
     {
         Some(v) => b.set_override(key, v.as_str()),
@@ -147,6 +190,11 @@ fn build(
     }
     if !overrides.listen.is_empty() {
         b = b.set_override("listen", overrides.listen.clone()).map_err(err)?;
+    }
+    // Whichever layer named the network, and with whichever alias (`testnet`, `main`, ...),
+    // `load` resolved it: give the deserializer the canonical name it knows.
+    if let Some(net) = network {
+        b = b.set_override("network", net.name()).map_err(err)?;
     }
     b.build().map_err(err)
 }
@@ -225,6 +273,73 @@ mod tests {
         let s = load(&o, env(&[("BTCPEER_CONNECT", "127.0.0.1:2")])).unwrap();
         assert_eq!(s.connect, ["127.0.0.1:9"], "flags beat env");
         assert_eq!(s.network, Network::Signet);
+    }
+
+    #[test]
+    fn every_network_alias_is_accepted_from_every_layer() {
+        for name in NETWORK_NAMES {
+            let expected: Network = name.parse().unwrap();
+            let flag = Overrides { network: Some(name.into()), ..Default::default() };
+            assert_eq!(load(&flag, env(&[])).unwrap().network, expected, "--network {name}");
+            let s = load(&Overrides::default(), env(&[("BTCPEER_NETWORK", name)])).unwrap();
+            assert_eq!(s.network, expected, "BTCPEER_NETWORK={name}");
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            writeln!(f, "network = \"{}\"", name.to_uppercase()).unwrap();
+            let file = Overrides { config_file: Some(f.path().into()), ..Default::default() };
+            assert_eq!(load(&file, env(&[])).unwrap().network, expected, "network = {name:?} in a file");
+        }
+        // The overlay is the resolved network's: testnet3's seeds for `testnet`.
+        let o = Overrides { network: Some("testnet".into()), ..Default::default() };
+        assert_eq!(load(&o, env(&[])).unwrap().dns_seeds(), Network::Testnet3.dns_seeds());
+    }
+
+    #[test]
+    fn network_names_are_the_parsers() {
+        for net in crate::network::ALL_NETWORKS {
+            assert!(NETWORK_NAMES.contains(&net.name()), "{net} missing");
+        }
+        for name in NETWORK_NAMES {
+            assert!(name.parse::<Network>().is_ok(), "{name} no longer parses");
+        }
+        let e =
+            load(&Overrides { network: Some("moon".into()), ..Default::default() }, env(&[])).unwrap_err();
+        assert_eq!(e.key, "network");
+        for name in NETWORK_NAMES {
+            assert!(e.problem.contains(name), "{name} not listed in: {e}");
+        }
+    }
+
+    #[test]
+    fn an_empty_list_in_the_environment_is_the_empty_list() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "connect = [\"127.0.0.1:1\"]\nlisten = [\"127.0.0.1:0\"]\nseeds = [\"seed.example\"]")
+            .unwrap();
+        let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
+        let s = load(
+            &o,
+            env(&[
+                ("BTCPEER_SEEDS", ""),
+                ("BTCPEER_CONNECT", ""),
+                ("BTCPEER_LISTEN", " "),
+                ("BTCPEER_ADDNODE", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.seeds, Some(vec![]), "BTCPEER_SEEDS= disables seeding");
+        assert!(s.dns_seeds().is_empty());
+        assert!(s.connect.is_empty() && s.listen.is_empty() && s.addnode.is_empty(), "{s:?}");
+        // Flags still beat the environment.
+        let o = Overrides { connect: vec!["127.0.0.1:9".into()], ..o };
+        assert_eq!(load(&o, env(&[("BTCPEER_CONNECT", "")])).unwrap().connect, ["127.0.0.1:9"]);
+        // Other empty values keep their meaning (an error where empty is invalid).
+        let e = load(&Overrides::default(), env(&[("BTCPEER_EVENTS", "")])).unwrap_err();
+        assert_eq!(e.key, "events");
+    }
+
+    #[test]
+    fn the_log_filter_is_checked_by_the_daemon() {
+        let e = load(&Overrides::default(), env(&[("BTCPEER_LOG__FILTER", "info,[")])).unwrap_err();
+        assert_eq!(e.key, "log.filter", "{e}");
     }
 
     #[test]
