@@ -101,12 +101,13 @@ pub struct RequestSettings {
 
 impl Default for RequestSettings {
     fn default() -> Self {
+        let t = crate::peer::requests::RequestTimeouts::default();
         RequestSettings {
-            timeout_multiplier: 10,
-            min_timeout_ms: 5_000,
-            max_timeout_secs: 60,
-            block_timeout_secs: 60,
-            max_attempts: 3,
+            timeout_multiplier: t.multiplier,
+            min_timeout_ms: t.min.as_millis() as u64,
+            max_timeout_secs: t.max.as_secs(),
+            block_timeout_secs: t.block.as_secs(),
+            max_attempts: crate::group::requests::DEFAULT_MAX_ATTEMPTS,
         }
     }
 }
@@ -154,18 +155,21 @@ pub struct GroupSettings {
     pub threads: usize,
     /// Relay mode: announce transactions learned from one peer to the others.
     pub relay: bool,
+    /// How long a request waits for a ready peer that can serve it before it fails.
+    pub fetch_wait_secs: u64,
 }
 
 impl Default for GroupSettings {
     fn default() -> Self {
         GroupSettings {
-            max_outbound: 8,
+            max_outbound: crate::group::DEFAULT_MAX_OUTBOUND,
             one_per_netgroup: true,
-            ban_time_secs: 24 * 3600,
-            save_interval_secs: 15 * 60,
-            min_addresses: 100,
+            ban_time_secs: crate::group::DEFAULT_BAN_TIME.as_secs(),
+            save_interval_secs: crate::group::DEFAULT_SAVE_INTERVAL.as_secs(),
+            min_addresses: crate::group::DEFAULT_MIN_BOOK_SIZE,
             threads: 0,
             relay: false,
+            fetch_wait_secs: crate::group::DEFAULT_FETCH_WAIT.as_secs(),
         }
     }
 }
@@ -273,7 +277,7 @@ impl Default for PeerSettings {
         let m = MachineConfig::default();
         PeerSettings {
             services: 0,
-            relay: true,
+            relay: m.relay,
             user_agent_comment: None,
             min_peer_version: m.min_peer_version,
             required_services: 0,
@@ -283,15 +287,18 @@ impl Default for PeerSettings {
             ping_timeout_secs: m.ping_timeout.as_secs(),
             inactivity_timeout_secs: m.inactivity_timeout.as_secs(),
             max_send_queue_bytes: crate::peer::outbound::DEFAULT_MAX_SEND_QUEUE_BYTES,
-            request_transactions: true,
-            getaddr: true,
+            request_transactions: m.request_announced_txs,
+            getaddr: m.send_getaddr,
         }
     }
 }
 
 impl Default for RetrySettings {
     fn default() -> Self {
-        RetrySettings { initial_backoff_ms: 1_000, max_backoff_secs: 300 }
+        RetrySettings {
+            initial_backoff_ms: crate::group::DEFAULT_INITIAL_BACKOFF.as_millis() as u64,
+            max_backoff_secs: crate::group::DEFAULT_MAX_BACKOFF.as_secs(),
+        }
     }
 }
 
@@ -303,8 +310,10 @@ impl Default for LogSettings {
 
 impl Default for InboundSettings {
     fn default() -> Self {
-        // Core's 125 connections minus 8 outbound (btcd and bitcoin-net use the same number).
-        InboundSettings { max_peers: 117, max_per_ip: 8 }
+        InboundSettings {
+            max_peers: crate::group::DEFAULT_MAX_INBOUND,
+            max_per_ip: crate::group::DEFAULT_MAX_INBOUND_PER_IP,
+        }
     }
 }
 
@@ -350,6 +359,9 @@ impl Settings {
         }
         within("group.ban_time_secs", self.group.ban_time_secs, 10 * 365 * DAY_SECS)?;
         within("group.save_interval_secs", self.group.save_interval_secs, DAY_SECS)?;
+        if self.group.fetch_wait_secs > 3600 {
+            return Err(ConfigError::new("group.fetch_wait_secs", "must be at most 3600"));
+        }
         if self.data_dir.as_deref() == Some("") {
             return Err(ConfigError::new("data_dir", "must not be empty"));
         }

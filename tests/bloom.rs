@@ -51,7 +51,7 @@ async fn with_node_bloom_only_transactions_matching_the_peers_filter_are_announc
     cfg.policy.static_peers = vec![PeerAddr::Ip(node.p2p)];
     cfg.policy.connect_only = true;
     let (probe, _, mut events) = probe(true);
-    let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
+    let group = PeerGroup::new(cfg, btcpeer::events::Subscription::common(&probe)).start();
     group.send(Subscribe(btcpeer::events::Subscription::Message(probe.clone().recipient()))).await.unwrap();
     // bcoin's filterload arrives after the handshake.
     events

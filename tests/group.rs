@@ -62,7 +62,7 @@ async fn dns_seeds_fill_the_outbound_target_and_a_lost_peer_is_replaced() {
     cfg.dns_seeds = vec!["seed.btcpeer.test".into()];
     cfg.resolver = Some(Arc::new(DnsResolver::with_server(dns.addr)));
     let (probe, _, mut events) = probe(false);
-    let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
+    let group = PeerGroup::new(cfg, btcpeer::events::Subscription::common(&probe)).start();
 
     // The target of two is reached, from addresses the seed returned.
     let mut ready;
@@ -119,7 +119,7 @@ async fn a_static_peer_is_reconnected_after_it_restarts() {
     let mut node = node_at(host);
     let cfg = connect_only(host);
     let (probe, _, mut events) = probe(false);
-    let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
+    let group = PeerGroup::new(cfg, btcpeer::events::Subscription::common(&probe)).start();
     events.expect(WAIT, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
     node.kill();
     events.expect(WAIT, "disconnect", |e| matches!(e, Ev::Disconnected(_)).then_some(())).await;
@@ -207,7 +207,7 @@ async fn a_misbehaving_peer_is_banned_and_not_redialed() {
     let mut cfg = group_config(regtest_config(), false);
     cfg.policy.max_outbound = 2;
     let (probe, _, mut events) = probe(false);
-    let mut subs = btcpeer::daemon::all_subscriptions(&probe);
+    let mut subs = btcpeer::events::Subscription::common(&probe);
     subs.push(btcpeer::events::Subscription::Banned(probe.clone().recipient()));
     let group = PeerGroup::new(cfg, subs).start();
     group.send(AddAddresses(vec![PeerAddr::Ip(bad)])).await.unwrap();
@@ -245,7 +245,7 @@ async fn subscribe_and_unsubscribe_reach_live_peers() {
     let _node = node_at(host);
     let cfg = connect_only(host);
     let (probe, _, mut events) = probe(false);
-    let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
+    let group = PeerGroup::new(cfg, btcpeer::events::Subscription::common(&probe)).start();
     events.expect(WAIT, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;
     let (late, _, _late_events) = common::probe(false);
     let id = group.send(Subscribe(btcpeer::events::Subscription::Inv(late.recipient()))).await.unwrap();
@@ -280,7 +280,7 @@ async fn relay_mode_carries_a_transaction_from_one_node_to_another() {
     cfg.policy.connect_only = true;
     cfg.relay_transactions = true;
     let (probe, _, mut events) = probe(false);
-    let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
+    let group = PeerGroup::new(cfg, btcpeer::events::Subscription::common(&probe)).start();
     wait_ready(&mut events, 2).await;
 
     let block1 = a.rpc("getblock", json!([hashes[0], true]));

@@ -169,7 +169,8 @@ async fn inbound_peer_completes_the_handshake() {
     let mut cfg = regtest_config();
     // bcoin drops peers it dialed that do not offer NETWORK|WITNESS.
     cfg.machine.services = btcpeer::wire::ServiceFlags::NETWORK | btcpeer::wire::ServiceFlags::WITNESS;
-    let group = PeerGroup::new(group_config(cfg, true), btcpeer::daemon::all_subscriptions(&probe)).start();
+    let group =
+        PeerGroup::new(group_config(cfg, true), btcpeer::events::Subscription::common(&probe)).start();
     let mut listen;
     wait_for!(WAIT, "listener bound", {
         listen = group.send(GetListenAddrs).await.unwrap();

@@ -92,10 +92,10 @@ async fn connecting_to_our_own_listener_is_detected_as_self() {
     let (probe, _, mut events) = probe(false);
     // The group and the outbound peer share one nonce set, as all peers of a process should.
     let group =
-        PeerGroup::new(inbound_group(cfg.clone(), 8), btcpeer::daemon::all_subscriptions(&probe)).start();
+        PeerGroup::new(inbound_group(cfg.clone(), 8), btcpeer::events::Subscription::common(&probe)).start();
     let addr = listen_addr(&group).await;
     let mut subs = btcpeer::events::Subscribers::new();
-    for s in btcpeer::daemon::all_subscriptions(&probe) {
+    for s in btcpeer::events::Subscription::common(&probe) {
         subs.add(s);
     }
     let _peer = PeerActor::outbound(cfg, PeerAddr::Ip(addr), subs).start();
@@ -114,7 +114,7 @@ async fn inbound_limit_refuses_extra_peers() {
     let cfg = regtest_config();
     let (probe, _, mut events) = probe(false);
     let group =
-        PeerGroup::new(inbound_group(cfg.clone(), 2), btcpeer::daemon::all_subscriptions(&probe)).start();
+        PeerGroup::new(inbound_group(cfg.clone(), 2), btcpeer::events::Subscription::common(&probe)).start();
     let addr = listen_addr(&group).await;
     // Five plain TCP clients that never speak: two are taken, three are closed at once.
     let mut clients = Vec::new();
@@ -203,7 +203,7 @@ async fn a_bloom_filter_message_without_node_bloom_gets_the_peer_disconnected() 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (probe, _, mut events) = probe(false);
     let group =
-        PeerGroup::new(inbound_group(regtest_config(), 8), btcpeer::daemon::all_subscriptions(&probe))
+        PeerGroup::new(inbound_group(regtest_config(), 8), btcpeer::events::Subscription::common(&probe))
             .start();
     let addr = listen_addr(&group).await;
     let mut stream = scripted_handshake(addr, 777).await.expect("handshake");

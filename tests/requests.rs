@@ -140,7 +140,7 @@ async fn a_group_request_completes_on_another_node_when_its_node_dies() {
     cfg.policy.static_peers = vec![PeerAddr::Ip(a.p2p), PeerAddr::Ip(b.p2p)];
     cfg.policy.connect_only = true;
     let (_probe, _, mut events) = probe(false);
-    let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&_probe)).start();
+    let group = PeerGroup::new(cfg, btcpeer::events::Subscription::common(&_probe)).start();
     let mut ids = Vec::new();
     for _ in 0..2 {
         let r = events
@@ -210,7 +210,7 @@ async fn send_bad_pow_headers(to: SocketAddr, from: String) {
 async fn a_peer_sending_headers_with_bad_proof_of_work_is_banned() {
     let cfg = group_config(regtest_config(), true);
     let (probe, _, mut events) = probe(false);
-    let mut subs = btcpeer::daemon::all_subscriptions(&probe);
+    let mut subs = btcpeer::events::Subscription::common(&probe);
     subs.push(btcpeer::events::Subscription::Banned(probe.clone().recipient()));
     let group = PeerGroup::new(cfg, subs).start();
     let mut listen: Vec<SocketAddr>;
@@ -240,7 +240,7 @@ async fn a_peer_sending_headers_with_bad_proof_of_work_is_banned() {
 async fn punishing_a_peer_that_already_left_still_bans_its_address() {
     let cfg = group_config(regtest_config(), true);
     let (probe, _, mut events) = probe(false);
-    let group = PeerGroup::new(cfg, btcpeer::daemon::all_subscriptions(&probe)).start();
+    let group = PeerGroup::new(cfg, btcpeer::events::Subscription::common(&probe)).start();
     let mut listen: Vec<SocketAddr>;
     wait_for!(WAIT, "the listener", {
         listen = group.send(GetListenAddrs).await.unwrap();

@@ -59,7 +59,7 @@ impl EventLog {
 /// `block` events give way to the chain's own (`headers` with height/tip/count, `block` for
 /// fetched blocks), so a sync does not log every header hash.
 pub fn subscriptions(log: &Addr<EventLog>, chain: bool) -> Vec<Subscription> {
-    let mut subs = super::all_subscriptions(log);
+    let mut subs = Subscription::common(log);
     if chain {
         subs.retain(|s| !matches!(s, Subscription::Headers(_) | Subscription::Block(_)));
     }

@@ -16,7 +16,6 @@ use tracing::info;
 
 use crate::config::{LogFormat, Settings};
 use crate::discovery::{DnsResolver, SeedResolver};
-use crate::events::Subscription;
 use crate::group::policy::PolicyConfig;
 use crate::group::{GroupConfig, PeerGroup, Shutdown};
 use crate::sync::{ChainSync, ChainSyncConfig, StopChainSync, SubscribeChain, SyncConfig};
@@ -165,6 +164,7 @@ pub fn group_config(settings: &Settings) -> Result<GroupConfig, Error> {
     config.arbiters = settings.group.threads;
     config.relay_transactions = settings.group.relay;
     config.max_request_attempts = settings.requests.max_attempts;
+    config.fetch_wait = Duration::from_secs(settings.group.fetch_wait_secs);
     config.data_dir = Some(match &settings.data_dir {
         Some(dir) => PathBuf::from(dir),
         None => default_data_dir(settings.network),
@@ -230,27 +230,31 @@ async fn wait_for_signal() {
     }
 }
 
-/// Subscriptions for an actor that handles every notification kind.
-pub fn all_subscriptions<A>(addr: &Addr<A>) -> Vec<Subscription>
-where
-    A: Actor<Context = Context<A>>
-        + Handler<crate::events::PeerStateChanged>
-        + Handler<crate::events::PeerReady>
-        + Handler<crate::events::PeerDisconnected>
-        + Handler<crate::events::InvReceived>
-        + Handler<crate::events::TxReceived>
-        + Handler<crate::events::AddrReceived>
-        + Handler<crate::events::HeadersReceived>
-        + Handler<crate::events::BlockReceived>,
-{
-    vec![
-        Subscription::State(addr.clone().recipient()),
-        Subscription::Ready(addr.clone().recipient()),
-        Subscription::Disconnected(addr.clone().recipient()),
-        Subscription::Inv(addr.clone().recipient()),
-        Subscription::Tx(addr.clone().recipient()),
-        Subscription::Addr(addr.clone().recipient()),
-        Subscription::Headers(addr.clone().recipient()),
-        Subscription::Block(addr.clone().recipient()),
-    ]
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One source of defaults: the daemon's settings, untouched, describe the group and peers a
+    /// library user gets from `GroupConfig::for_network` (config/default.toml is tied to the
+    /// settings by the settings tests, and the README to default.toml by tests/docs.rs).
+    #[test]
+    fn daemon_defaults_are_the_library_defaults() {
+        let settings = Settings::default();
+        let daemon = group_config(&settings).expect("default settings build a group");
+        let library = GroupConfig::for_network(settings.network);
+        assert_eq!(format!("{:?}", daemon.policy), format!("{:?}", library.policy));
+        assert_eq!(daemon.max_inbound, library.max_inbound);
+        assert_eq!(daemon.max_inbound_per_ip, library.max_inbound_per_ip);
+        assert_eq!(daemon.min_book_size, library.min_book_size);
+        assert_eq!(daemon.ban_time, library.ban_time);
+        assert_eq!(daemon.save_interval, library.save_interval);
+        assert_eq!(daemon.relay_transactions, library.relay_transactions);
+        assert_eq!(daemon.max_request_attempts, library.max_request_attempts);
+        assert_eq!(daemon.fetch_wait, library.fetch_wait);
+        assert_eq!(daemon.dns_seeds, library.dns_seeds);
+        let (d, l) = (&daemon.peer, &library.peer);
+        assert_eq!(format!("{:?}", d.machine), format!("{:?}", l.machine));
+        assert_eq!(d.connect_timeout, l.connect_timeout);
+        assert_eq!(d.max_send_queue_bytes, l.max_send_queue_bytes);
+    }
 }

@@ -19,7 +19,7 @@ pub use actor::{
     ChainEvent, ChainStatus, ChainSync, ChainSyncConfig, GetChainStatus, GetHeadersAfter, StopChainSync,
     SubscribeChain,
 };
-pub(crate) use machine::SyncConfig;
+pub use machine::SyncConfig;
 
 use crate::group::{Fetch, PeerGroup};
 use crate::peer::requests::{InvalidData, ItemHash, Request, RequestError, Response};

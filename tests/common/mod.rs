@@ -324,7 +324,7 @@ pub fn probe(catch_all: bool) -> (Addr<Probe>, Subscribers, Events) {
     let (tx, rx) = mpsc::unbounded_channel();
     let addr = Probe { tx }.start();
     let mut subs = Subscribers::new();
-    for s in btcpeer::daemon::all_subscriptions(&addr) {
+    for s in btcpeer::events::Subscription::common(&addr) {
         subs.add(s);
     }
     if catch_all {
