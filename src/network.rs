@@ -6,7 +6,9 @@ use std::str::FromStr;
 use bitcoin::BlockHash;
 use serde::{Deserialize, Serialize};
 
-/// A Bitcoin network (chain) and its peer-to-peer parameters.
+/// A Bitcoin network (chain) and its peer-to-peer parameters. Distinct from `bitcoin::Network`
+/// (which carries no ports, seeds or checkpoints); convert either way
+/// with `From`/`TryFrom`, or [`Network::to_bitcoin`].
 ///
 /// ```
 /// use btcpeer::Network;
@@ -153,6 +155,35 @@ impl Network {
             Network::Testnet4 => bitcoin::Network::Testnet4,
             Network::Signet => bitcoin::Network::Signet,
             Network::Regtest => bitcoin::Network::Regtest,
+        }
+    }
+}
+
+impl From<Network> for bitcoin::Network {
+    fn from(n: Network) -> bitcoin::Network {
+        n.to_bitcoin()
+    }
+}
+
+/// Converts from the `bitcoin` crate's network (which btcpeer's `Network` extends with peer
+/// parameters: magic, port, seeds, checkpoints), so code holding one can get the other:
+///
+/// ```
+/// use btcpeer::{bitcoin, Network};
+/// assert_eq!(Network::try_from(bitcoin::Network::Regtest), Ok(Network::Regtest));
+/// assert_eq!(bitcoin::Network::from(Network::Testnet4), bitcoin::Network::Testnet4);
+/// ```
+impl TryFrom<bitcoin::Network> for Network {
+    type Error = UnknownNetwork;
+
+    fn try_from(n: bitcoin::Network) -> Result<Network, UnknownNetwork> {
+        match n {
+            bitcoin::Network::Bitcoin => Ok(Network::Mainnet),
+            bitcoin::Network::Testnet => Ok(Network::Testnet3),
+            bitcoin::Network::Testnet4 => Ok(Network::Testnet4),
+            bitcoin::Network::Signet => Ok(Network::Signet),
+            bitcoin::Network::Regtest => Ok(Network::Regtest),
+            other => Err(UnknownNetwork(other.to_string())),
         }
     }
 }
