@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// A Bitcoin network (chain) and its peer-to-peer parameters. Distinct from `bitcoin::Network`
 /// (which carries no ports, seeds or checkpoints); convert either way
-/// with `From`/`TryFrom`, or [`Network::to_bitcoin`].
+/// with `From`, or [`Network::to_bitcoin`].
 ///
 /// ```
 /// use btcpeer::Network;
@@ -170,20 +170,17 @@ impl From<Network> for bitcoin::Network {
 ///
 /// ```
 /// use btcpeer::{bitcoin, Network};
-/// assert_eq!(Network::try_from(bitcoin::Network::Regtest), Ok(Network::Regtest));
+/// assert_eq!(Network::from(bitcoin::Network::Regtest), Network::Regtest);
 /// assert_eq!(bitcoin::Network::from(Network::Testnet4), bitcoin::Network::Testnet4);
 /// ```
-impl TryFrom<bitcoin::Network> for Network {
-    type Error = UnknownNetwork;
-
-    fn try_from(n: bitcoin::Network) -> Result<Network, UnknownNetwork> {
+impl From<bitcoin::Network> for Network {
+    fn from(n: bitcoin::Network) -> Network {
         match n {
-            bitcoin::Network::Bitcoin => Ok(Network::Mainnet),
-            bitcoin::Network::Testnet => Ok(Network::Testnet3),
-            bitcoin::Network::Testnet4 => Ok(Network::Testnet4),
-            bitcoin::Network::Signet => Ok(Network::Signet),
-            bitcoin::Network::Regtest => Ok(Network::Regtest),
-            other => Err(UnknownNetwork(other.to_string())),
+            bitcoin::Network::Bitcoin => Network::Mainnet,
+            bitcoin::Network::Testnet => Network::Testnet3,
+            bitcoin::Network::Testnet4 => Network::Testnet4,
+            bitcoin::Network::Signet => Network::Signet,
+            bitcoin::Network::Regtest => Network::Regtest,
         }
     }
 }
