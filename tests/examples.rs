@@ -55,8 +55,11 @@ impl Running {
         Running { name: name.to_owned(), child, lines, seen: Vec::new() }
     }
 
-    /// Waits for a line containing `pattern`; returns it.
+    /// Waits for a line containing `pattern` (printed already, or from now on); returns it.
     fn expect(&mut self, pattern: &str, limit: Duration) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(pattern)) {
+            return line.clone();
+        }
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -219,7 +219,15 @@ async fn a_transaction_posted_to_the_api_lands_in_bcoins_mempool() {
     // Bad input first: a 400 naming the problem.
     let (code, body) = call("POST", format!("{base}/tx"), Some(json!({"hex": "00zz"}))).await;
     assert_eq!(code, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().starts_with("transaction:"), "{body}");
+    assert_eq!(body["error"], "hex: invalid character 'z' at position 2", "{body}");
+    let (code, body) = call("POST", format!("{base}/tx"), Some(json!({"hex": "0200000001"}))).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"], "transaction: unexpected end of data after 5 bytes", "{body}");
+    // Larger than any standard transaction's hex: refused as JSON, not a plain-text 413.
+    let huge = "00".repeat(btcpeer::daemon::http::MAX_TX_BODY / 2 + 1);
+    let (code, body) = call("POST", format!("{base}/tx"), Some(json!({ "hex": huge }))).await;
+    assert_eq!(code, 413, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("body: larger than"), "{body}");
 
     let block1 = node.rpc("getblock", json!([hashes[0], true]));
     let coinbase: bitcoin::Txid = block1["tx"][0].as_str().unwrap().parse().unwrap();

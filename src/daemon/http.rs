@@ -260,9 +260,87 @@ async fn unban(api: web::Data<Api>, path: web::Path<String>) -> HttpResponse {
 /// How long `POST /tx` waits for a peer to request the transaction.
 pub const BROADCAST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `POST /tx`: the raw transaction as hex (plain body, or JSON `{"hex": "..."}`); answers with
-/// its txid/wtxid once a peer requested it.
-async fn broadcast_tx(api: web::Data<Api>, body: web::Bytes) -> HttpResponse {
+/// Core's `MAX_STANDARD_TX_WEIGHT` (policy/policy.h): the heaviest transaction peers relay.
+pub const MAX_STANDARD_TX_WEIGHT: u64 = 400_000;
+
+/// Largest `POST /tx` body: the hex of a standard transaction of the largest size (its bytes
+/// are at most its weight), plus room for a JSON wrapper.
+pub const MAX_TX_BODY: usize = 2 * MAX_STANDARD_TX_WEIGHT as usize + 1_024;
+
+/// Reads the body up to `limit` bytes; `None` when it is longer (nothing beyond is buffered).
+async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Option<Vec<u8>>, String> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| format!("body: {e}"))?;
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// Hex to bytes, naming the first problem.
+fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let raw = hex.as_bytes();
+    if let Some(pos) = raw.iter().position(|c| nibble(*c).is_none()) {
+        let shown = hex[pos..].chars().next().unwrap_or('?');
+        return Err(format!("hex: invalid character {shown:?} at position {pos}"));
+    }
+    if raw.len() % 2 == 1 {
+        return Err(format!("hex: odd number of digits ({})", raw.len()));
+    }
+    // Every byte was checked above.
+    Ok(raw.chunks_exact(2).map(|p| (nibble(p[0]).unwrap_or(0) << 4) | nibble(p[1]).unwrap_or(0)).collect())
+}
+
+/// Bytes to a transaction, naming the problem: where the data ran out, trailing bytes, or what
+/// the decoder refused.
+fn decode_tx(bytes: &[u8]) -> Result<bitcoin::Transaction, String> {
+    use bitcoin::consensus::encode::Error;
+    match bitcoin::consensus::deserialize_partial::<bitcoin::Transaction>(bytes) {
+        Ok((tx, used)) if used == bytes.len() => {
+            let weight = tx.weight().to_wu();
+            if weight > MAX_STANDARD_TX_WEIGHT {
+                return Err(format!(
+                    "transaction: weight {weight} exceeds {MAX_STANDARD_TX_WEIGHT} (Core's MAX_STANDARD_TX_WEIGHT): peers would not relay it"
+                ));
+            }
+            Ok(tx)
+        }
+        Ok((_, used)) => {
+            Err(format!("transaction: {} bytes left over after the transaction's {used}", bytes.len() - used))
+        }
+        Err(Error::Io(e)) if e.kind() == bitcoin::io::ErrorKind::UnexpectedEof => {
+            Err(format!("transaction: unexpected end of data after {} bytes", bytes.len()))
+        }
+        Err(e) => Err(format!("transaction: {e}")),
+    }
+}
+
+/// `POST /tx`: the raw transaction as hex (plain body, or JSON `{"hex": "..."}`, at most
+/// [`MAX_TX_BODY`] bytes); answers with its txid/wtxid once a peer requested it. Every error is
+/// JSON `{"error": "..."}` naming the problem (413 for a body too large).
+async fn broadcast_tx(api: web::Data<Api>, payload: web::Payload) -> HttpResponse {
+    let body = match read_limited(payload, MAX_TX_BODY).await {
+        Ok(Some(body)) => body,
+        Ok(None) => {
+            return error(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body: larger than {MAX_TX_BODY} bytes (a standard transaction's hex fits)"),
+            )
+        }
+        Err(e) => return bad_request(e),
+    };
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t.trim(),
         Err(_) => return bad_request("body: not UTF-8"),
@@ -278,9 +356,9 @@ async fn broadcast_tx(api: web::Data<Api>, body: web::Bytes) -> HttpResponse {
     } else {
         text.to_owned()
     };
-    let tx: bitcoin::Transaction = match bitcoin::consensus::encode::deserialize_hex(&hex) {
+    let tx = match decode_hex(&hex).and_then(|bytes| decode_tx(&bytes)) {
         Ok(tx) => tx,
-        Err(e) => return bad_request(format!("transaction: {e}")),
+        Err(e) => return bad_request(e),
     };
     let msg = BroadcastTransaction { tx, min_peers: 1, timeout: BROADCAST_TIMEOUT };
     match api.group.send(msg).await {
@@ -288,5 +366,60 @@ async fn broadcast_tx(api: web::Data<Api>, body: web::Bytes) -> HttpResponse {
         Ok(Err(e @ BroadcastError::Timeout { .. })) => error(actix_web::http::StatusCode::GATEWAY_TIMEOUT, e),
         Ok(Err(e)) => error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e),
         Err(_) => unavailable(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_errors_name_the_position() {
+        assert_eq!(decode_hex("00zz").unwrap_err(), "hex: invalid character 'z' at position 2");
+        assert_eq!(decode_hex("abc").unwrap_err(), "hex: odd number of digits (3)");
+        assert_eq!(decode_hex("0aFF").unwrap(), vec![0x0a, 0xff]);
+    }
+
+    #[test]
+    fn transaction_errors_say_what_is_wrong() {
+        let tx = bitcoin::Transaction {
+            version: bitcoin::transaction::Version::TWO,
+            lock_time: bitcoin::absolute::LockTime::ZERO,
+            input: vec![bitcoin::TxIn::default()],
+            output: vec![bitcoin::TxOut::NULL],
+        };
+        let bytes = bitcoin::consensus::serialize(&tx);
+        assert_eq!(decode_tx(&bytes).unwrap(), tx);
+        let cut = &bytes[..bytes.len() - 3];
+        assert_eq!(
+            decode_tx(cut).unwrap_err(),
+            format!("transaction: unexpected end of data after {} bytes", cut.len())
+        );
+        let mut long = bytes.clone();
+        long.extend_from_slice(&[0, 0]);
+        assert_eq!(
+            decode_tx(&long).unwrap_err(),
+            format!("transaction: 2 bytes left over after the transaction's {}", bytes.len())
+        );
+    }
+
+    #[test]
+    fn a_heavy_transaction_is_refused_a_large_standard_one_is_not() {
+        let with_witness = |len: usize| {
+            let mut input = bitcoin::TxIn::default();
+            input.witness.push(vec![0u8; len]);
+            bitcoin::Transaction {
+                version: bitcoin::transaction::Version::TWO,
+                lock_time: bitcoin::absolute::LockTime::ZERO,
+                input: vec![input],
+                output: vec![bitcoin::TxOut::NULL],
+            }
+        };
+        // ~300 kB: over the old 256 KiB body limit, under the standard weight.
+        let big = bitcoin::consensus::serialize(&with_witness(300_000));
+        assert!(decode_tx(&big).is_ok());
+        assert!(2 * big.len() < MAX_TX_BODY);
+        let heavy = bitcoin::consensus::serialize(&with_witness(420_000));
+        assert!(decode_tx(&heavy).unwrap_err().contains("MAX_STANDARD_TX_WEIGHT"));
     }
 }
