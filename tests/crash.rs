@@ -118,10 +118,9 @@ fn serve(stream: &mut TcpStream) -> std::io::Result<()> {
     let mut chunk = [0u8; 64 * 1024];
     loop {
         while let Ok(Some(frame)) = codec.decode(&mut buf) {
-            match frame.into_message() {
-                // Then leave: headers come from the real node.
-                Ok(Message::GetAddr) => return send(stream, &codec, &Message::Addr(addrs.clone())),
-                _ => {}
+            // Answer `getaddr`, then leave: headers come from the real node.
+            if let Ok(Message::GetAddr) = frame.into_message() {
+                return send(stream, &codec, &Message::Addr(addrs));
             }
         }
         let n = stream.read(&mut chunk)?;
