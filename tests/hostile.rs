@@ -95,6 +95,24 @@ fn regtest_header() -> bitcoin::block::Header {
     bitcoin::constants::genesis_block(bitcoin::Network::Regtest).header
 }
 
+/// Regtest's genesis block changed by `f`, then its nonce ground until the header meets its own
+/// target (about two tries at regtest's difficulty), so only the change is wrong.
+fn mined_block(f: impl Fn(&mut bitcoin::Block)) -> bitcoin::Block {
+    let mut block = bitcoin::constants::genesis_block(bitcoin::Network::Regtest);
+    f(&mut block);
+    let target = block.header.target();
+    while !target.is_met_by(block.block_hash()) {
+        block.header.nonce = block.header.nonce.wrapping_add(1);
+    }
+    block
+}
+
+fn with_bits(bits: u32) -> bitcoin::block::Header {
+    let mut h = regtest_header();
+    h.bits = bitcoin::CompactTarget::from_consensus(bits);
+    h
+}
+
 fn hash(n: u8) -> BlockHash {
     BlockHash::from_byte_array([n; 32])
 }
@@ -216,6 +234,41 @@ fn cases() -> Vec<Case> {
         ),
         // ProcessHeadersMessage: "non-continuous headers sequence" → Misbehaving.
         c("unchained headers", Ready, frame(&Message::Headers(vec![header, header])), ban),
+        // ProcessHeadersMessage → CheckHeadersPoW → CheckProofOfWork → DeriveTarget (pow.cpp):
+        // bits that overflow 256 bits or exceed powLimit → "header with invalid proof of
+        // work", Misbehaving. (`from_compact` would truncate 0x407fffff to a target met.)
+        c(
+            "header bits 0x407fffff (overflow)",
+            Ready,
+            frame(&Message::Headers(vec![with_bits(0x407f_ffff)])),
+            ban,
+        ),
+        c(
+            "header bits 0x21008000 (above powLimit)",
+            Ready,
+            frame(&Message::Headers(vec![with_bits(0x2100_8000)])),
+            ban,
+        ),
+        // --- unsolicited blocks (ProcessMessage BLOCK) ---
+        // A valid block nobody asked for is processed; the link stays.
+        c("unsolicited valid block", Ready, frame(&Message::Block(mined_block(|_| {}))), Kept),
+        // IsBlockMutated (wrong merkle root, CVE-2012-2459 style) → Misbehaving("mutated block").
+        c(
+            "unsolicited block, wrong merkle root",
+            Ready,
+            frame(&Message::Block(mined_block(|b| {
+                b.header.merkle_root = bitcoin::TxMerkleNode::from_byte_array([7; 32])
+            }))),
+            ban,
+        ),
+        // ProcessNewBlock → CheckBlockHeader "high-hash" (DeriveTarget fails) → BlockChecked →
+        // MaybePunishNodeForBlock (BLOCK_INVALID_HEADER) → Misbehaving.
+        c(
+            "unsolicited block, bits 0x407fffff",
+            Ready,
+            frame(&Message::Block(mined_block(|b| b.header.bits = with_bits(0x407f_ffff).bits))),
+            ban,
+        ),
         // GETHEADERS / GETBLOCKS: locator.vHave.size() > MAX_LOCATOR_SZ → fDisconnect, no ban.
         c(
             "getheaders locator 102",

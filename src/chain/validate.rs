@@ -10,6 +10,7 @@ use bitcoin::pow::{CompactTarget, Target};
 use bitcoin::BlockHash;
 
 use super::HeaderError;
+use crate::wire::pow::{derive_target, pow_limit};
 use crate::Network;
 
 /// How far a header's timestamp may be ahead of our clock, in seconds (`MAX_FUTURE_BLOCK_TIME`,
@@ -56,22 +57,8 @@ pub(crate) struct Rules {
 impl Rules {
     pub fn new(network: Network, start_height: u32) -> Rules {
         let params = network.to_bitcoin().params();
-        let mut limit = [0xffu8; 32];
-        let (pow_limit, enforce_bip94) = match network {
-            Network::Mainnet | Network::Testnet3 | Network::Testnet4 => {
-                limit[..4].fill(0); // 00000000ffff…ff
-                (Target::from_be_bytes(limit), network == Network::Testnet4)
-            }
-            Network::Signet => {
-                let mut b = [0u8; 32];
-                b[2..5].copy_from_slice(&[0x03, 0x77, 0xae]); // 00000377ae00…00
-                (Target::from_be_bytes(b), false)
-            }
-            Network::Regtest => {
-                limit[0] = 0x7f; // 7fff…ff
-                (Target::from_be_bytes(limit), false)
-            }
-        };
+        let pow_limit = pow_limit(network);
+        let enforce_bip94 = network == Network::Testnet4;
         // Core's regtest activates BIP34/65/66 at height 1 (the `bitcoin` crate still has the
         // old values); the other networks agree with the crate.
         let (bip34_height, bip66_height, bip65_height) = match network {
@@ -93,25 +80,10 @@ impl Rules {
     }
 }
 
-/// The target `bits` encodes, or `None` where Core's `CheckProofOfWork` fails on the encoding
-/// alone: negative, zero or overflowing (`arith_uint256::SetCompact`).
-pub(crate) fn target_from_bits(bits: u32) -> Option<Target> {
-    let size = bits >> 24;
-    let word = bits & 0x007f_ffff;
-    if word == 0 || bits & 0x0080_0000 != 0 {
-        return None; // zero, or negative
-    }
-    if size > 34 || (word > 0xff && size > 33) || (word > 0xffff && size > 32) {
-        return None; // overflows 256 bits
-    }
-    let target = Target::from_compact(CompactTarget::from_consensus(bits));
-    (target != Target::ZERO).then_some(target)
-}
-
-/// Core's `CheckProofOfWork`: the target is valid and within the limit, and the hash meets it.
+/// Core's `CheckProofOfWork` (`pow.cpp`): the target derives and the hash meets it.
 pub(crate) fn check_pow(rules: &Rules, header: &Header, hash: BlockHash) -> Result<(), HeaderError> {
-    match target_from_bits(header.bits.to_consensus()) {
-        Some(target) if target <= rules.pow_limit && target.is_met_by(hash) => Ok(()),
+    match derive_target(header.bits.to_consensus(), rules.pow_limit) {
+        Some(target) if target.is_met_by(hash) => Ok(()),
         _ => Err(HeaderError::BadProofOfWork { hash }),
     }
 }
@@ -297,4 +269,29 @@ pub(crate) fn locator_entries(
         }
     }
     have
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Core's `DeriveTarget` inside `CheckProofOfWork`: bits that overflow 256 bits or encode a
+    /// target above the network's `powLimit` fail, whatever the hash.
+    #[test]
+    fn check_pow_refuses_bits_that_derive_no_target() {
+        let regtest = Rules::new(Network::Regtest, 0);
+        let genesis = bitcoin::constants::genesis_block(bitcoin::Network::Regtest).header;
+        assert_eq!(check_pow(&regtest, &genesis, genesis.block_hash()), Ok(()));
+        // Above regtest's limit (2^255, no overflow) and overflowing (0x407fffff).
+        for bits in [0x2100_8000, 0x407f_ffff, 0x0480_0001, 0] {
+            let mut h = genesis;
+            h.bits = CompactTarget::from_consensus(bits);
+            let hash = h.block_hash();
+            assert_eq!(check_pow(&regtest, &h, hash), Err(HeaderError::BadProofOfWork { hash }), "{bits:#x}");
+        }
+        // Regtest's bits are above mainnet's limit.
+        let mainnet = Rules::new(Network::Mainnet, 0);
+        let hash = genesis.block_hash();
+        assert_eq!(check_pow(&mainnet, &genesis, hash), Err(HeaderError::BadProofOfWork { hash }));
+    }
 }

@@ -197,7 +197,8 @@ impl PeerActor {
     ) -> Self {
         let id = PeerId::next();
         let machine =
-            PeerMachine::new(config.machine.clone(), link, config.nonces.clone(), StdRng::from_entropy());
+            PeerMachine::new(config.machine.clone(), link, config.nonces.clone(), StdRng::from_entropy())
+                .with_network(config.network);
         let span = tracing::info_span!("peer", id = id.0, peer = %addr, link = ?link);
         PeerActor {
             id,
@@ -394,22 +395,22 @@ impl PeerActor {
                 if self.machine.is_closed() {
                     return;
                 }
-                // Parse once when a request waits for this block. An answer to our own request
-                // goes to the requester only: typed subscribers see unsolicited blocks (the
-                // catch-all still sees every message).
+                // After the handshake every block is parsed and checked before anyone sees it
+                // (Core's `ProcessMessage` BLOCK): an answer to our own request goes to the
+                // requester only, an unsolicited one reaches typed subscribers only when valid.
+                // The catch-all sees every block the peer was not dropped for.
                 let mut decoded = None;
-                let answers =
-                    verdict == Verdict::Deliver && raw.hash().is_some_and(|h| self.machine.wants_block(&h));
-                if answers {
+                let mut typed = false;
+                if verdict == Verdict::Deliver {
                     match raw.decode() {
                         Ok(block) => {
                             let block = Arc::new(block);
-                            decoded = Some(block.clone());
-                            self.machine.on_requested_block(now, block);
+                            typed = self.machine.on_parsed_block(now, &block) == Verdict::Deliver;
                             self.run_actions(ctx);
                             if self.machine.is_closed() {
                                 return;
                             }
+                            decoded = Some(block);
                         }
                         Err(error) => {
                             self.invalid_frame(now, &error);
@@ -417,7 +418,6 @@ impl PeerActor {
                         }
                     }
                 }
-                let typed = verdict == Verdict::Deliver && !answers;
                 if let Err(error) = self.subscribers.received_block(self.id, &self.addr, raw, decoded, typed)
                 {
                     self.invalid_frame(now, &error);

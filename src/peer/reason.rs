@@ -134,6 +134,14 @@ pub enum Misbehavior {
         /// What was wrong.
         reason: String,
     },
+    /// A `block` that fails the checks every block passes (proof of work against its own bits
+    /// and the network's limit, merkle root, witness commitment, duplicate transactions,
+    /// coinbase first): a mutated or invalid block.
+    #[error("invalid block: {reason}")]
+    InvalidBlock {
+        /// What was wrong.
+        reason: String,
+    },
     /// A BIP37 bloom-filter message (or BIP35 `mempool`) while we do not offer NODE_BLOOM;
     /// Core disconnects for this too.
     #[error("{command} without NODE_BLOOM")]
@@ -196,6 +204,10 @@ impl Misbehavior {
             Misbehavior::InvalidData { .. } => (
                 Discourage,
                 "net_processing.cpp ProcessHeadersMessage (non-continuous, CheckHeadersPoW), BLOCK IsBlockMutated: Misbehaving",
+            ),
+            Misbehavior::InvalidBlock { .. } => (
+                Discourage,
+                "net_processing.cpp ProcessMessage BLOCK: IsBlockMutated → Misbehaving(\"mutated block\"); ProcessNewBlock CheckBlock (high-hash) → BlockChecked → MaybePunishNodeForBlock: Misbehaving",
             ),
             Misbehavior::BloomNotOffered { .. } => (
                 Disconnect,

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod limits;
+pub(crate) mod pow;
 pub mod version;
 
 use std::net::{IpAddr, Ipv6Addr};

@@ -7,6 +7,7 @@
 //! `gossip` (addresses and Core's rate limit), `filters` (BIP37), `fetch` (requests) and
 //! `outgoing` (what the application may send).
 
+mod blocks;
 mod fetch;
 mod filters;
 mod gossip;
@@ -240,6 +241,8 @@ pub struct PeerMachine {
     dropped_frames: u64,
     requests: PeerRequests,
     bloom: Option<BloomFilter>,
+    /// The network's proof-of-work limit (Core's `powLimit`), set by `with_network`.
+    pow_limit: bitcoin::pow::Target,
     actions: VecDeque<Action>,
 }
 
@@ -274,6 +277,7 @@ impl PeerMachine {
             dropped_frames: 0,
             requests: PeerRequests::with_block_timeout(block_timeout),
             bloom: None,
+            pow_limit: crate::wire::pow::any_network_pow_limit(),
             actions: VecDeque::new(),
         }
     }
@@ -394,6 +398,9 @@ impl PeerMachine {
                 self.too_many("headers", h.len(), MAX_HEADERS_RESULTS)
             }
             Message::Headers(h) => {
+                if let Some(verdict) = self.check_headers_limit(h) {
+                    return verdict;
+                }
                 self.requests.on_headers(h);
                 // An answer to our own `getheaders` goes to the requester only: typed
                 // subscribers see what the peer sent unsolicited.

@@ -495,5 +495,6 @@ fn reject_goes_only_to_peers_that_understand_it() {
     assert!(drain(&mut old).is_empty());
 }
 
+mod blocks;
 mod filters;
 mod hostile;

@@ -2,13 +2,21 @@
 //! its own target, a block matching its header, a merkleblock proving its header's root.
 //! Contextual rules (difficulty, time, checkpoints) belong to the header chain
 //! ([`crate::chain`]).
+//!
+//! Proof of work follows Core's `CheckProofOfWork` (`pow.cpp`): the target the bits encode
+//! must derive (not negative, zero or overflowing) and be within a proof-of-work limit. These
+//! checks do not know the network, so the limit is the loosest one (regtest's); the peer
+//! machine adds its own network's limit ([`crate::wire::pow`]).
 
 use std::collections::HashSet;
 
 use bitcoin::block::Header;
 use bitcoin::merkle_tree::MerkleBlockError;
+use bitcoin::pow::Target;
 use bitcoin::{Block, BlockHash, MerkleBlock, Txid};
 use serde::{Serialize, Serializer};
+
+use crate::wire::pow::{any_network_pow_limit, derive_target};
 
 /// Why data a peer sent cannot be right. The peer that sent it is misbehaving.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -21,8 +29,9 @@ pub enum InvalidData {
         /// Position in the message.
         index: usize,
     },
-    /// The hash is above the header's own target, or the target cannot be valid (Core's
-    /// `high-hash`, `CheckProofOfWork`).
+    /// The hash is above the header's own target, or the bits encode no valid target (negative,
+    /// zero, overflowing or above the proof-of-work limit: Core's `high-hash`,
+    /// `CheckProofOfWork` and `DeriveTarget`).
     #[error("header {hash} fails its proof of work")]
     HighHash {
         /// The header's hash.
@@ -87,21 +96,35 @@ fn display<T: std::fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok
 /// Checks a list of headers on its own: each follows the one before it and meets its own
 /// target (Core's `CheckHeadersPoW` in `net_processing.cpp`).
 pub fn check_headers(headers: &[Header]) -> Result<(), InvalidData> {
+    check_headers_within(headers, any_network_pow_limit())
+}
+
+/// [`check_headers`] with `pow_limit` as the network's proof-of-work limit.
+pub(crate) fn check_headers_within(headers: &[Header], pow_limit: Target) -> Result<(), InvalidData> {
     let mut prev: Option<BlockHash> = None;
     for (index, header) in headers.iter().enumerate() {
         if prev.is_some_and(|p| header.prev_blockhash != p) {
             return Err(InvalidData::UnchainedHeaders { index });
         }
-        match header.validate_pow(header.target()) {
-            Ok(hash) => prev = Some(hash),
-            Err(_) => return Err(InvalidData::HighHash { hash: header.block_hash() }),
-        }
+        prev = Some(check_pow(header, pow_limit)?);
     }
     Ok(())
 }
 
+/// Core's `CheckProofOfWork` (`pow.cpp`): the bits derive a target within `pow_limit`
+/// (`DeriveTarget`) and the hash meets it. Returns the hash.
+fn check_pow(header: &Header, pow_limit: Target) -> Result<BlockHash, InvalidData> {
+    let hash = header.block_hash();
+    match derive_target(header.bits.to_consensus(), pow_limit) {
+        Some(target) if target.is_met_by(hash) => Ok(hash),
+        _ => Err(InvalidData::HighHash { hash }),
+    }
+}
+
 /// Checks that a block's contents match its header (not a mutated block). Follows Core's
-/// `CheckBlock` and `IsBlockMutated` (`validation.cpp`) in what needs no chain context.
+/// `CheckBlock` and `IsBlockMutated` (`validation.cpp`) in what needs no chain context. The
+/// header's proof of work is checked where the block arrives (the peer machine, against the
+/// network's limit), or by the hash a request asked for.
 pub fn check_block(block: &Block) -> Result<(), InvalidData> {
     let hash = block.block_hash();
     let Some(first) = block.txdata.first() else {
@@ -129,10 +152,7 @@ pub fn check_block(block: &Block) -> Result<(), InvalidData> {
 /// Checks a BIP37 `merkleblock`: its header meets its own target and its partial merkle tree
 /// proves the header's root. Returns the matched txids, in block order.
 pub fn check_merkleblock(mb: &MerkleBlock) -> Result<Vec<Txid>, InvalidData> {
-    let hash = mb.header.block_hash();
-    if mb.header.validate_pow(mb.header.target()).is_err() {
-        return Err(InvalidData::HighHash { hash });
-    }
+    let hash = check_pow(&mb.header, any_network_pow_limit())?;
     let mut txids = Vec::new();
     let mut indexes = Vec::new();
     mb.extract_matches(&mut txids, &mut indexes)

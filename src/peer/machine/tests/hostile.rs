@@ -173,6 +173,7 @@ fn the_table_bans_only_what_core_discourages() {
         (Misbehavior::TooManyEntries { command: s(), count: 0, max: 0 }, CoreReaction::Discourage),
         (Misbehavior::NegotiationAfterVerack { command: s() }, CoreReaction::Disconnect),
         (Misbehavior::InvalidData { reason: s() }, CoreReaction::Discourage),
+        (Misbehavior::InvalidBlock { reason: s() }, CoreReaction::Discourage),
         (Misbehavior::BloomNotOffered { command: s() }, CoreReaction::Disconnect),
         (Misbehavior::LocatorTooLong { command: s(), count: 0, max: 0 }, CoreReaction::Disconnect),
     ];
