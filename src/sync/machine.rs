@@ -9,6 +9,8 @@ use bitcoin::block::Header;
 use bitcoin::BlockHash;
 use tokio::time::Instant;
 
+pub(crate) mod blocks;
+
 use crate::chain::{Connected, HeaderChain, HeaderError, Tip};
 use crate::peer::PeerId;
 use crate::wire::limits::MAX_HEADERS_RESULTS;
@@ -148,6 +150,11 @@ impl HeaderSync {
     /// True once at the best tip our peers know (until a peer claims more).
     pub fn is_synced(&self) -> bool {
         self.synced
+    }
+
+    /// True once the chain reached the peers' tip in this run: blocks are fetched from then on.
+    pub fn ever_synced(&self) -> bool {
+        self.ever_synced
     }
 
     /// Next action.

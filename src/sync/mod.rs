@@ -5,6 +5,8 @@
 //! then follows it live.
 
 pub(crate) mod actor;
+mod cursor;
+pub(crate) mod events;
 pub(crate) mod machine;
 
 use std::collections::VecDeque;
