@@ -44,7 +44,9 @@ pub struct ChainSyncConfig {
     pub sync: SyncConfig,
     /// Updated with our best height (feeds the `version` start height of new peers).
     pub tip: TipHeight,
-    /// Fetch each block that extends the tip once synced, and publish it.
+    /// Deliver every block of the best chain in order from the last one delivered (kept in
+    /// `data_dir/blocks.json`; on a first start, from the tip once synced), with an undo
+    /// event for each delivered block a reorg removes.
     pub fetch_blocks: bool,
 }
 
