@@ -241,6 +241,9 @@ impl Handler<crate::sync::ChainEvent> for EventLog {
                 "block",
                 json!({"hash": hash.to_string(), "height": height, "txs": txs, "size": size, "peer_id": peer.0}),
             ),
+            ChainEvent::BlockDisconnected { hash, height } => {
+                self.write_group("block_disconnected", json!({"hash": hash.to_string(), "height": height}))
+            }
         }
     }
 }

@@ -1,18 +1,20 @@
 //! [`ChainSync`]: follows the best header chain through a [`PeerGroup`], keeps it on disk, and
 //! optionally fetches new blocks. Decisions come from the pure [`HeaderSync`].
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use bitcoin::block::Header;
 use bitcoin::hashes::Hash as _;
-use bitcoin::{Block, BlockHash};
+use bitcoin::BlockHash;
 use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+pub use super::events::ChainEvent;
+use super::machine::blocks::{BlockFeed, Cursor, FeedAction};
 use super::machine::{HeaderSync, SyncAction, SyncConfig};
 use crate::chain::HeaderStore;
 use crate::chain::{Checkpoint, HeaderChain};
@@ -42,7 +44,9 @@ pub struct ChainSyncConfig {
     pub sync: SyncConfig,
     /// Updated with our best height (feeds the `version` start height of new peers).
     pub tip: TipHeight,
-    /// Fetch each block that extends the tip once synced, and publish it.
+    /// Deliver every block of the best chain in order from the last one delivered (kept in
+    /// `data_dir/blocks.json`; on a first start, from the tip once synced), with an undo
+    /// event for each delivered block a reorg removes.
     pub fetch_blocks: bool,
 }
 
@@ -58,59 +62,6 @@ impl ChainSyncConfig {
             fetch_blocks: false,
         }
     }
-}
-
-/// What the chain sync tells its subscribers.
-#[derive(Debug, Clone, Message, Serialize)]
-#[rtype(result = "()")]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum ChainEvent {
-    /// The best header chain changed.
-    Headers {
-        /// New tip height.
-        height: u32,
-        /// New tip hash.
-        tip: BlockHash,
-        /// Headers that joined the best chain.
-        count: usize,
-        /// Headers that left it (a reorg).
-        reorged: usize,
-        /// The peer that sent them.
-        peer: PeerId,
-    },
-    /// At the best tip the peers know.
-    Synced {
-        /// Tip height.
-        height: u32,
-        /// Tip hash.
-        tip: BlockHash,
-    },
-    /// A new block could not be fetched from any peer (`fetch_blocks`): a gap for block
-    /// consumers to fill, e.g. with [`block_stream`](super::block_stream).
-    BlockFailed {
-        /// Its hash.
-        hash: BlockHash,
-        /// Its height.
-        height: u32,
-        /// Why the last attempt failed.
-        error: String,
-    },
-    /// A new block was fetched (`fetch_blocks`).
-    Block {
-        /// Its hash.
-        hash: BlockHash,
-        /// Its height.
-        height: u32,
-        /// Transactions in it.
-        txs: usize,
-        /// Serialized size in bytes.
-        size: usize,
-        /// The block.
-        #[serde(skip)]
-        block: Arc<Block>,
-        /// Who served it.
-        peer: PeerId,
-    },
 }
 
 /// Subscribes to [`ChainEvent`]s.
@@ -187,6 +138,16 @@ pub struct ChainSync {
     dropped: u64,
     last_flush: Instant,
     dirty: bool,
+    /// In-order block delivery (`fetch_blocks`).
+    feed: Option<BlockFeed>,
+    /// Where the feed's cursor is saved (`data_dir/blocks.json`).
+    cursor_path: Option<PathBuf>,
+    /// The peer that announced the latest blocks: asked first for them.
+    block_hint: Option<PeerId>,
+    /// Block events waiting to be handed out, with the consumer tip each leaves; one is out
+    /// at a time (`sending`) so order holds and a slow consumer slows the feed.
+    outbox: VecDeque<(ChainEvent, Cursor)>,
+    sending: bool,
 }
 
 fn unix_now() -> u64 {
@@ -224,6 +185,14 @@ impl ChainSync {
         config.tip.set(i32::try_from(chain.height()).unwrap_or(i32::MAX));
         let sync = SyncConfig { fetch_blocks: config.fetch_blocks, ..config.sync };
         let machine = HeaderSync::new(chain, sync, Instant::now());
+        let cursor_path = config.data_dir.as_deref().map(super::cursor::path_in);
+        let feed = config.fetch_blocks.then(|| {
+            let cursor = cursor_path.as_deref().and_then(super::cursor::load);
+            if let Some(c) = cursor {
+                info!(height = c.height, hash = %c.hash, "resuming block delivery");
+            }
+            BlockFeed::new(cursor, config.sync.retry_delay)
+        });
         Ok(ChainSync {
             config,
             group,
@@ -233,6 +202,11 @@ impl ChainSync {
             dropped: 0,
             last_flush: Instant::now(),
             dirty: false,
+            feed,
+            cursor_path,
+            block_hint: None,
+            outbox: VecDeque::new(),
+            sending: false,
         })
     }
 
@@ -311,10 +285,9 @@ impl ChainSync {
                         peer,
                     });
                 }
-                SyncAction::FetchBlocks { blocks, peer } => {
-                    for (hash, height) in blocks {
-                        self.fetch_block(hash, height, peer, ctx);
-                    }
+                SyncAction::FetchBlocks { peer, .. } => {
+                    // The feed fetches from its cursor; the announcer is asked first.
+                    self.block_hint = Some(peer);
                 }
                 SyncAction::Synced(tip) => {
                     info!(height = tip.height, tip = %tip.hash, "headers synced");
@@ -334,37 +307,93 @@ impl ChainSync {
                 }
             }
         }
+        if let Some(feed) = &mut self.feed {
+            feed.update(Instant::now(), self.machine.chain(), self.machine.ever_synced(), self.block_hint);
+        }
+        self.run_feed(ctx);
     }
 
-    fn fetch_block(&mut self, hash: BlockHash, height: u32, peer: PeerId, ctx: &mut Context<Self>) {
-        let fetch = Fetch::new(Request::Blocks { hashes: vec![hash] }).preferred(peer);
+    /// Hands the next ordered block event to every subscriber, waiting until each handled it
+    /// (never dropped: a drop would be a silent gap), then tells the feed.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.sending {
+            return;
+        }
+        let Some((event, after)) = self.outbox.pop_front() else { return };
+        self.subscribers.retain(|s| s.connected());
+        let sends: Vec<_> = self.subscribers.iter().map(|s| s.send(event.clone())).collect();
+        self.sending = true;
+        futures_util::future::join_all(sends)
+            .into_actor(self)
+            .map(move |_, this, ctx| {
+                this.sending = false;
+                if let Some(feed) = this.feed.as_mut() {
+                    feed.on_consumed(Instant::now(), this.machine.chain(), after);
+                }
+                this.run_feed(ctx);
+            })
+            .spawn(ctx);
+    }
+
+    /// Executes the block feed's actions.
+    fn run_feed(&mut self, ctx: &mut Context<Self>) {
+        while let Some(action) = self.feed.as_mut().and_then(BlockFeed::poll_action) {
+            match action {
+                FeedAction::Fetch { hash, preferred, .. } => self.fetch_block(hash, preferred, ctx),
+                FeedAction::Deliver { hash, height, block, peer } => {
+                    self.group.do_send(crate::group::BlockConnected(block.clone()));
+                    let size = bitcoin::consensus::encode::serialize(&*block).len();
+                    let txs = block.txdata.len();
+                    let event = ChainEvent::Block { hash, height, txs, size, block, peer };
+                    self.outbox.push_back((event, Cursor { hash, height }));
+                }
+                FeedAction::Disconnected { hash, height, parent } => {
+                    info!(%hash, height, "delivered block left the best chain");
+                    self.outbox.push_back((ChainEvent::BlockDisconnected { hash, height }, parent));
+                }
+                FeedAction::Failed { hash, height, error } => {
+                    warn!(%hash, height, %error, "block fetch failed; retrying");
+                    self.publish(ChainEvent::BlockFailed { hash, height, error });
+                }
+                FeedAction::Save(cursor) => {
+                    if let Some(path) = &self.cursor_path {
+                        super::cursor::save(path, &cursor);
+                    }
+                }
+                FeedAction::Lost(cursor) => {
+                    warn!(
+                        height = cursor.height,
+                        hash = %cursor.hash,
+                        "the last delivered block is not in the header chain; delivering from the tip"
+                    );
+                }
+            }
+        }
+        self.pump(ctx);
+    }
+
+    fn fetch_block(&mut self, hash: BlockHash, preferred: Option<PeerId>, ctx: &mut Context<Self>) {
+        let mut fetch = Fetch::new(Request::Blocks { hashes: vec![hash] });
+        fetch.preferred = preferred;
         self.group
             .send(fetch)
             .into_actor(self)
-            .map(move |result, this: &mut Self, _| match result {
-                Ok(Ok(f)) => {
-                    if let Response::Blocks(mut blocks) = f.response {
-                        if let Some(block) = blocks.pop() {
-                            if this.machine.chain().is_on_best_chain(&hash) {
-                                this.group.do_send(crate::group::BlockConnected(block.clone()));
+            .map(move |result, this: &mut Self, ctx| {
+                let now = Instant::now();
+                let Some(feed) = this.feed.as_mut() else { return };
+                match result {
+                    Ok(Ok(f)) => match f.response {
+                        Response::Blocks(mut blocks) if blocks.len() == 1 => {
+                            if let Some(block) = blocks.pop() {
+                                feed.on_block(now, this.machine.chain(), hash, block, f.peer);
                             }
-                            let size = bitcoin::consensus::encode::serialize(&*block).len();
-                            this.publish(ChainEvent::Block {
-                                hash,
-                                height,
-                                txs: block.txdata.len(),
-                                size,
-                                block,
-                                peer: f.peer,
-                            });
                         }
-                    }
+                        _ => feed.on_failure(now, hash, "unexpected response".to_owned()),
+                    },
+                    Ok(Err(e)) => feed.on_failure(now, hash, e.to_string()),
+                    Err(e) => feed.on_failure(now, hash, e.to_string()),
                 }
-                Ok(Err(e)) => {
-                    warn!(%hash, error = %e, "block fetch failed");
-                    this.publish(ChainEvent::BlockFailed { hash, height, error: e.to_string() });
-                }
-                Err(_) => {}
+                this.run_feed(ctx);
             })
             .spawn(ctx);
     }

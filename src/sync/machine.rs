@@ -9,6 +9,8 @@ use bitcoin::block::Header;
 use bitcoin::BlockHash;
 use tokio::time::Instant;
 
+pub(crate) mod blocks;
+
 use crate::chain::{Connected, HeaderChain, HeaderError, Tip};
 use crate::peer::PeerId;
 use crate::wire::limits::MAX_HEADERS_RESULTS;
@@ -16,7 +18,8 @@ use crate::wire::limits::MAX_HEADERS_RESULTS;
 /// Core's stale-tip check (`STALE_CHECK_INTERVAL` 10 min, tip older than 30 min triggers an
 /// extra outbound peer): no new header for this long while a peer claims more → rotate.
 pub const DEFAULT_STALE_TIP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// New blocks fetched per tip change at most (a longer jump is a sync, not an announcement).
+/// New blocks named per [`SyncAction::FetchBlocks`] at most (a longer jump is a sync, not an
+/// announcement; the block feed fetches from its cursor whatever the jump).
 pub const MAX_BLOCKS_PER_TIP_CHANGE: usize = 16;
 /// Pause after a failed header request before asking again.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -65,7 +68,8 @@ pub enum SyncAction {
         /// Who sent the headers.
         peer: PeerId,
     },
-    /// Fetch these new blocks (height order), preferably from the peer that announced them.
+    /// New blocks joined the best chain after the first sync (height order): worth fetching,
+    /// preferably from the peer that announced them (the actor's block feed does).
     FetchBlocks {
         /// Hash and height of each.
         blocks: Vec<(BlockHash, u32)>,
@@ -148,6 +152,11 @@ impl HeaderSync {
     /// True once at the best tip our peers know (until a peer claims more).
     pub fn is_synced(&self) -> bool {
         self.synced
+    }
+
+    /// True once the chain reached the peers' tip in this run: blocks are fetched from then on.
+    pub fn ever_synced(&self) -> bool {
+        self.ever_synced
     }
 
     /// Next action.

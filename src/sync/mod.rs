@@ -1,10 +1,14 @@
-//! Chain sync: [`ChainSync`] follows the best header chain through a
-//! [`PeerGroup`] (its decisions are pure and crate-private), keeps it in
-//! `headers.dat`, and publishes [`ChainEvent`]s. [`block_stream`] downloads a range of blocks
-//! in parallel and yields them in order; [`header_stream`] pages through the stored chain and
-//! then follows it live.
+//! Chain sync: [`ChainSync`] follows the best header chain through a [`PeerGroup`] (its
+//! decisions are pure and crate-private), keeps it in `headers.dat`, and publishes
+//! [`ChainEvent`]s; with `fetch_blocks` it also delivers every block of the best chain in
+//! order, across restarts and reorgs (see [`ChainEvent::Block`],
+//! [`ChainEvent::BlockDisconnected`] and `examples/indexer.rs`). [`block_stream`] downloads a
+//! range of blocks in parallel and yields them in order; [`header_stream`] pages through the
+//! stored chain and then follows it live.
 
 pub(crate) mod actor;
+mod cursor;
+pub(crate) mod events;
 pub(crate) mod machine;
 
 use std::collections::VecDeque;
