@@ -178,6 +178,17 @@ fn chain_sync() {
 }
 
 #[test]
+fn indexer() {
+    let node = node_with(10);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let mut ex = Running::start("indexer", &[&node.p2p.to_string(), "regtest", data]);
+    ex.expect("headers synced at 10", LIMIT);
+    node.mine(1);
+    ex.expect("applied: tip 11", LIMIT);
+}
+
+#[test]
 fn mempool_watcher() {
     let node = node_with(common::SEGWIT_HEIGHT);
     let mut ex = Running::start("mempool_watcher", &["regtest", &node.p2p.to_string()]);
