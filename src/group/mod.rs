@@ -17,6 +17,7 @@ pub(crate) mod messages;
 pub(crate) mod policy;
 pub(crate) mod requests;
 mod state;
+pub(crate) mod txrequest;
 pub(crate) mod waiters;
 
 pub use actor::{GroupConfig, PeerGroup};
