@@ -141,7 +141,8 @@ impl TxRequestTracker {
             return;
         }
         self.wtxid_peers += usize::from(wtxid_relay);
-        let entry = PeerEntry { preferred, wtxid_relay, hashes: HashSet::new(), in_flight: 0, blocked: false };
+        let entry =
+            PeerEntry { preferred, wtxid_relay, hashes: HashSet::new(), in_flight: 0, blocked: false };
         self.peers.insert(peer, entry);
     }
 
@@ -158,7 +159,13 @@ impl TxRequestTracker {
     }
 
     /// A peer announced `hash` (`TxDownloadManagerImpl::AddTxAnnouncement`).
-    pub(crate) fn announced(&mut self, peer: PeerId, hash: [u8; 32], is_wtxid: bool, now: Instant) -> Announced {
+    pub(crate) fn announced(
+        &mut self,
+        peer: PeerId,
+        hash: [u8; 32],
+        is_wtxid: bool,
+        now: Instant,
+    ) -> Announced {
         if self.seen.contains(&hash) {
             return Announced::Known;
         }
@@ -354,7 +361,6 @@ impl TxRequestTracker {
         self.dirty.remove(&hash);
     }
 }
-
 
 #[cfg(test)]
 mod tests {
