@@ -332,7 +332,7 @@ async fn bench_bytes_received_8_announcers() {
     }
 
     // After: one group.
-    let (counter, subs) = counter();
+    let (counter, subs) = self::counter();
     let group = PeerGroup::new(group_of(&addrs), subs).start();
     wait_ready(&group, PEERS).await;
     let start = measure(&group.send(GetPeers).await.unwrap());
