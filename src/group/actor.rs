@@ -19,6 +19,7 @@ mod admin;
 mod fetch;
 mod peers;
 mod transactions;
+mod txrequests;
 
 pub use super::config::GroupConfig;
 
@@ -27,6 +28,7 @@ use super::broadcast::Broadcasts;
 use super::messages::*;
 use super::policy::{Dial, Policy};
 use super::state::{self, SavedState};
+use super::txrequest::TxRequestTracker;
 use super::waiters::{ReadyWaiters, Want};
 use crate::addrbook::AddrBook;
 use crate::discovery::query_seeds;
@@ -98,6 +100,15 @@ pub struct PeerGroup {
     /// Misbehaviour reported for live peers (by `DisconnectPeerWith`), applied when they leave.
     punish: HashMap<PeerId, String>,
     rng: StdRng,
+    /// Which peer to ask for each announced transaction ([`TxRequestTracker`]).
+    pub(super) txs: TxRequestTracker,
+    /// The group's `TxReceived` subscribers: fed by the group with the first copy of each
+    /// transaction, never given to the peers (which would deliver every copy).
+    pub(super) tx_events: Subscribers,
+    /// The tracker's next deadline and its timer.
+    pub(super) tx_timer: Option<(Instant, SpawnHandle)>,
+    /// This actor's address, once started (peers report `notfound` to it).
+    pub(super) me: Option<Addr<PeerGroup>>,
 }
 
 pub(super) fn unix_now() -> u64 {
@@ -145,6 +156,10 @@ impl PeerGroup {
             recently_gone: VecDeque::new(),
             punish: HashMap::new(),
             rng,
+            txs: TxRequestTracker::default(),
+            tx_events: Subscribers::new(),
+            tx_timer: None,
+            me: None,
         };
         for s in subscriptions {
             group.add_subscription(s);
@@ -154,29 +169,43 @@ impl PeerGroup {
 
     fn add_subscription(&mut self, s: Subscription) -> SubscriberId {
         let id = self.group_events.add(s.clone());
+        if is_tx(&s) {
+            self.tx_events.add_with_id(id, s.clone());
+        }
         self.subscriptions.push((id, s));
         id
+    }
+
+    /// The group's subscriptions that peers deliver themselves: all but `TxReceived`, which the
+    /// group delivers once per transaction.
+    pub(super) fn peer_subscriptions(&self) -> impl Iterator<Item = &(SubscriberId, Subscription)> {
+        self.subscriptions.iter().filter(|(_, s)| !is_tx(s))
     }
 
     /// The subscribers a new peer gets: the group's subscribers plus the group itself.
     pub(super) fn subscribers(&self, ctx: &Context<Self>) -> Subscribers {
         let mut subs = Subscribers::new();
-        for (id, s) in &self.subscriptions {
+        for (id, s) in self.peer_subscriptions() {
             subs.add_with_id(*id, s.clone());
         }
-        for s in own_subscriptions(ctx, self.config.relay_transactions) {
+        for s in own_subscriptions(ctx, self.requests_txs()) {
             subs.add(s);
         }
         subs
     }
 
+    /// Starts a peer of this group (dialed or accepted); it leaves its transaction requests to
+    /// the group.
     pub(super) fn start_peer(&mut self, actor: PeerActor) -> Addr<PeerActor> {
-        if self.arbiters.is_empty() {
-            return actor.start();
-        }
-        let handle = &self.arbiters[self.next_arbiter % self.arbiters.len()];
-        self.next_arbiter = self.next_arbiter.wrapping_add(1);
-        PeerActor::start_in_arbiter(handle, move |_| actor)
+        let addr = if self.arbiters.is_empty() {
+            actor.start()
+        } else {
+            let handle = &self.arbiters[self.next_arbiter % self.arbiters.len()];
+            self.next_arbiter = self.next_arbiter.wrapping_add(1);
+            PeerActor::start_in_arbiter(handle, move |_| actor)
+        };
+        self.hand_tx_requests_over(&addr);
+        addr
     }
 
     fn run_policy(&mut self, ctx: &mut Context<Self>) {
@@ -313,6 +342,7 @@ impl PeerGroup {
             }
         }
         self.broadcasts.expire(Instant::now());
+        self.run_tx_requests(ctx);
         let unix = unix_now();
         for ban in self.bans.expire(unix) {
             info!(target = %ban.target, "ban expired");
@@ -349,6 +379,8 @@ impl PeerGroup {
     /// Removes a peer from the books (and its inbound slot).
     pub(super) fn forget(&mut self, id: PeerId) -> Option<Entry> {
         let entry = self.peers.remove(&id)?;
+        // Its requests in flight go to the next announcers at the next run of the tracker.
+        self.txs.peer_disconnected(id);
         self.recently_gone.push_back((id, entry.addr.clone()));
         if self.recently_gone.len() > RECENTLY_GONE {
             self.recently_gone.pop_front();
@@ -394,6 +426,8 @@ impl PeerGroup {
         }
         entry.ready = true;
         entry.info = Some(info);
+        self.track_tx_peer(id);
+        let Some(entry) = self.peers.get_mut(&id) else { return };
         let pending = self.broadcasts.for_newcomer(entry.link, Instant::now());
         if !pending.is_empty() {
             entry.actor.do_send(QueueTransactions(pending));
@@ -458,6 +492,7 @@ impl Actor for PeerGroup {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(GROUP_MAILBOX);
+        self.me = Some(ctx.address());
         let n = if self.config.arbiters == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -477,17 +512,27 @@ impl Actor for PeerGroup {
 /// What the group itself listens to on every peer.
 /// The group's own subscriptions on each peer, through private notices (see
 /// [`Notice`](crate::events::Notice)): nothing outside the crate can fake a disconnect.
-fn own_subscriptions(ctx: &Context<PeerGroup>, relay: bool) -> Vec<Subscription> {
-    use crate::events::{AddrReceived, GetDataReceived, PeerDisconnected, PeerReady, TxReceived};
+/// `TxReceived` always (the group delivers it to its subscribers, once per transaction, and
+/// relays), `InvReceived` when the group requests announced transactions.
+fn own_subscriptions(ctx: &Context<PeerGroup>, requests_txs: bool) -> Vec<Subscription> {
+    use crate::events::{
+        AddrReceived, GetDataReceived, InvReceived, PeerDisconnected, PeerReady, TxReceived,
+    };
     let me = ctx.address();
     let mut subs = vec![
         Subscription::internal::<PeerDisconnected, _>(&me),
         Subscription::internal::<PeerReady, _>(&me),
         Subscription::internal::<AddrReceived, _>(&me),
         Subscription::internal::<GetDataReceived, _>(&me),
+        Subscription::internal::<TxReceived, _>(&me),
     ];
-    if relay {
-        subs.push(Subscription::internal::<TxReceived, _>(&me));
+    if requests_txs {
+        subs.push(Subscription::internal::<InvReceived, _>(&me));
     }
     subs
+}
+
+/// A `TxReceived` subscription (delivered by the group, not by its peers).
+fn is_tx(s: &Subscription) -> bool {
+    s.kind() == <crate::events::TxReceived as crate::events::Notification>::KIND
 }

@@ -4,7 +4,16 @@
 //! from [`GroupConfig::for_network`] or [`GroupConfig::connect_to`]; talk to it with the
 //! messages below ([`Fetch`], [`WaitForPeers`], [`BroadcastTransaction`], [`GetPeers`], ...).
 //! Its decisions (connection policy, bans, inbound admission, backoff, request routing, the
-//! broadcast cache) are pure, crate-private code that the actor executes.
+//! broadcast cache, transaction requests) are pure, crate-private code that the actor executes.
+//!
+//! Transactions are fetched once per group, as Core's `TxRequestTracker` does it: peers report
+//! the `inv`s they receive, and the group asks one announcer per transaction (outbound peers
+//! first, others after 2 s; the next announcer after a `notfound`, a 60 s silence or a
+//! disconnect; at most 100 requests in flight and 5,000 tracked announcements per peer). The
+//! group's `TxReceived` subscribers get each transaction once: the group delivers the first copy
+//! itself (its peers do not carry those subscriptions) and skips copies of transactions it
+//! received recently (the last 48,000). `InvReceived` still arrives from every peer, for
+//! measuring propagation.
 
 pub(crate) mod actor;
 pub(crate) mod backoff;
@@ -17,6 +26,7 @@ pub(crate) mod messages;
 pub(crate) mod policy;
 pub(crate) mod requests;
 mod state;
+pub(crate) mod txrequest;
 pub(crate) mod waiters;
 
 pub use actor::{GroupConfig, PeerGroup};

@@ -20,8 +20,9 @@ use tracing::{debug, info, warn};
 use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIMEOUT};
 use super::machine::{Action, MachineConfig, PeerMachine, SendRefused, Verdict};
 use super::messages::{
-    Disconnect, FetchFromPeer, GetStats, PushAddr, PushGetBlocks, PushGetHeaders, PushReject, QueueInventory,
-    QueueTransactions, SendMessage, SubscribeAs, SubscribePeer, UnsubscribePeer, WriterReport,
+    Disconnect, FetchFromPeer, GetStats, HandTxRequestsToGroup, PushAddr, PushGetBlocks, PushGetHeaders,
+    PushReject, QueueInventory, QueueTransactions, SendMessage, SubscribeAs, SubscribePeer, TxsNotFound,
+    UnsubscribePeer, WriterReport,
 };
 use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
 use super::reason::DisconnectReason;
@@ -151,6 +152,8 @@ pub struct PeerActor {
     connected_at: Option<Instant>,
     trickle_timer: Option<SpawnHandle>,
     answers: HashMap<RequestId, oneshot::Sender<Result<Response, RequestError>>>,
+    /// The group deciding our transaction requests, told of `notfound`s for transactions.
+    tx_notfound: Option<Recipient<TxsNotFound>>,
 }
 
 impl PeerActor {
@@ -215,6 +218,7 @@ impl PeerActor {
             connected_at: None,
             trickle_timer: None,
             answers: HashMap::new(),
+            tx_notfound: None,
         }
     }
 
@@ -373,6 +377,9 @@ impl PeerActor {
                 self.trace_recv(frame.command, frame.wire_len);
                 let verdict = self.machine.on_message(now, &msg);
                 self.run_actions(ctx);
+                if verdict != Verdict::Consumed {
+                    self.report_tx_notfound(&msg);
+                }
                 if !self.machine.is_closed() {
                     let (msg, typed) = match (verdict, msg) {
                         (Verdict::DeliverFirst(n), Message::Addr(mut a)) => {
@@ -427,6 +434,26 @@ impl PeerActor {
                 self.invalid_frame(now, &error);
                 self.run_actions(ctx);
             }
+        }
+    }
+
+    /// Passes a `notfound`'s transaction entries to the group deciding our tx requests.
+    fn report_tx_notfound(&self, msg: &Message) {
+        let (Some(group), Message::NotFound(items)) = (&self.tx_notfound, msg) else { return };
+        let items: Vec<wire::Inventory> = items
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i,
+                    wire::Inventory::Transaction(_)
+                        | wire::Inventory::WitnessTransaction(_)
+                        | wire::Inventory::WTx(_)
+                )
+            })
+            .copied()
+            .collect();
+        if !items.is_empty() {
+            group.do_send(TxsNotFound { peer: self.id, items });
         }
     }
 
@@ -645,6 +672,15 @@ impl Handler<SubscribeAs> for PeerActor {
 
     fn handle(&mut self, msg: SubscribeAs, _ctx: &mut Context<Self>) {
         self.subscribers.add_with_id(msg.0, msg.1);
+    }
+}
+
+impl Handler<HandTxRequestsToGroup> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: HandTxRequestsToGroup, _ctx: &mut Context<Self>) {
+        self.machine.hand_tx_requests_to_group();
+        self.tx_notfound = Some(msg.0);
     }
 }
 

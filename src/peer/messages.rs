@@ -111,6 +111,24 @@ pub(crate) struct SubscribeAs(pub SubscriberId, pub Subscription);
 #[rtype(result = "()")]
 pub struct UnsubscribePeer(pub SubscriberId);
 
+/// Reported by a peer whose transaction requests a group decides: the `notfound` entries for
+/// transactions (internal; the group's tracker then asks the next announcer).
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+pub(crate) struct TxsNotFound {
+    /// The reporting peer.
+    pub peer: super::PeerId,
+    /// The transaction entries of its `notfound`.
+    pub items: Vec<crate::wire::Inventory>,
+}
+
+/// Makes a group decide which announced transactions this peer requests (internal): the peer
+/// stops answering `inv` with `getdata` and reports `notfound` for transactions to `0`; the
+/// group sends the `getdata` itself ([`SendMessage`]).
+#[derive(ActixMessage)]
+#[rtype(result = "()")]
+pub(crate) struct HandTxRequestsToGroup(pub actix::Recipient<TxsNotFound>);
+
 /// Writer task report (internal).
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "()")]

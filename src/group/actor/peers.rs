@@ -12,7 +12,7 @@ use rand::seq::IteratorRandom;
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::{own_subscriptions, unix_now, Entry, PeerGroup};
+use super::{is_tx, own_subscriptions, unix_now, Entry, PeerGroup};
 use crate::events::{AddrReceived, PeerDisconnected, PeerReady};
 use crate::group::messages::*;
 use crate::group::waiters::Want;
@@ -50,6 +50,7 @@ impl Handler<Notice<PeerDisconnected>> for PeerGroup {
         } else if let Some(reason) = reported {
             self.ban_unless_configured(&entry.addr, &reason);
         }
+        self.run_tx_requests(ctx);
         if msg.reason.kind() != ReasonKind::Local || !self.closing {
             self.run_policy(ctx);
         }
@@ -82,12 +83,13 @@ impl Handler<AddPeer> for PeerGroup {
     /// handshake before adoption is registered ready with its info (requests can use it once
     /// this answers); one still handshaking becomes ready through its `PeerReady`.
     fn handle(&mut self, msg: AddPeer, ctx: &mut Context<Self>) -> Self::Result {
-        for (id, s) in &self.subscriptions {
+        for (id, s) in self.peer_subscriptions() {
             msg.actor.do_send(SubscribeAs(*id, s.clone()));
         }
-        for s in own_subscriptions(ctx, self.config.relay_transactions) {
+        for s in own_subscriptions(ctx, self.requests_txs()) {
             msg.actor.do_send(PeerSubscribe(s));
         }
+        self.hand_tx_requests_over(&msg.actor);
         if msg.link == Link::Inbound {
             if let Some(ip) = msg.addr.socket_addr().map(|a| a.ip()) {
                 *self.inbound_per_ip.entry(ip).or_default() += 1;
@@ -143,6 +145,10 @@ impl Handler<Subscribe> for PeerGroup {
     type Result = MessageResult<Subscribe>;
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
         let id = self.add_subscription(msg.0.clone());
+        if is_tx(&msg.0) {
+            // Delivered by the group, once per transaction.
+            return MessageResult(id);
+        }
         for entry in self.peers.values() {
             entry.actor.do_send(SubscribeAs(id, msg.0.clone()));
         }
@@ -155,6 +161,7 @@ impl Handler<Unsubscribe> for PeerGroup {
     fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
         self.subscriptions.retain(|(id, _)| *id != msg.0);
         self.group_events.remove(msg.0);
+        self.tx_events.remove(msg.0);
         for entry in self.peers.values() {
             entry.actor.do_send(PeerUnsubscribe(msg.0));
         }

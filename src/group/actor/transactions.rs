@@ -1,5 +1,6 @@
 //! Handlers that move transactions and messages to peers: `Broadcast`,
-//! `BroadcastTransaction`, relay mode, serving `getdata`, and confirmation by a block. The
+//! `BroadcastTransaction`, serving `getdata`, and confirmation by a block (relay mode is in
+//! `txrequests`, with the other handling of received transactions). The
 //! decisions are the broadcast cache's ([`crate::group::broadcast`]).
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{deliver, PeerGroup, LONGEST_WAIT};
-use crate::events::{GetDataReceived, TxReceived};
+use crate::events::GetDataReceived;
 use crate::group::broadcast::Origin;
 use crate::group::messages::*;
 use crate::peer::messages::{QueueTransactions, SendMessage};
@@ -21,7 +22,7 @@ use crate::wire::Message;
 
 impl PeerGroup {
     /// The ready peers, except `but`.
-    fn ready_actors(&self, but: Option<PeerId>) -> Vec<Addr<PeerActor>> {
+    pub(super) fn ready_actors(&self, but: Option<PeerId>) -> Vec<Addr<PeerActor>> {
         self.peers
             .iter()
             .filter(|(id, e)| e.ready && Some(**id) != but)
@@ -124,25 +125,5 @@ impl Handler<Notice<GetDataReceived>> for PeerGroup {
             actor.do_send(SendMessage(Message::NotFound(served.not_found)));
         }
         deliver(served.answers);
-    }
-}
-
-impl Handler<Notice<TxReceived>> for PeerGroup {
-    type Result = ();
-
-    /// Relay mode: keep the transaction to serve it and announce it to every other ready peer.
-    fn handle(&mut self, Notice(msg): Notice<TxReceived>, _: &mut Context<Self>) {
-        if !self.config.relay_transactions || self.closing {
-            return;
-        }
-        // Known already, or no room: nothing to pass on.
-        if self.broadcasts.admit(msg.tx.clone(), Origin::Relayed, Instant::now()) != Ok(true) {
-            return;
-        }
-        let others = self.ready_actors(Some(msg.peer));
-        for actor in &others {
-            actor.do_send(QueueTransactions(vec![msg.tx.clone()]));
-        }
-        self.broadcasts.announced(&msg.tx.compute_txid(), others.len());
     }
 }

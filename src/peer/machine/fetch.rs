@@ -94,9 +94,17 @@ impl PeerMachine {
         (verdict, answered)
     }
 
-    /// Answers announced transactions with `getdata` (once per id), when configured to.
+    /// Hands the choice of which announced transactions to request to a group, which asks one
+    /// announcer per transaction for the whole network ([`crate::group::txrequest`]); this
+    /// machine stops answering announcements itself.
+    pub(crate) fn hand_tx_requests_to_group(&mut self) {
+        self.txs_by_group = true;
+    }
+
+    /// Answers announced transactions with `getdata` (once per id), when configured to and no
+    /// group decides instead.
     pub(super) fn request_transactions(&mut self, items: &[Inventory]) {
-        if !(self.config.request_announced_txs && self.config.relay) {
+        if !(self.config.request_announced_txs && self.config.relay) || self.txs_by_group {
             return;
         }
         let witness = self.peer_has(ServiceFlags::WITNESS);

@@ -76,7 +76,10 @@ pub struct MachineConfig {
     pub inactivity_timeout: Duration,
     /// Send one `getaddr` when the handshake completes.
     pub send_getaddr: bool,
-    /// Answer transaction announcements with `getdata`, so `tx` messages arrive.
+    /// Answer transaction announcements with `getdata`, so `tx` messages arrive. A standalone
+    /// peer requests every transaction it hears of (once per id); in a
+    /// [`PeerGroup`](crate::group::PeerGroup) the group decides instead and asks one announcer
+    /// per transaction for all its peers, as Core's `TxRequestTracker` does.
     pub request_announced_txs: bool,
     /// How long requests (headers, blocks) may wait for an answer.
     pub request_timeouts: RequestTimeouts,
@@ -233,6 +236,9 @@ pub struct PeerMachine {
     next_ping_at: Option<Instant>,
     latency: Option<Duration>,
     requested_txs: RecentSet,
+    /// A group decides which announced transactions to request (its `TxRequestTracker`):
+    /// announcements are no longer answered here.
+    txs_by_group: bool,
     relay: Relay,
     known_addrs: RecentSet,
     last_getheaders: Option<([u8; 32], BlockHash)>,
@@ -269,6 +275,7 @@ impl PeerMachine {
             next_ping_at: None,
             latency: None,
             requested_txs: RecentSet::new(MAX_REQUESTED_TXS),
+            txs_by_group: false,
             relay: Relay::new(link),
             known_addrs: RecentSet::new(MAX_KNOWN_ADDRS),
             last_getheaders: None,
