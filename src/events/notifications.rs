@@ -45,7 +45,11 @@ notification!(
     GetDataReceived { /// The requested items.
         items: Arc<Vec<Inventory>> });
 notification!(
-    /// A `tx` arrived.
+    /// A `tx` arrived. From a `PeerGroup`: once per transaction — the group requests each
+    /// announced transaction from one peer at a time (Core's `TxRequestTracker`) and delivers the
+    /// first copy itself; `peer`/`addr` name the peer that delivered it, and copies of
+    /// transactions received recently (the last 48,000 hashes) are not delivered again. From a
+    /// standalone `PeerActor`: every `tx` it receives.
     TxReceived { /// The transaction.
         tx: Arc<Transaction> });
 notification!(
