@@ -225,3 +225,39 @@ fn relay_bench() {
     assert!(line.contains("\"announcements_received\":600"), "{line}");
     assert!(ex.wait_exit(LIMIT), "relay_bench failed");
 }
+
+/// The flood generator of `scripts/flood`, small: two attackers from their own loopback
+/// addresses each send two `inv`s to a listening btcpeerd, whose event log writes all four.
+#[test]
+fn inv_flood() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let events = dir.path().join("events.jsonl");
+    let port = common::free_port("127.0.0.1");
+    let listen = format!("127.0.0.1:{port}");
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_btcpeerd"))
+        .args(["--network", "regtest", "--listen", &listen, "--events"])
+        .arg(&events)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("btcpeerd runs");
+    common::wait_until_blocking(LIMIT, "btcpeerd listening", || {
+        std::net::TcpStream::connect(&listen).is_ok()
+    });
+    let mut ex = Running::start("inv_flood", &[&listen, "2", "2", "1000"]);
+    let line = ex.expect("\"bytes_sent\"", LIMIT);
+    assert!(line.contains("\"errors\":[]"), "{line}");
+    let inv_lines = || {
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"event\":\"inv\""))
+            .count()
+    };
+    common::wait_until_blocking(LIMIT, "four inv lines in the event log", || inv_lines() == 4);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

@@ -72,7 +72,12 @@ pub fn run(settings: Settings) -> Result<(), Error> {
     let system = System::new();
     system.block_on(async move {
         let mut subscriptions = Vec::new();
-        let log = sink.map(|w| event_log::EventLog::new(w).start());
+        // The event log writes on its own thread: a burst of lines never delays the HTTP API
+        // or the group, which share this one.
+        let log_thread = sink.as_ref().map(|_| Arbiter::new());
+        let log = sink.zip(log_thread.as_ref()).map(|(w, thread)| {
+            event_log::EventLog::start_in_arbiter(&thread.handle(), move |_| event_log::EventLog::new(w))
+        });
         if let Some(log) = &log {
             subscriptions.extend(event_log::subscriptions(log, sync_config.is_some()));
         }
@@ -136,6 +141,9 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         }
         if let Some(log) = log {
             let _ = log.send(event_log::Flush).await;
+        }
+        if let Some(thread) = log_thread {
+            thread.stop();
         }
         info!("stopped");
         Ok(())

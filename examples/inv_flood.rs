@@ -1,0 +1,96 @@
+//! Load generator for `scripts/flood` (issue "hostile peers", memory under a flood): N inbound
+//! attackers, each from its own loopback address, complete the handshake with a btcpeer
+//! listener and send back-to-back `inv`s of block entries (50,000 each by default: Core's
+//! `MAX_INV_SZ`, so each is legal). Prints one JSON line with what was sent.
+//!
+//! Usage: `cargo run --release --example inv_flood -- <IP:PORT> [attackers] [invs] [entries]`
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bitcoin::hashes::Hash;
+use btcpeer::wire::version::{build, LocalVersion};
+use btcpeer::wire::{Codec, Inventory, Message};
+use btcpeer::Network;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpSocket;
+use tokio_util::codec::FramedRead;
+
+/// Handshakes from `source`, then writes `invs` inv messages; returns the bytes written.
+async fn attack(
+    target: SocketAddr,
+    source: SocketAddr,
+    nonce: u64,
+    invs: usize,
+    entries: usize,
+) -> Result<u64, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket.bind(source).map_err(|e| format!("bind {source}: {e}"))?;
+    let stream = socket.connect(target).await.map_err(|e| e.to_string())?;
+    let (read, mut write) = stream.into_split();
+    let codec = Codec::new(Network::Regtest.magic());
+    let version = build(&LocalVersion { nonce, ..Default::default() }, None);
+    write.write_all(&codec.encode_to_bytes(&Message::Version(version))).await.map_err(|e| e.to_string())?;
+    let mut frames = FramedRead::new(read, codec.clone());
+    let (mut got_version, mut got_verack) = (false, false);
+    while !(got_version && got_verack) {
+        let frame = frames.next().await.ok_or("closed during the handshake")?.map_err(|e| e.to_string())?;
+        match frame.into_message() {
+            Ok(Message::Version(_)) => got_version = true,
+            Ok(Message::Verack) => got_verack = true,
+            _ => {}
+        }
+    }
+    write.write_all(&codec.encode_to_bytes(&Message::Verack)).await.map_err(|e| e.to_string())?;
+    // Keep reading (pings) so the listener does not stall on us; drop what arrives.
+    tokio::spawn(async move { while let Some(Ok(_)) = frames.next().await {} });
+    let mut sent = 0u64;
+    for i in 0..invs {
+        let items: Vec<Inventory> = (0..entries)
+            .map(|j| {
+                let mut h = [0u8; 32];
+                h[..8].copy_from_slice(&(nonce << 40 | (i as u64) << 20 | j as u64).to_le_bytes());
+                Inventory::Block(bitcoin::BlockHash::from_byte_array(h))
+            })
+            .collect();
+        let bytes = codec.encode_to_bytes(&Message::Inv(items));
+        if write.write_all(&bytes).await.is_err() {
+            break; // disconnected by the target
+        }
+        sent += bytes.len() as u64;
+    }
+    Ok(sent)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let target: SocketAddr = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("usage: inv_flood IP:PORT [attackers] [invs] [entries]");
+    let attackers: u8 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2);
+    let invs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(150);
+    let entries: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50_000);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..attackers)
+        .map(|i| {
+            let source = SocketAddr::from(([127, 0, 1, 10u8.saturating_add(i)], 0));
+            tokio::spawn(attack(target, source, 1 + u64::from(i), invs, entries))
+        })
+        .collect();
+    let (mut bytes, mut failed) = (0u64, Vec::new());
+    for t in tasks {
+        match t.await {
+            Ok(Ok(b)) => bytes += b,
+            Ok(Err(e)) => failed.push(e),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    println!(
+        "{{\"attackers\":{attackers},\"invs_each\":{invs},\"entries\":{entries},\"bytes_sent\":{bytes},\"seconds\":{:.2},\"errors\":{:?}}}",
+        start.elapsed().as_secs_f64(),
+        failed
+    );
+}
