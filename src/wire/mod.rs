@@ -62,17 +62,17 @@ const KNOWN_COMMANDS: [&str; 38] = [
 ];
 
 /// Statistics label for anything that is not a known command.
-pub const OTHER_COMMAND: &str = "*other*";
+pub(crate) const OTHER_COMMAND: &str = "*other*";
 
 /// Maps a raw 12-byte command field to a static name (`*other*` when unknown or invalid).
-pub fn command_name(raw: &[u8; limits::MESSAGE_TYPE_SIZE]) -> &'static str {
+pub(crate) fn command_name(raw: &[u8; limits::MESSAGE_TYPE_SIZE]) -> &'static str {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     let name = &raw[..end];
     KNOWN_COMMANDS.iter().find(|c| c.as_bytes() == name).copied().unwrap_or(OTHER_COMMAND)
 }
 
 /// Statistics label of a decoded message.
-pub fn message_command(msg: &Message) -> &'static str {
+pub(crate) fn message_command(msg: &Message) -> &'static str {
     match msg {
         Message::Unknown { command, .. } => {
             let name = command.as_ref();
@@ -84,7 +84,7 @@ pub fn message_command(msg: &Message) -> &'static str {
 
 /// Turns an `addr` (v1) entry into the BIP155 form, so subscribers see one address type.
 /// OnionCat-mapped (`fd87:d87e:eb43::/48`) entries become `TorV2`; IPv4-mapped become `Ipv4`.
-pub fn addr_v1_to_v2(time: u32, addr: &Address) -> AddrV2Message {
+pub(crate) fn addr_v1_to_v2(time: u32, addr: &Address) -> AddrV2Message {
     let words = addr.address;
     let ip = Ipv6Addr::new(words[0], words[1], words[2], words[3], words[4], words[5], words[6], words[7]);
     let octets = ip.octets();
@@ -102,14 +102,14 @@ pub fn addr_v1_to_v2(time: u32, addr: &Address) -> AddrV2Message {
 }
 
 /// The `addr` (v1) form of a BIP155 entry, when v1 can encode it (IPv4, IPv6).
-pub fn addr_v2_to_v1(a: &AddrV2Message) -> Option<(u32, Address)> {
+pub(crate) fn addr_v2_to_v1(a: &AddrV2Message) -> Option<(u32, Address)> {
     let ip = addr_ip(&a.addr)?;
     Some((a.time, Address::new(&std::net::SocketAddr::new(ip, a.port), a.services)))
 }
 
 /// A 32-byte key identifying an address entry (network, address bytes, port), for
 /// known-address sets.
-pub fn addr_key(a: &AddrV2Message) -> [u8; 32] {
+pub(crate) fn addr_key(a: &AddrV2Message) -> [u8; 32] {
     use bitcoin::hashes::{sha256, Hash};
     let mut bytes = bitcoin::consensus::encode::serialize(&a.addr);
     bytes.extend_from_slice(&a.port.to_be_bytes());
@@ -117,7 +117,7 @@ pub fn addr_key(a: &AddrV2Message) -> [u8; 32] {
 }
 
 /// The IP of a BIP155 address, when it has one.
-pub fn addr_ip(addr: &AddrV2) -> Option<IpAddr> {
+pub(crate) fn addr_ip(addr: &AddrV2) -> Option<IpAddr> {
     match addr {
         AddrV2::Ipv4(ip) => Some(IpAddr::V4(*ip)),
         AddrV2::Ipv6(ip) => Some(IpAddr::V6(*ip)),
