@@ -323,7 +323,7 @@ async fn a_fetch_right_after_start_waits_for_a_ready_peer() {
     group.send(Shutdown).await.unwrap();
     assert_eq!(group.send(WaitForPeers { min: 1, timeout: WAIT }).await.unwrap(), Err(GroupError::Closed));
     let err = group.send(Fetch::new(genesis_request())).await.unwrap().unwrap_err();
-    assert_eq!(err, btcpeer::peer::requests::RequestError::NoPeers);
+    assert_eq!(err, btcpeer::peer::requests::RequestError::Group(btcpeer::group::GroupError::NoPeers));
 }
 
 #[actix_rt::test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bitcoin::{Block, BlockHash, Transaction, Txid, Wtxid};
 use tokio::time::Instant;
 
-use super::messages::{BroadcastError, BroadcastOutcome};
+use super::messages::{BroadcastError, BroadcastOutcome, GroupError};
 use crate::peer::{Link, PeerId};
 use crate::wire::Inventory;
 
@@ -195,7 +195,7 @@ impl<W> Broadcasts<W> {
         now: Instant,
     ) -> Vec<Answer<W>> {
         let Some(b) = self.by_txid.get_mut(txid) else {
-            return vec![(reply, Err(BroadcastError::Closed))];
+            return vec![(reply, Err(BroadcastError::Group(GroupError::Closed)))];
         };
         if b.waiters.len() >= MAX_WAITERS_PER_TX {
             return vec![(reply, Err(BroadcastError::Busy))];

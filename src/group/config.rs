@@ -83,7 +83,7 @@ pub struct GroupConfig {
     /// it fails.
     pub max_request_attempts: u32,
     /// How long a [`Fetch`](super::Fetch) waits for a ready peer that can serve it before it
-    /// fails with `NoPeers` (`Duration::ZERO`: at once). [`Fetch::wait`](super::Fetch::wait)
+    /// fails with `GroupError::NoPeers` (`Duration::ZERO`: at once). [`Fetch::wait`](super::Fetch::wait)
     /// overrides it per request.
     pub fetch_wait: Duration,
 }

@@ -23,16 +23,22 @@ pub struct Subscribe(pub Subscription);
 #[rtype(result = "()")]
 pub struct Unsubscribe(pub SubscriberId);
 
-/// Why a group request failed.
+/// Why a group operation failed. The one "no peers" error: requests
+/// ([`RequestError::Group`](crate::peer::requests::RequestError)) and broadcasts
+/// ([`BroadcastError::Group`]) carry it too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum GroupError {
-    /// No peer has completed its handshake.
+    /// No ready peer (that can serve the request, for a [`Fetch`]).
     #[error("no ready peers")]
     NoPeers,
     /// No such peer.
-    #[error("unknown peer {0}")]
-    UnknownPeer(PeerId),
+    #[error("unknown peer {peer}")]
+    UnknownPeer {
+        /// The id asked for.
+        peer: PeerId,
+    },
     /// The group is shutting down.
     #[error("peer group is closed")]
     Closed,
@@ -254,9 +260,9 @@ pub struct BroadcastOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum BroadcastError {
-    /// No peer is ready.
-    #[error("no ready peers to announce to")]
-    NoPeers,
+    /// A group-level failure (no ready peer to announce to, the group closed).
+    #[error(transparent)]
+    Group(#[from] GroupError),
     /// Too few peers asked for it in time.
     #[error("only {requested_by} of {min_peers} peers requested the transaction in time")]
     Timeout {
@@ -268,9 +274,6 @@ pub enum BroadcastError {
     /// Too many broadcasts in flight.
     #[error("too many transactions are being broadcast")]
     Busy,
-    /// The group is shutting down.
-    #[error("peer group is closed")]
-    Closed,
 }
 
 /// Asks a suitable ready peer for data and answers with the result. On a timeout, a

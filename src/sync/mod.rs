@@ -59,7 +59,7 @@ pub fn block_stream(
                         _ => Err(RequestError::Invalid(InvalidData::UnexpectedResponse)),
                     },
                     Ok(Err(e)) => Err(e),
-                    Err(_) => Err(RequestError::NoPeers),
+                    Err(_) => Err(RequestError::Group(crate::group::GroupError::Closed)),
                 }
             }
         })

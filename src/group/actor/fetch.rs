@@ -96,7 +96,7 @@ impl PeerGroup {
                 Some(last) if attempts > 0 => {
                     RequestError::RetriesExhausted { attempts, last: Box::new(last) }
                 }
-                _ => RequestError::NoPeers,
+                _ => RequestError::Group(GroupError::NoPeers),
             };
             loop {
                 if tried.len() - excluded >= max_picks(max_attempts) {

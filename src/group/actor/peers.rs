@@ -192,7 +192,7 @@ impl Handler<GetRandomPeer> for PeerGroup {
 impl Handler<DisconnectPeer> for PeerGroup {
     type Result = Result<(), GroupError>;
     fn handle(&mut self, msg: DisconnectPeer, _: &mut Context<Self>) -> Self::Result {
-        let entry = self.peers.get(&msg.0).ok_or(GroupError::UnknownPeer(msg.0))?;
+        let entry = self.peers.get(&msg.0).ok_or(GroupError::UnknownPeer { peer: msg.0 })?;
         entry.actor.do_send(Disconnect(DisconnectReason::Requested));
         Ok(())
     }
@@ -215,7 +215,7 @@ impl Handler<DisconnectPeerWith> for PeerGroup {
         }
         // Gone already (it may have hung up right after misbehaving): its address still pays.
         let addr = self.recently_gone.iter().find(|(id, _)| *id == msg.peer).map(|(_, a)| a.clone());
-        let addr = addr.ok_or(GroupError::UnknownPeer(msg.peer))?;
+        let addr = addr.ok_or(GroupError::UnknownPeer { peer: msg.peer })?;
         if msg.reason.is_misbehavior() {
             self.ban_unless_configured(&addr, &msg.reason.to_string());
         }

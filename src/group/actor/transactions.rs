@@ -56,14 +56,14 @@ impl Handler<BroadcastTransaction> for PeerGroup {
     fn handle(&mut self, msg: BroadcastTransaction, ctx: &mut Context<Self>) -> Self::Result {
         let (reply, answer) = oneshot::channel();
         let answer: Self::Result =
-            Box::pin(async move { answer.await.unwrap_or(Err(BroadcastError::Closed)) });
+            Box::pin(async move { answer.await.unwrap_or(Err(BroadcastError::Group(GroupError::Closed))) });
         if self.closing {
-            let _ = reply.send(Err(BroadcastError::Closed));
+            let _ = reply.send(Err(BroadcastError::Group(GroupError::Closed)));
             return answer;
         }
         let ready = self.ready_actors(None);
         if ready.is_empty() {
-            let _ = reply.send(Err(BroadcastError::NoPeers));
+            let _ = reply.send(Err(BroadcastError::Group(GroupError::NoPeers)));
             return answer;
         }
         let now = Instant::now();

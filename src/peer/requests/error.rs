@@ -79,9 +79,10 @@ pub enum RequestError {
         /// Why it ended.
         reason: DisconnectReason,
     },
-    /// No ready peer could take the request (group level).
-    #[error("no ready peer can serve the request")]
-    NoPeers,
+    /// A group-level failure: no ready peer could take the request
+    /// (`GroupError::NoPeers`), or the group is closed.
+    #[error(transparent)]
+    Group(#[from] crate::group::GroupError),
     /// Every attempt failed (group level); `last` is the final failure.
     #[error("gave up after {attempts} attempts: {last}")]
     RetriesExhausted {

@@ -529,6 +529,10 @@ fn errors_are_typed_and_serialise_with_their_context() {
         json(&RequestError::NotFound { hash: ItemHash::Transaction(Txid::all_zeros()) }),
         serde_json::json!({"error": "not_found", "hash": {"transaction": Txid::all_zeros().to_string()}})
     );
+    // The one "no peers" error is the group's, inside the request error.
+    let none = RequestError::Group(crate::group::GroupError::NoPeers);
+    assert_eq!(json(&none), serde_json::json!({"error": "group", "reason": "no_peers"}));
+    assert_eq!(none.to_string(), "no ready peers");
     let bloom = RequestError::Unsupported { service: crate::wire::ServiceFlags::BLOOM };
     assert_eq!(json(&bloom), serde_json::json!({"error": "unsupported", "service": 4}));
     let gone = RequestError::Disconnected { reason: DisconnectReason::ClosedByPeer };
