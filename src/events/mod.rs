@@ -21,10 +21,8 @@ use actix::{Actor, Addr, Context, Handler, Message as ActixMessage, Recipient};
 use serde::Serialize;
 use tracing::warn;
 
-use crate::group::bans::Ban;
-
 mod notifications;
-use crate::peer::{DisconnectReason, PeerAddr, PeerId, PeerInfo, PeerState};
+use crate::peer::{Ban, DisconnectReason, PeerAddr, PeerId, PeerInfo, PeerState};
 use crate::wire::{self, CodecError, Message, RawBlock};
 pub use notifications::*;
 

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use actix::Message as ActixMessage;
 use bitcoin::{Block, Transaction};
 
-use crate::group::bans::Ban;
-use crate::peer::{DisconnectReason, PeerAddr, PeerId, PeerInfo, PeerState};
+use crate::peer::{Ban, DisconnectReason, PeerAddr, PeerId, PeerInfo, PeerState};
 use crate::wire::{AddrV2Message, Inventory, Message};
 
 macro_rules! notification {

@@ -4,6 +4,7 @@
 //! ([`DisconnectReason`]).
 
 pub(crate) mod actor;
+mod ban;
 pub(crate) mod bloom;
 pub(crate) mod dial;
 pub(crate) mod machine;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use actor::{PeerActor, PeerConfig, TipHeight};
+pub use ban::{Ban, BanTarget};
 pub use dial::DEFAULT_CONNECT_TIMEOUT;
 pub use dial::{DialError, ProxyConfig};
 pub use machine::{
