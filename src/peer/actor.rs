@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,23 +16,26 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
-use super::dial::{self, BoxStream, PeerStream, ProxyConfig, DEFAULT_CONNECT_TIMEOUT};
-use super::machine::{Action, MachineConfig, PeerMachine, SendRefused, Verdict};
+use super::dial::{self, BoxStream, PeerStream};
+use super::machine::{Action, PeerMachine, SendRefused, Verdict};
 use super::messages::{
     Disconnect, FetchFromPeer, GetStats, HandTxRequestsToGroup, PushAddr, PushGetBlocks, PushGetHeaders,
     PushReject, QueueInventory, QueueTransactions, SendMessage, SubscribeAs, SubscribePeer, TxsNotFound,
     UnsubscribePeer, WriterReport,
 };
-use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent, DEFAULT_MAX_SEND_QUEUE_BYTES};
+use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent};
 use super::reason::DisconnectReason;
 use super::requests::{RequestError, RequestId, Response};
 use super::stats::{PeerStats, StatsRecorder};
-use super::{Link, NonceSet, PeerAddr, PeerId, PeerState};
+use super::{Link, PeerAddr, PeerId, PeerState};
 use crate::events::Subscribers;
 #[cfg(feature = "metrics")]
 use crate::metrics::Metrics;
-use crate::network::Network;
 use crate::wire::{self, Codec, CodecError, Frame, Message, Payload};
+
+mod handlers;
+
+pub use super::config::{PeerConfig, TipHeight};
 
 /// Without the `metrics` feature nothing is counted; this stand-in keeps the call sites alike.
 #[cfg(not(feature = "metrics"))]
@@ -52,76 +54,6 @@ impl Metrics {
 /// How often the actor feeds the clock to its machine. Timeouts are in seconds to minutes, so
 /// one tick a second is precise enough and cheap.
 pub const TICK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The height we announce in `version`, shared by all peers and updated by whoever follows the
-/// chain.
-#[derive(Debug, Clone, Default)]
-pub struct TipHeight(Arc<AtomicI32>);
-
-impl TipHeight {
-    /// A provider starting at `height`.
-    pub fn new(height: i32) -> Self {
-        TipHeight(Arc::new(AtomicI32::new(height)))
-    }
-
-    /// The current height.
-    pub fn get(&self) -> i32 {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    /// Sets the current height.
-    pub fn set(&self, height: i32) {
-        self.0.store(height, Ordering::Relaxed)
-    }
-}
-
-/// Settings of one connection.
-#[derive(Debug, Clone)]
-pub struct PeerConfig {
-    /// Which network (magic bytes).
-    pub network: Network,
-    /// Protocol settings.
-    pub machine: MachineConfig,
-    /// Dial timeout.
-    pub connect_timeout: Duration,
-    /// SOCKS5 proxy for outbound dials.
-    pub proxy: Option<ProxyConfig>,
-    /// Cap on bytes waiting for the socket.
-    pub max_send_queue_bytes: usize,
-    /// Height for our `version`.
-    pub tip: TipHeight,
-    /// Shared set of our `version` nonces (self-connection detection).
-    pub nonces: NonceSet,
-    /// Where to count traffic, handshakes and disconnects (none: not counted).
-    // Private so that the public fields are the same with and without the feature.
-    #[cfg(feature = "metrics")]
-    pub(crate) metrics: Option<Metrics>,
-}
-
-impl PeerConfig {
-    /// Counts this connection's traffic, handshakes and disconnects in `metrics` (feature
-    /// `metrics`).
-    #[cfg(feature = "metrics")]
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// Defaults for `network`.
-    pub fn new(network: Network) -> Self {
-        PeerConfig {
-            network,
-            machine: MachineConfig::default(),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            proxy: None,
-            max_send_queue_bytes: DEFAULT_MAX_SEND_QUEUE_BYTES,
-            tip: TipHeight::default(),
-            nonces: NonceSet::default(),
-            #[cfg(feature = "metrics")]
-            metrics: None,
-        }
-    }
-}
 
 /// One peer connection as an actor.
 ///
@@ -540,172 +472,5 @@ impl StreamHandler<Result<Frame, CodecError>> for PeerActor {
     fn finished(&mut self, ctx: &mut Context<Self>) {
         self.machine.disconnect(DisconnectReason::ClosedByPeer);
         self.run_actions(ctx);
-    }
-}
-
-impl Handler<SendMessage> for PeerActor {
-    type Result = ResponseFuture<Result<(), SendError>>;
-
-    fn handle(&mut self, msg: SendMessage, _ctx: &mut Context<Self>) -> Self::Result {
-        let state = self.machine.state();
-        if state != PeerState::Ready {
-            return Box::pin(future::ready(Err(SendError::NotReady { state })));
-        }
-        if let Err(refused) = self.machine.check_send(&msg.0) {
-            return Box::pin(future::ready(Err(SendError::Refused(refused))));
-        }
-        let (tx, rx) = oneshot::channel();
-        match self.enqueue(&msg.0, Some(tx)) {
-            Ok(()) => Box::pin(rx.map(|r| r.unwrap_or(Err(SendError::Disconnected)))),
-            Err(e) => Box::pin(future::ready(Err(e))),
-        }
-    }
-}
-
-impl Handler<FetchFromPeer> for PeerActor {
-    type Result = ResponseFuture<Result<Response, RequestError>>;
-
-    fn handle(&mut self, msg: FetchFromPeer, ctx: &mut Context<Self>) -> Self::Result {
-        let started = self.machine.request(Instant::now(), msg.0);
-        // Register the answer before running the actions: sending may already end the
-        // connection, and its answer (Disconnected) must reach this caller.
-        let reply = started.map(|id| {
-            let (tx, rx) = oneshot::channel();
-            self.answers.insert(id, tx);
-            rx
-        });
-        self.run_actions(ctx);
-        match reply {
-            Ok(rx) => Box::pin(rx.map(|r| r.unwrap_or(Err(RequestError::NotReady)))),
-            Err(e) => Box::pin(future::ready(Err(e))),
-        }
-    }
-}
-
-impl Handler<Disconnect> for PeerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) {
-        self.machine.disconnect(msg.0);
-        self.run_actions(ctx);
-    }
-}
-
-impl Handler<GetStats> for PeerActor {
-    type Result = MessageResult<GetStats>;
-
-    fn handle(&mut self, _: GetStats, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.snapshot())
-    }
-}
-
-impl Handler<SubscribePeer> for PeerActor {
-    type Result = MessageResult<SubscribePeer>;
-
-    fn handle(&mut self, msg: SubscribePeer, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.subscribers.add(msg.0))
-    }
-}
-
-impl Handler<QueueInventory> for PeerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: QueueInventory, ctx: &mut Context<Self>) {
-        self.machine.queue_inventory(Instant::now(), &msg.0);
-        self.run_actions(ctx);
-        self.arm_trickle(ctx);
-    }
-}
-
-impl Handler<QueueTransactions> for PeerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: QueueTransactions, ctx: &mut Context<Self>) {
-        self.machine.queue_transactions(Instant::now(), &msg.0);
-        self.run_actions(ctx);
-        self.arm_trickle(ctx);
-    }
-}
-
-impl Handler<PushAddr> for PeerActor {
-    type Result = usize;
-
-    fn handle(&mut self, msg: PushAddr, ctx: &mut Context<Self>) -> usize {
-        let n = self.machine.push_addr(&msg.0);
-        self.run_actions(ctx);
-        n
-    }
-}
-
-impl Handler<PushGetHeaders> for PeerActor {
-    type Result = bool;
-
-    fn handle(&mut self, msg: PushGetHeaders, ctx: &mut Context<Self>) -> bool {
-        let sent = self.machine.push_getheaders(msg.locator, msg.stop);
-        self.run_actions(ctx);
-        sent
-    }
-}
-
-impl Handler<PushReject> for PeerActor {
-    type Result = bool;
-
-    fn handle(&mut self, msg: PushReject, ctx: &mut Context<Self>) -> bool {
-        let sent = self.machine.push_reject(&msg.command, msg.code, &msg.reason, msg.hash);
-        self.run_actions(ctx);
-        sent
-    }
-}
-
-impl Handler<PushGetBlocks> for PeerActor {
-    type Result = bool;
-
-    fn handle(&mut self, msg: PushGetBlocks, ctx: &mut Context<Self>) -> bool {
-        let sent = self.machine.push_getblocks(msg.locator, msg.stop);
-        self.run_actions(ctx);
-        sent
-    }
-}
-
-impl Handler<SubscribeAs> for PeerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: SubscribeAs, _ctx: &mut Context<Self>) {
-        self.subscribers.add_with_id(msg.0, msg.1);
-    }
-}
-
-impl Handler<HandTxRequestsToGroup> for PeerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: HandTxRequestsToGroup, _ctx: &mut Context<Self>) {
-        self.machine.hand_tx_requests_to_group();
-        self.tx_notfound = Some(msg.0);
-    }
-}
-
-impl Handler<UnsubscribePeer> for PeerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: UnsubscribePeer, _ctx: &mut Context<Self>) {
-        self.subscribers.remove(msg.0);
-    }
-}
-
-impl Handler<WriterReport> for PeerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: WriterReport, ctx: &mut Context<Self>) {
-        match msg.0 {
-            WriteEvent::Written { command, len } => {
-                self.budget.release(len);
-                self.stats.sent(command, len, SystemTime::now());
-                self.count(|m| m.message(true, command, len));
-            }
-            WriteEvent::Failed(error) => {
-                self.machine.disconnect(DisconnectReason::Io { error });
-                self.run_actions(ctx);
-            }
-        }
     }
 }

@@ -6,6 +6,7 @@
 pub(crate) mod actor;
 mod ban;
 pub(crate) mod bloom;
+mod config;
 pub(crate) mod dial;
 pub(crate) mod machine;
 pub mod messages;
