@@ -17,7 +17,11 @@ use btcpeer::Network;
 const NOW: u64 = 1_700_000_000;
 
 fn scratch_dir() -> PathBuf {
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
+    // scripts/fuzz gives each run its own directory and removes it (AFL kills the target, so
+    // the target cannot clean up after itself).
+    let base = if let Some(dir) = std::env::var_os("BTCPEER_FUZZ_SCRATCH") {
+        PathBuf::from(dir)
+    } else if std::path::Path::new("/dev/shm").is_dir() {
         PathBuf::from("/dev/shm")
     } else {
         std::env::temp_dir()
