@@ -45,6 +45,10 @@ pub mod daemon;
 pub mod discovery;
 pub mod error;
 pub mod events;
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzz` only; not a stable API).
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod group;
 #[cfg(feature = "metrics")]
 pub mod metrics;
