@@ -321,9 +321,35 @@ pub fn addrbook_restore(data: &[u8]) {
     }
 }
 
+/// The HTTP API's request bodies: a `POST /tx` body decoded to a transaction (or a named
+/// error), and a `POST /bans` body parsed and checked. Panics if a decoded transaction does not
+/// re-serialise to bytes that decode to itself.
+#[cfg(feature = "daemon")]
+pub fn http_bodies(data: &[u8]) {
+    use crate::daemon::http::{ban_message, parse_tx_body, BanRequest};
+    if let Ok(tx) = parse_tx_body(data) {
+        let bytes = bitcoin::consensus::serialize(&tx);
+        let again: bitcoin::Transaction = bitcoin::consensus::deserialize(&bytes).expect("re-decodes");
+        assert_eq!(again, tx, "a transaction survives a round trip");
+    }
+    if let Ok(req) = serde_json::from_slice::<BanRequest>(data) {
+        let _ = ban_message(req);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The committed seeds reach what they are meant to reach, and never panic.
+    #[cfg(feature = "daemon")]
+    #[test]
+    fn http_seeds_run() {
+        for seed in
+            [&b"{\"hex\": \"00zz\"}"[..], b"0200000001", b"{\"addr\": \"10.0.0.1\", \"duration\": 60}"]
+        {
+            super::http_bodies(seed);
+        }
+    }
+
     #[test]
     fn seeds_run() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus");

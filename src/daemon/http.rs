@@ -203,7 +203,7 @@ async fn bans(api: web::Data<Api>) -> HttpResponse {
 /// Body of `POST /bans`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BanRequest {
+pub(crate) struct BanRequest {
     /// `IP`, `IP:PORT`, `[IPv6]:PORT` or a host name.
     addr: String,
     /// Seconds; the configured ban time when absent.
@@ -218,24 +218,25 @@ fn parse_target(raw: &str) -> Result<PeerAddr, String> {
     PeerAddr::parse_with_default_port(raw.trim_end_matches("/64"), 1).map_err(|e| format!("addr: {e}"))
 }
 
-async fn ban(api: web::Data<Api>, body: web::Json<BanRequest>) -> HttpResponse {
-    let body = body.into_inner();
-    let addr = match parse_target(&body.addr) {
-        Ok(a) => a,
-        Err(e) => return bad_request(e),
-    };
+/// The ban a `POST /bans` body asks for, or what is wrong with it.
+pub(crate) fn ban_message(body: BanRequest) -> Result<BanAddr, String> {
+    let addr = parse_target(&body.addr)?;
     if let Some(secs) = body.duration {
         if secs == 0 || secs > MAX_BAN_SECS {
-            return error(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                format!("duration: must be between 1 and {MAX_BAN_SECS} seconds"),
-            );
+            return Err(format!("duration: must be between 1 and {MAX_BAN_SECS} seconds"));
         }
     }
-    let msg = BanAddr {
+    Ok(BanAddr {
         addr,
         duration: body.duration.map(Duration::from_secs),
         reason: body.reason.unwrap_or_else(|| "banned through the API".into()),
+    })
+}
+
+async fn ban(api: web::Data<Api>, body: web::Json<BanRequest>) -> HttpResponse {
+    let msg = match ban_message(body.into_inner()) {
+        Ok(msg) => msg,
+        Err(e) => return bad_request(e),
     };
     match api.group.send(msg).await {
         Ok(ban) => HttpResponse::Created().json(ban),
@@ -327,6 +328,21 @@ fn decode_tx(bytes: &[u8]) -> Result<bitcoin::Transaction, String> {
     }
 }
 
+/// A `POST /tx` body (hex, or JSON `{"hex": "..."}`) to a transaction, naming the first problem.
+pub(crate) fn parse_tx_body(body: &[u8]) -> Result<bitcoin::Transaction, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "body: not UTF-8".to_owned())?.trim();
+    let hex = if text.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("body: {e}"))?;
+        match v.get("hex").and_then(|h| h.as_str()) {
+            Some(h) => h.to_owned(),
+            None => return Err("body: expected {\"hex\": \"...\"}".to_owned()),
+        }
+    } else {
+        text.to_owned()
+    };
+    decode_tx(&decode_hex(&hex)?)
+}
+
 /// `POST /tx`: the raw transaction as hex (plain body, or JSON `{"hex": "..."}`, at most
 /// [`MAX_TX_BODY`] bytes); answers with its txid/wtxid once a peer requested it. Every error is
 /// JSON `{"error": "..."}` naming the problem (413 for a body too large).
@@ -341,22 +357,7 @@ async fn broadcast_tx(api: web::Data<Api>, payload: web::Payload) -> HttpRespons
         }
         Err(e) => return bad_request(e),
     };
-    let text = match std::str::from_utf8(&body) {
-        Ok(t) => t.trim(),
-        Err(_) => return bad_request("body: not UTF-8"),
-    };
-    let hex = if text.starts_with('{') {
-        match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(v) => match v.get("hex").and_then(|h| h.as_str()) {
-                Some(h) => h.to_owned(),
-                None => return bad_request("body: expected {\"hex\": \"...\"}"),
-            },
-            Err(e) => return bad_request(format!("body: {e}")),
-        }
-    } else {
-        text.to_owned()
-    };
-    let tx = match decode_hex(&hex).and_then(|bytes| decode_tx(&bytes)) {
+    let tx = match parse_tx_body(&body) {
         Ok(tx) => tx,
         Err(e) => return bad_request(e),
     };
