@@ -433,6 +433,12 @@ impl Subscribers {
         Ok(())
     }
 
+    /// Publishes a transaction already shared (a group delivering the first copy it got),
+    /// without copying it.
+    pub(crate) fn transaction(&mut self, peer: PeerId, addr: &PeerAddr, tx: Arc<bitcoin::Transaction>) {
+        publish(&mut self.tx, || TxReceived { peer, addr: addr.clone(), tx });
+    }
+
     /// Publishes a received message: to the catch-all subscribers, and when `typed` is set (the
     /// handshake is done and the message was accepted) as its typed notification.
     pub fn received(&mut self, peer: PeerId, addr: &PeerAddr, msg: Message, typed: bool) {

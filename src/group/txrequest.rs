@@ -22,8 +22,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use bitcoin::hashes::Hash as _;
+use bitcoin::{Txid, Wtxid};
+
 use crate::peer::machine::RecentSet;
 use crate::peer::PeerId;
+use crate::wire::Inventory;
 
 /// Announcements tracked per peer; more are ignored (`MAX_PEER_TX_ANNOUNCEMENTS`,
 /// `node/txdownloadman.h`).
@@ -51,6 +55,20 @@ pub(crate) struct TxWant {
     pub hash: [u8; 32],
     /// Announced as a wtxid (`MSG_WTX`), else as a txid.
     pub is_wtxid: bool,
+}
+
+impl TxWant {
+    /// The `getdata` entry: by wtxid as announced (BIP339), else by txid with the witness flag
+    /// when the peer offers NODE_WITNESS (Core's `GetFetchFlags`).
+    pub(crate) fn inventory(&self, peer_has_witness: bool) -> Inventory {
+        if self.is_wtxid {
+            Inventory::WTx(Wtxid::from_byte_array(self.hash))
+        } else if peer_has_witness {
+            Inventory::WitnessTransaction(Txid::from_byte_array(self.hash))
+        } else {
+            Inventory::Transaction(Txid::from_byte_array(self.hash))
+        }
+    }
 }
 
 /// What became of one announcement.
@@ -224,6 +242,38 @@ impl TxRequestTracker {
             ann.state = State::Completed;
             Self::release(&mut self.peers, peer);
             self.dirty.insert(hash);
+        }
+    }
+
+    /// An `inv` from `peer`: tracks its transaction entries of the kind the link negotiated (Core
+    /// ignores the others: `ProcessMessage` INV, `if (peer->m_wtxid_relay != inv.IsMsgWtx())
+    /// continue`). True when one was newly tracked (a request may be due).
+    pub(crate) fn announced_inv(&mut self, peer: PeerId, items: &[Inventory], now: Instant) -> bool {
+        let Some(wtxid_relay) = self.peers.get(&peer).map(|e| e.wtxid_relay) else { return false };
+        let mut tracked = false;
+        for item in items {
+            let (hash, is_wtxid) = match item {
+                Inventory::Transaction(txid) | Inventory::WitnessTransaction(txid) if !wtxid_relay => {
+                    (txid.to_byte_array(), false)
+                }
+                Inventory::WTx(wtxid) if wtxid_relay => (wtxid.to_byte_array(), true),
+                _ => continue,
+            };
+            tracked |= self.announced(peer, hash, is_wtxid, now) == Announced::Tracked;
+        }
+        tracked
+    }
+
+    /// The transaction entries of a `notfound` from `peer` (Core's
+    /// `TxDownloadManagerImpl::ReceivedNotFound`): each moves on to the next announcer.
+    pub(crate) fn not_found_inv(&mut self, peer: PeerId, items: &[Inventory]) {
+        for item in items {
+            let hash = match item {
+                Inventory::Transaction(txid) | Inventory::WitnessTransaction(txid) => txid.to_byte_array(),
+                Inventory::WTx(wtxid) => wtxid.to_byte_array(),
+                _ => continue,
+            };
+            self.not_found(peer, hash);
         }
     }
 

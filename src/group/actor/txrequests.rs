@@ -6,16 +6,14 @@
 
 use actix::prelude::*;
 use bitcoin::hashes::Hash as _;
-use bitcoin::{Txid, Wtxid};
 use tokio::time::Instant;
 
 use super::PeerGroup;
 use crate::events::{InvReceived, Notice, TxReceived};
 use crate::group::broadcast::Origin;
-use crate::group::txrequest::{Announced, TxWant};
 use crate::peer::messages::{HandTxRequestsToGroup, QueueTransactions, SendMessage, TxsNotFound};
 use crate::peer::{Link, PeerActor, PeerId};
-use crate::wire::{Inventory, Message, ServiceFlags};
+use crate::wire::{Message, ServiceFlags};
 
 impl PeerGroup {
     /// Whether the group requests announced transactions (the peers' `request_announced_txs`
@@ -40,7 +38,7 @@ impl PeerGroup {
             let Some(entry) = self.peers.get(&peer) else { continue };
             let Some(info) = &entry.info else { continue };
             let witness = ServiceFlags::from(info.services).has(ServiceFlags::WITNESS);
-            let items = wants.iter().map(|w| inventory(w, witness)).collect();
+            let items = wants.iter().map(|w| w.inventory(witness)).collect();
             entry.actor.do_send(SendMessage(Message::GetData(items)));
         }
         let Some(due) = self.txs.next_due(now) else { return };
@@ -65,18 +63,6 @@ impl PeerGroup {
     }
 }
 
-/// The `getdata` entry for a wanted transaction: by wtxid as announced (BIP339), else by txid
-/// with the witness flag when the peer offers NODE_WITNESS (Core's `GetFetchFlags`).
-fn inventory(want: &TxWant, witness: bool) -> Inventory {
-    if want.is_wtxid {
-        Inventory::WTx(Wtxid::from_byte_array(want.hash))
-    } else if witness {
-        Inventory::WitnessTransaction(Txid::from_byte_array(want.hash))
-    } else {
-        Inventory::Transaction(Txid::from_byte_array(want.hash))
-    }
-}
-
 impl Handler<Notice<InvReceived>> for PeerGroup {
     type Result = ();
 
@@ -84,23 +70,7 @@ impl Handler<Notice<InvReceived>> for PeerGroup {
         if self.closing || !self.requests_txs() {
             return;
         }
-        let Some(entry) = self.peers.get(&msg.peer) else { return };
-        let wtxid_relay = entry.info.as_ref().is_some_and(|i| i.features.wtxid_relay);
-        let now = Instant::now();
-        let mut tracked = false;
-        for item in msg.items.iter() {
-            // Core ignores tx announcements of the kind the link did not negotiate
-            // (`ProcessMessage`, INV: `if (peer->m_wtxid_relay != inv.IsMsgWtx()) continue`).
-            let (hash, is_wtxid) = match item {
-                Inventory::Transaction(txid) | Inventory::WitnessTransaction(txid) if !wtxid_relay => {
-                    (txid.to_byte_array(), false)
-                }
-                Inventory::WTx(wtxid) if wtxid_relay => (wtxid.to_byte_array(), true),
-                _ => continue,
-            };
-            tracked |= self.txs.announced(msg.peer, hash, is_wtxid, now) == Announced::Tracked;
-        }
-        if tracked {
+        if self.txs.announced_inv(msg.peer, &msg.items, Instant::now()) {
             self.run_tx_requests(ctx);
         }
     }
@@ -111,14 +81,7 @@ impl Handler<TxsNotFound> for PeerGroup {
 
     /// Core moves on to the next announcer (`TxDownloadManagerImpl::ReceivedNotFound`).
     fn handle(&mut self, msg: TxsNotFound, ctx: &mut Context<Self>) {
-        for item in &msg.items {
-            let hash = match item {
-                Inventory::Transaction(txid) | Inventory::WitnessTransaction(txid) => txid.to_byte_array(),
-                Inventory::WTx(wtxid) => wtxid.to_byte_array(),
-                _ => continue,
-            };
-            self.txs.not_found(msg.peer, hash);
-        }
+        self.txs.not_found_inv(msg.peer, &msg.items);
         self.run_tx_requests(ctx);
     }
 }
@@ -134,7 +97,7 @@ impl Handler<Notice<TxReceived>> for PeerGroup {
         let wtxid = msg.tx.compute_wtxid();
         let first = self.txs.received(txid.to_byte_array(), wtxid.to_byte_array());
         if first {
-            self.tx_events.received(msg.peer, &msg.addr, Message::Tx((*msg.tx).clone()), true);
+            self.tx_events.transaction(msg.peer, &msg.addr, msg.tx.clone());
         }
         self.run_tx_requests(ctx);
         if !self.config.relay_transactions || self.closing {

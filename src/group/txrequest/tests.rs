@@ -251,3 +251,28 @@ fn disconnect_hands_in_flight_requests_to_the_next_announcer() {
     assert_eq!(t.len(), 1);
     assert_eq!(t.announced(p(1), h(3), true, now), Announced::UnknownPeer);
 }
+
+#[test]
+fn inv_entries_count_only_in_the_negotiated_kind() {
+    let now = Instant::now();
+    let mut t = TxRequestTracker::default();
+    t.peer_connected(p(1), OUT, true); // wtxidrelay negotiated
+    t.peer_connected(p(2), OUT, false);
+    let txid = Txid::from_byte_array(h(1));
+    let wtxid = Wtxid::from_byte_array(h(2));
+    let mixed = [
+        Inventory::Transaction(txid),
+        Inventory::WTx(wtxid),
+        Inventory::Block(bitcoin::BlockHash::all_zeros()),
+    ];
+    assert!(t.announced_inv(p(1), &mixed, now), "the wtxid entry is tracked");
+    assert!(t.announced_inv(p(2), &mixed, now), "the txid entry is tracked");
+    assert_eq!(wants(&mut t, now), vec![(p(1), vec![h(2)])]);
+    // The txid announcement waits while a peer relays by wtxid (TXID_RELAY_DELAY).
+    assert_eq!(wants(&mut t, now + Duration::from_secs(2)), vec![(p(2), vec![h(1)])]);
+    assert!(!t.announced_inv(p(9), &mixed, now), "unknown peers are ignored");
+    let want = TxWant { hash: h(1), is_wtxid: false };
+    assert_eq!(want.inventory(true), Inventory::WitnessTransaction(txid));
+    assert_eq!(want.inventory(false), Inventory::Transaction(txid));
+    assert_eq!(TxWant { hash: h(2), is_wtxid: true }.inventory(false), Inventory::WTx(wtxid));
+}
