@@ -20,7 +20,7 @@ pub use codec::{Codec, CodecError, Frame, Payload, RawBlock};
 
 /// Command names we count separately in statistics; anything else is `*other*` (as Core's
 /// `getpeerinfo` does).
-const KNOWN_COMMANDS: [&str; 38] = [
+pub(crate) const KNOWN_COMMANDS: [&str; 38] = [
     "version",
     "verack",
     "addr",

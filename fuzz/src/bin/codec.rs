@@ -13,48 +13,9 @@ use btcpeer::Network;
 use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
-const COMMANDS: [&str; 40] = [
-    "version",
-    "verack",
-    "addr",
-    "inv",
-    "getdata",
-    "notfound",
-    "getblocks",
-    "getheaders",
-    "mempool",
-    "block",
-    "headers",
-    "sendheaders",
-    "getaddr",
-    "ping",
-    "pong",
-    "merkleblock",
-    "filterload",
-    "filteradd",
-    "filterclear",
-    "tx",
-    "getcfilters",
-    "cfilter",
-    "getcfheaders",
-    "cfheaders",
-    "getcfcheckpt",
-    "cfcheckpt",
-    "reject",
-    "alert",
-    "feefilter",
-    "sendcmpct",
-    "cmpctblock",
-    "getblocktxn",
-    "blocktxn",
-    "wtxidrelay",
-    "addrv2",
-    "sendaddrv2",
-    "feature",
-    "sendtxrcncl",
-    "unknownxyz",
-    "",
-];
+/// Commands framed with a valid checksum: every one the crate knows, plus an empty and an
+/// unknown one.
+const EXTRA_COMMANDS: [&str; 2] = ["", "unknownxyz"];
 
 fn frame(magic: [u8; 4], command: &str, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&magic);
@@ -71,7 +32,9 @@ fn frames(magic: [u8; 4], mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let [cmd, lo, hi, rest @ ..] = data {
         let len = usize::from(u16::from_le_bytes([*lo, *hi])).min(rest.len());
-        let command = COMMANDS[usize::from(*cmd) % COMMANDS.len()];
+        let known = btcpeer::fuzz_api::COMMANDS;
+        let i = usize::from(*cmd) % (known.len() + EXTRA_COMMANDS.len());
+        let command = known.get(i).copied().unwrap_or_else(|| EXTRA_COMMANDS[i - known.len()]);
         frame(magic, command, &rest[..len], &mut out);
         data = &rest[len..];
     }
