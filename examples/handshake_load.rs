@@ -7,34 +7,16 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use btcpeer::wire::version::{build, LocalVersion};
-use btcpeer::wire::{Codec, Message};
-use btcpeer::Network;
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio_util::codec::FramedRead;
+
+#[path = "support/handshake.rs"]
+mod support;
 
 async fn handshake(target: SocketAddr, nonce: u64) -> Result<TcpStream, String> {
     let stream = TcpStream::connect(target).await.map_err(|e| e.to_string())?;
-    let (read, mut write) = stream.into_split();
-    let codec = Codec::new(Network::Regtest.magic());
-    let version = build(&LocalVersion { nonce, ..Default::default() }, None);
-    write.write_all(&codec.encode_to_bytes(&Message::Version(version))).await.map_err(|e| e.to_string())?;
-    let mut frames = FramedRead::new(read, codec.clone());
-    let (mut got_version, mut got_verack) = (false, false);
-    while !(got_version && got_verack) {
-        let frame = frames.next().await.ok_or("closed")?.map_err(|e| e.to_string())?;
-        match frame.into_message() {
-            Ok(Message::Version(_)) => got_version = true,
-            Ok(Message::Verack) => got_verack = true,
-            _ => {}
-        }
-    }
-    write.write_all(&codec.encode_to_bytes(&Message::Verack)).await.map_err(|e| e.to_string())?;
-    let read = frames.into_inner();
-    read.reunite(write).map_err(|e| e.to_string())
+    let (frames, write, _) = support::handshake(stream, nonce).await?;
+    frames.into_inner().reunite(write).map_err(|e| e.to_string())
 }
 
 #[tokio::main(flavor = "multi_thread")]

@@ -9,13 +9,13 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bitcoin::hashes::Hash;
-use btcpeer::wire::version::{build, LocalVersion};
-use btcpeer::wire::{Codec, Inventory, Message};
-use btcpeer::Network;
+use btcpeer::wire::{Inventory, Message};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
-use tokio_util::codec::FramedRead;
+
+#[path = "support/handshake.rs"]
+mod support;
 
 /// Handshakes from `source`, then writes `invs` inv messages; returns the bytes written.
 async fn attack(
@@ -28,21 +28,7 @@ async fn attack(
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     socket.bind(source).map_err(|e| format!("bind {source}: {e}"))?;
     let stream = socket.connect(target).await.map_err(|e| e.to_string())?;
-    let (read, mut write) = stream.into_split();
-    let codec = Codec::new(Network::Regtest.magic());
-    let version = build(&LocalVersion { nonce, ..Default::default() }, None);
-    write.write_all(&codec.encode_to_bytes(&Message::Version(version))).await.map_err(|e| e.to_string())?;
-    let mut frames = FramedRead::new(read, codec.clone());
-    let (mut got_version, mut got_verack) = (false, false);
-    while !(got_version && got_verack) {
-        let frame = frames.next().await.ok_or("closed during the handshake")?.map_err(|e| e.to_string())?;
-        match frame.into_message() {
-            Ok(Message::Version(_)) => got_version = true,
-            Ok(Message::Verack) => got_verack = true,
-            _ => {}
-        }
-    }
-    write.write_all(&codec.encode_to_bytes(&Message::Verack)).await.map_err(|e| e.to_string())?;
+    let (mut frames, mut write, codec) = support::handshake(stream, nonce).await?;
     // Keep reading (pings) so the listener does not stall on us; drop what arrives.
     tokio::spawn(async move { while let Some(Ok(_)) = frames.next().await {} });
     let mut sent = 0u64;
