@@ -1,5 +1,5 @@
 //! Every example runs here against a real bcoin regtest node: each is started as its own
-//! process (the binaries `cargo test --all-targets` builds), its output is read until the line
+//! process (the binaries `cargo build --examples` builds; scripts/test does that first), its output is read until the line
 //! that shows it did its job, then it is stopped. A newcomer's first program must work.
 
 mod common;
@@ -19,7 +19,7 @@ fn example_binary(name: &str) -> PathBuf {
     let bin = profile_dir.join("examples").join(name);
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo test --all-targets` (it builds the examples)",
+        "{} is missing: run `cargo build --examples` first (`--all-targets` builds examples in test mode only)",
         bin.display()
     );
     bin
