@@ -1,7 +1,8 @@
 //! Load generator for `scripts/flood` (issue "hostile peers", memory under a flood): N inbound
 //! attackers, each from its own loopback address, complete the handshake with a btcpeer
 //! listener and send back-to-back `inv`s of block entries (50,000 each by default: Core's
-//! `MAX_INV_SZ`, so each is legal). Prints one JSON line with what was sent.
+//! `MAX_INV_SZ`, so each is legal), then half-close and wait until the listener has read it all
+//! and closed. Prints one JSON line with what was sent and how long that took.
 //!
 //! Usage: `cargo run --release --example inv_flood -- <IP:PORT> [attackers] [invs] [entries]`
 
@@ -30,7 +31,7 @@ async fn attack(
     let stream = socket.connect(target).await.map_err(|e| e.to_string())?;
     let (mut frames, mut write, codec) = support::handshake(stream, nonce).await?;
     // Keep reading (pings) so the listener does not stall on us; drop what arrives.
-    tokio::spawn(async move { while let Some(Ok(_)) = frames.next().await {} });
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = frames.next().await {} });
     let mut sent = 0u64;
     for i in 0..invs {
         let items: Vec<Inventory> = (0..entries)
@@ -46,6 +47,11 @@ async fn attack(
         }
         sent += bytes.len() as u64;
     }
+    // Half-close and wait for the listener to close after reading everything: exiting at once
+    // could reset the connection (unread pings here) and make the kernel discard what the
+    // listener had not read yet, which a listener applying backpressure reads late.
+    let _ = write.shutdown().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(300), reader).await;
     Ok(sent)
 }
 

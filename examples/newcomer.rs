@@ -4,9 +4,6 @@ use btcpeer::prelude::*;
 struct Printer;
 impl Actor for Printer {
     type Context = Context<Self>;
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(SUBSCRIBER_MAILBOX); // actix's default (16) drops bursts
-    }
 }
 impl Handler<InvReceived> for Printer {
     type Result = ();

@@ -18,25 +18,17 @@ use btcpeer::peer::{PeerActor, PeerAddr, PeerConfig};
 use btcpeer::wire::addr_host;
 use btcpeer::Network;
 
-/// How many notifications may wait in the printer's mailbox.
-const MAILBOX_CAPACITY: usize = 1024;
-
 /// How many entries of a long `inv` or `addr` to show.
 const SHOWN: usize = 3;
 
 /// The subscriber: an ordinary actor with one handler per notification kind.
 struct Printer;
 
+// Peers never wait for a subscriber: what waits for it is bounded in bytes (16 MiB for all of
+// one actor's subscriptions by default; see `Subscription::with_budget`), and beyond that a
+// notification is dropped and counted in the peer's `SubscriberStats`.
 impl Actor for Printer {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        // Peers deliver notifications with `try_send`, so a slow subscriber never stalls a
-        // connection: when this mailbox is full the notification is dropped (and counted in the
-        // peer's `SubscriberStats`), not queued. actix's default of 16 is easily overrun by a
-        // burst of `inv`/`tx` after the handshake, so make room for bursts here.
-        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-    }
 }
 
 impl Handler<PeerReady> for Printer {

@@ -63,6 +63,8 @@ pub struct Settings {
     pub listen: Vec<String>,
     /// Where to write the JSON event log: a path, `-` for stdout; unset for none.
     pub events: Option<String>,
+    /// How the event log keeps up (`[event_log]`).
+    pub event_log: EventLogSettings,
     /// Serve the HTTP API on this `IP:PORT`; unset for none.
     pub http: Option<String>,
     /// Per-connection settings.
@@ -81,6 +83,33 @@ pub struct Settings {
     pub requests: RequestSettings,
     /// Header chain sync and block fetching (`[sync]`).
     pub sync: SyncSettings,
+}
+
+/// What the event log does when it falls behind the peers it records.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenFull {
+    /// Lossless: stop reading the sockets of the peers it records until it catches up.
+    #[default]
+    Wait,
+    /// Drop what does not fit and write a `dropped` record with the counts.
+    Drop,
+}
+
+/// The event log's queue (`[event_log]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventLogSettings {
+    /// Bytes of notifications that may wait for the event log to write them.
+    pub queue_bytes: usize,
+    /// When that queue is full: `wait` (peers are read no further) or `drop`.
+    pub when_full: WhenFull,
+}
+
+impl Default for EventLogSettings {
+    fn default() -> Self {
+        EventLogSettings { queue_bytes: crate::events::DEFAULT_SUBSCRIBER_BYTES, when_full: WhenFull::Wait }
+    }
 }
 
 /// Requests to peers (`[requests]`).
@@ -259,6 +288,7 @@ impl Default for Settings {
             data_dir: None,
             listen: Vec::new(),
             events: None,
+            event_log: EventLogSettings::default(),
             http: None,
             peer: PeerSettings::default(),
             proxy: ProxySettings::default(),
@@ -361,6 +391,12 @@ impl Settings {
         within("group.save_interval_secs", self.group.save_interval_secs, DAY_SECS)?;
         if self.group.fetch_wait_secs > 3600 {
             return Err(ConfigError::new("group.fetch_wait_secs", "must be at most 3600"));
+        }
+        if !(64 << 10..=4 << 30).contains(&self.event_log.queue_bytes) {
+            return Err(ConfigError::new(
+                "event_log.queue_bytes",
+                "must be between 65536 (64 KiB) and 4294967296 (4 GiB)",
+            ));
         }
         if self.data_dir.as_deref() == Some("") {
             return Err(ConfigError::new("data_dir", "must not be empty"));

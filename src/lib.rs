@@ -64,7 +64,7 @@ pub mod wire;
 pub use bitcoin;
 
 pub use error::Error;
-pub use events::{Subscription, SUBSCRIBER_MAILBOX};
+pub use events::{Budget, Subscription, SUBSCRIBER_MAILBOX};
 pub use group::{Fetch, GroupConfig, PeerGroup, WaitForPeers};
 pub use network::Network;
 pub use peer::requests::{Request, Response};
@@ -78,9 +78,9 @@ pub mod prelude {
     pub use crate::bitcoin::{Block, BlockHash, Transaction, Txid};
     #[doc(no_inline)]
     pub use crate::events::{
-        AddrReceived, AddressBanned, AddressUnbanned, BlockReceived, GetDataReceived, HeadersReceived,
-        InvReceived, MessageReceived, PeerDisconnected, PeerReady, PeerStateChanged, Subscription,
-        TxReceived, SUBSCRIBER_MAILBOX,
+        AddrReceived, AddressBanned, AddressUnbanned, BlockReceived, Budget, GetDataReceived,
+        HeadersReceived, InvReceived, MessageReceived, PeerDisconnected, PeerReady, PeerStateChanged,
+        Subscription, TxReceived, SUBSCRIBER_MAILBOX,
     };
     #[doc(no_inline)]
     pub use crate::group::{

@@ -5,25 +5,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Bcoin;
-
-/// An example's binary, built beside this test's (target/<profile>/examples/NAME).
-fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
-    let bin = profile_dir.join("examples").join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --examples` first (`--all-targets` builds examples in test mode only)",
-        bin.display()
-    );
-    bin
-}
 
 /// A running example, killed on drop, with its stdout lines arriving on a channel.
 struct Running {
@@ -35,7 +21,7 @@ struct Running {
 
 impl Running {
     fn start(name: &str, args: &[&str]) -> Running {
-        let mut child = Command::new(example_binary(name))
+        let mut child = Command::new(common::example_binary(name))
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -232,21 +218,7 @@ fn relay_bench() {
 fn inv_flood() {
     let dir = tempfile::tempdir().expect("temp dir");
     let events = dir.path().join("events.jsonl");
-    let port = common::free_port("127.0.0.1");
-    let listen = format!("127.0.0.1:{port}");
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_btcpeerd"))
-        .args(["--network", "regtest", "--listen", &listen, "--events"])
-        .arg(&events)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("btcpeerd runs");
-    common::wait_until_blocking(LIMIT, "btcpeerd listening", || {
-        std::net::TcpStream::connect(&listen).is_ok()
-    });
+    let (mut daemon, listen) = common::daemon_with_events(dir.path(), &[]);
     let mut ex = Running::start("inv_flood", &[&listen, "2", "2", "1000"]);
     let line = ex.expect("\"bytes_sent\"", LIMIT);
     assert!(line.contains("\"errors\":[]"), "{line}");

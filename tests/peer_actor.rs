@@ -256,7 +256,8 @@ async fn a_stuck_subscriber_never_stalls_the_peer_and_drops_are_counted() {
     tokio::time::pause();
     let stuck = Stuck.start();
     let (_probe, mut subs, mut events) = probe(false);
-    subs.add(Subscription::Inv(stuck.recipient()));
+    // A budget of a few hundred bytes: the first notification fits, the rest are dropped.
+    subs.add(Subscription::Inv(stuck.recipient()).with_budget(&btcpeer::events::Budget::new(600)));
     let (peer, mut remote) = setup(PeerConfig::new(Network::Regtest), Link::Outbound, 1 << 16, subs);
     handshake(&mut remote).await;
     events.expect(LONG, "ready", |e| matches!(e, Ev::Ready(_)).then_some(())).await;

@@ -1,8 +1,9 @@
 //! The `--events` log: one JSON object per line, flushed per line, for every lifecycle change and
 //! every received inv, tx, addr, headers and block.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use serde_json::{json, Value};
@@ -19,7 +20,12 @@ const MAILBOX: usize = 1_024;
 pub struct EventLog {
     out: Box<dyn Write + Send>,
     failed: bool,
+    /// A dropping budget whose gaps are written as `dropped` records (with `when_full = "drop"`).
+    drops: Option<(Budget, BTreeMap<&'static str, u64>)>,
 }
+
+/// How often gaps of a dropping event log are written down.
+const DROPPED_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Flushes and answers (used at shutdown).
 #[derive(Message)]
@@ -29,7 +35,33 @@ pub struct Flush;
 impl EventLog {
     /// A log writing to `out`.
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        EventLog { out, failed: false }
+        EventLog { out, failed: false, drops: None }
+    }
+
+    /// A log whose subscriptions use `budget`: when it drops, the gaps are written as
+    /// `dropped` records (`{"event":"dropped","counts":{"inv":12},"total":12}`, counts since the
+    /// previous record).
+    pub fn with_budget(out: Box<dyn Write + Send>, budget: &Budget) -> Self {
+        let drops = (!budget.is_backpressure()).then(|| (budget.clone(), BTreeMap::new()));
+        EventLog { out, failed: false, drops }
+    }
+
+    fn write_drops(&mut self) {
+        let Some((budget, seen)) = &mut self.drops else { return };
+        let now = budget.dropped_by_kind();
+        let counts: BTreeMap<&str, u64> = now
+            .iter()
+            .filter_map(|(kind, n)| {
+                let new = n - seen.get(kind).copied().unwrap_or(0);
+                (new > 0).then_some((*kind, new))
+            })
+            .collect();
+        if counts.is_empty() {
+            return;
+        }
+        *seen = now;
+        let total: u64 = counts.values().sum();
+        self.write_group("dropped", json!({"counts": counts, "total": total}));
     }
 
     fn write(&mut self, event: &str, peer: PeerId, addr: &PeerAddr, mut fields: Value) {
@@ -58,14 +90,15 @@ impl EventLog {
 /// The event log's subscriptions. With `chain` (header sync on), per-message `headers` and
 /// `block` events give way to the chain's own (`headers` with height/tip/count, `block` for
 /// fetched blocks), so a sync does not log every header hash.
-pub fn subscriptions(log: &Addr<EventLog>, chain: bool) -> Vec<Subscription> {
+/// All of them share `budget` (the `[event_log]` queue).
+pub fn subscriptions(log: &Addr<EventLog>, chain: bool, budget: &Budget) -> Vec<Subscription> {
     let mut subs = Subscription::common(log);
     if chain {
         subs.retain(|s| !matches!(s, Subscription::Headers(_) | Subscription::Block(_)));
     }
     subs.push(Subscription::Banned(log.clone().recipient()));
     subs.push(Subscription::Unbanned(log.clone().recipient()));
-    subs
+    subs.into_iter().map(|s| s.with_budget(budget)).collect()
 }
 
 /// Writes a group-level event (no peer).
@@ -103,12 +136,21 @@ impl Actor for EventLog {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
+        if self.drops.is_some() {
+            ctx.run_interval(DROPPED_INTERVAL, |log, _| log.write_drops());
+        }
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.write_drops();
+        Running::Stop
     }
 }
 
 impl Handler<Flush> for EventLog {
     type Result = ();
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
+        self.write_drops();
         let _ = self.out.flush();
     }
 }

@@ -14,8 +14,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use tracing::info;
 
-use crate::config::{LogFormat, Settings};
+use crate::config::{LogFormat, Settings, WhenFull};
 use crate::discovery::{DnsResolver, SeedResolver};
+use crate::events::Budget;
 use crate::group::policy::PolicyConfig;
 use crate::group::{GroupConfig, PeerGroup, Shutdown};
 use crate::sync::{ChainSync, ChainSyncConfig, StopChainSync, SubscribeChain, SyncConfig};
@@ -69,17 +70,27 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         tip: config.peer.tip.clone(),
         fetch_blocks: settings.sync.fetch_blocks,
     });
+    let event_log_settings = settings.event_log.clone();
     let system = System::new();
     system.block_on(async move {
         let mut subscriptions = Vec::new();
         // The event log writes on its own thread: a burst of lines never delays the HTTP API
         // or the group, which share this one.
         let log_thread = sink.as_ref().map(|_| Arbiter::new());
+        // Its queue is bounded in bytes: lossless by default (peers are read no further while
+        // it is full), or dropping with `dropped` records.
+        let log_budget = match event_log_settings.when_full {
+            WhenFull::Wait => Budget::backpressure(event_log_settings.queue_bytes),
+            WhenFull::Drop => Budget::new(event_log_settings.queue_bytes),
+        };
         let log = sink.zip(log_thread.as_ref()).map(|(w, thread)| {
-            event_log::EventLog::start_in_arbiter(&thread.handle(), move |_| event_log::EventLog::new(w))
+            let budget = log_budget.clone();
+            event_log::EventLog::start_in_arbiter(&thread.handle(), move |_| {
+                event_log::EventLog::with_budget(w, &budget)
+            })
         });
         if let Some(log) = &log {
-            subscriptions.extend(event_log::subscriptions(log, sync_config.is_some()));
+            subscriptions.extend(event_log::subscriptions(log, sync_config.is_some(), &log_budget));
         }
         info!(
             %network,

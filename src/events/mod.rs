@@ -1,16 +1,16 @@
 //! Typed notifications for subscriber actors, and their bounded fan-out.
 //!
-//! Every notification carries the peer's id and address. Delivery uses `try_send`, so a slow or
-//! dead subscriber never stalls a peer: when its mailbox is full the notification is dropped and
-//! counted (see [`SubscriberStats`]) and the first drop of each subscription is logged as a
-//! warning; a subscriber whose actor stopped is removed. Size your subscriber's mailbox with
-//! `ctx.set_mailbox_capacity(`[`SUBSCRIBER_MAILBOX`]`)` (actix's default, 16, overflows on the
-//! first burst). Subscribe with [`Subscription::common`] (lifecycle and data kinds at once),
-//! [`Subscription::to`], or a variant such as `Subscription::Inv(addr.recipient())`. actix lets
-//! each sender queue one message beyond the capacity, so the bound is capacity plus one per
-//! peer and notification kind. The bound counts messages, not bytes: payloads are shared
-//! (`Arc`), and Core's limits cap each one (50,000 inventory items, 2,000 headers, 1,000
-//! addresses, 4 MB).
+//! Every notification carries the peer's id and address. Each subscriber has a byte
+//! [`Budget`]: a notification is charged its weight (payload size plus a fixed overhead) from
+//! the moment a peer queues it until the subscriber's handler has run. With the default budget
+//! ([`DEFAULT_SUBSCRIBER_BYTES`] per subscriber id, shared by all peers) a slow or dead
+//! subscriber never stalls a peer: what does not fit is dropped and counted (see
+//! [`SubscriberStats`] and [`Budget::dropped`]) and the first drop of each subscription is
+//! logged as a warning. A [`Budget::backpressure`] budget is lossless instead: the peers feeding
+//! it stop reading their sockets until the subscriber catches up. A subscriber whose actor
+//! stopped is removed. The actor's mailbox capacity does not cause drops (the budget is the
+//! bound). Subscribe with [`Subscription::common`] (lifecycle and data kinds at once),
+//! [`Subscription::to`], or a variant such as `Subscription::Inv(addr.recipient())`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,10 +19,15 @@ use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, Context, Handler, Message as ActixMessage, Recipient};
 use serde::Serialize;
 
+mod budget;
 mod notifications;
 mod sink;
+mod weight;
 use crate::peer::{Ban, DisconnectReason, PeerAddr, PeerId, PeerInfo, PeerState};
 use crate::wire::{self, CodecError, Message, RawBlock};
+use budget::INTERNAL_SUBSCRIBER_BYTES;
+pub use budget::{Budget, DEFAULT_SUBSCRIBER_BYTES};
+pub(crate) use budget::{Gate, Gated};
 pub use notifications::*;
 pub(crate) use sink::Forward;
 #[doc(hidden)]
@@ -45,6 +50,9 @@ macro_rules! kinds {
             /// The crate's own actors' subscriptions (not constructible outside the crate).
             #[doc(hidden)]
             Internal(InternalSubscription),
+            /// A subscription with its own byte budget (made by [`Subscription::with_budget`]).
+            #[doc(hidden)]
+            Budgeted(Box<Subscription>, Budget),
         }
 
         /// Where an internal subscription delivers, by kind.
@@ -59,6 +67,7 @@ macro_rules! kinds {
                 match self {
                     $(Subscription::$variant(_) => $name,)*
                     $(Subscription::Internal(InternalSubscription(InternalTarget::$variant(_))) => $name,)*
+                    Subscription::Budgeted(inner, _) => inner.kind(),
                 }
             }
         }
@@ -93,16 +102,31 @@ macro_rules! kinds {
         #[derive(Clone, Default)]
         pub struct Subscribers {
             $($field: Vec<Sink<$ty>>,)*
+            /// Each subscription id's byte budget (shared by this set's clones, i.e. all peers).
+            budgets: Vec<(SubscriberId, Budget)>,
         }
 
         impl Subscribers {
             /// Adds a subscription under an existing id (a group gives every peer the same ids).
+            /// Subscriptions under one id share one byte [`Budget`]: the first one given with
+            /// [`Subscription::with_budget`], else a new one of [`DEFAULT_SUBSCRIBER_BYTES`].
             pub fn add_with_id(&mut self, id: SubscriberId, subscription: Subscription) {
                 match subscription {
-                    $(Subscription::$variant(r) => self.$field.push(Sink::new(id, Target::Public(r))),)*
-                    $(Subscription::Internal(InternalSubscription(InternalTarget::$variant(f))) => {
-                        self.$field.push(Sink::new(id, Target::Internal(f)))
+                    $(Subscription::$variant(r) => {
+                        let budget = self.budget_for(id, DEFAULT_SUBSCRIBER_BYTES);
+                        self.$field.push(Sink::new(id, Target::Public(r), budget))
                     })*
+                    $(Subscription::Internal(InternalSubscription(InternalTarget::$variant(f))) => {
+                        let budget = self.budget_for(id, INTERNAL_SUBSCRIBER_BYTES);
+                        self.$field.push(Sink::new(id, Target::Internal(f), budget))
+                    })*
+                    Subscription::Budgeted(inner, budget) => {
+                        if !self.budgets.iter().any(|(i, b)| *i == id && b.same(&budget)) {
+                            self.budgets.retain(|(i, _)| *i != id);
+                            self.budgets.push((id, budget));
+                        }
+                        self.add_with_id(id, *inner)
+                    }
                 }
             }
 
@@ -114,6 +138,7 @@ macro_rules! kinds {
                     self.$field.retain(|s| s.id != id);
                     removed += before - self.$field.len();
                 )*
+                self.budgets.retain(|(i, _)| *i != id);
                 removed
             }
 
@@ -166,7 +191,7 @@ mod sealed {
     use std::sync::Arc;
 
     /// Where a kind's sinks live; private so only this module's table implements it.
-    pub trait Kind: Sized + actix::Message<Result = ()> + Send {
+    pub trait Kind: Sized + actix::Message<Result = ()> + Send + super::budget::Weight {
         fn sinks(subs: &mut super::Subscribers) -> &mut Vec<super::Sink<Self>>;
         #[allow(private_interfaces)]
         fn internal(forward: Arc<dyn super::Forward<Self>>) -> super::InternalTarget;
@@ -242,6 +267,39 @@ impl Subscription {
 }
 
 impl Subscription {
+    /// This subscription, charged to `budget` (shared with every other subscription given the
+    /// same budget, and by all peers). Without one, the subscriptions added under one id share a
+    /// budget of [`DEFAULT_SUBSCRIBER_BYTES`] that drops and counts what does not fit.
+    ///
+    /// ```no_run
+    /// use btcpeer::prelude::*;
+    /// use btcpeer::events::Budget;
+    /// struct Archiver;
+    /// impl Actor for Archiver { type Context = Context<Self>; }
+    /// impl Handler<TxReceived> for Archiver { type Result = (); fn handle(&mut self, _: TxReceived, _: &mut Context<Self>) {} }
+    /// # System::new().block_on(async {
+    /// let archiver = Archiver.start();
+    /// // Lossless: when 32 MiB wait for the archiver, peers stop reading until it catches up.
+    /// let budget = Budget::backpressure(32 << 20);
+    /// let sub = Subscription::to::<TxReceived, _>(&archiver).with_budget(&budget);
+    /// # });
+    /// ```
+    pub fn with_budget(self, budget: &Budget) -> Subscription {
+        match self {
+            Subscription::Budgeted(inner, _) => Subscription::Budgeted(inner, budget.clone()),
+            s => Subscription::Budgeted(Box::new(s), budget.clone()),
+        }
+    }
+
+    /// This subscription with a budget of its own of [`DEFAULT_SUBSCRIBER_BYTES`] unless it has
+    /// one, so that every peer given a clone charges the same budget.
+    pub(crate) fn with_default_budget(self) -> Subscription {
+        match self {
+            s @ Subscription::Budgeted(..) => s,
+            s => s.with_budget(&Budget::new(DEFAULT_SUBSCRIBER_BYTES)),
+        }
+    }
+
     /// A crate-internal subscription: notifications of kind `M` reach `recipient` as
     /// [`Notice<M>`], a type nobody outside the crate can send.
     pub(crate) fn internal<M, A>(addr: &Addr<A>) -> Subscription
@@ -284,8 +342,9 @@ impl std::fmt::Debug for Subscription {
     }
 }
 
-/// The mailbox capacity a subscriber should set in its `started` (actix's default is 16, which a
-/// single burst of announcements overflows: the excess is dropped and counted):
+/// A mailbox capacity for subscriber actors that want one. Delivery no longer depends on it:
+/// notifications are queued past the capacity and bounded by the subscriber's byte [`Budget`]
+/// instead. Kept for programs that set it:
 ///
 /// ```
 /// # use actix::prelude::*;
@@ -321,7 +380,7 @@ pub struct SubscriberStats {
     pub kind: &'static str,
     /// Notifications delivered to its mailbox.
     pub delivered: u64,
-    /// Notifications dropped because its mailbox was full.
+    /// Notifications dropped because its byte budget was full.
     pub dropped: u64,
 }
 
@@ -332,6 +391,21 @@ impl std::fmt::Debug for Subscribers {
 }
 
 impl Subscribers {
+    fn budget_for(&mut self, id: SubscriberId, default_limit: usize) -> Budget {
+        if let Some((_, b)) = self.budgets.iter().find(|(i, _)| *i == id) {
+            return b.clone();
+        }
+        let b = Budget::new(default_limit);
+        self.budgets.push((id, b.clone()));
+        b
+    }
+
+    /// A full backpressure budget among these subscriptions: the peer stops reading its socket
+    /// until it has room.
+    pub(crate) fn congested(&self) -> Option<Budget> {
+        self.budgets.iter().find(|(_, b)| b.is_backpressure() && b.is_full()).map(|(_, b)| b.clone())
+    }
+
     /// No subscribers.
     pub fn new() -> Self {
         Self::default()

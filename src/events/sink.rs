@@ -1,21 +1,21 @@
-//! Where notifications go: one sink per subscription and peer, delivering with `try_send`,
-//! counting what was delivered and dropped, and logging the first drop of each subscription.
+//! Where notifications go: one sink per subscription and peer, charging each notification to its
+//! subscriber's byte [`Budget`] until the handler has run, counting what was delivered and
+//! dropped, and logging the first drop of each subscription.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use actix::dev::SendError;
 use actix::{Message as ActixMessage, Recipient};
 use tracing::warn;
 
-use super::{SubscriberId, SubscriberStats};
+use super::budget::{Budget, NOTICE_OVERHEAD};
+use super::{Notification, SubscriberId, SubscriberStats};
 
-/// What became of one delivery attempt.
-pub(crate) enum Delivery {
-    Delivered,
-    Full,
-    Closed,
-}
+/// A delivery in progress: resolves once the subscriber's handler has run (or the subscriber is
+/// gone), which is when its bytes leave the [`Budget`].
+pub(crate) type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Where a sink delivers: a subscriber's recipient, or (inside the crate) one of our own actors
 /// through a private message type, so that nobody outside can forge its internal notices.
@@ -41,7 +41,8 @@ where
 
 /// Delivery to a recipient of another message type.
 pub(crate) trait Forward<M>: Send + Sync {
-    fn forward(&self, msg: M) -> Delivery;
+    /// Queues `msg`; `None` when the recipient is gone.
+    fn forward(&self, msg: M) -> Option<Pending>;
     fn connected(&self) -> bool;
 }
 
@@ -53,17 +54,31 @@ where
     pub(crate) wrap: fn(M) -> N,
 }
 
+/// Queues even past the mailbox's capacity (the byte budget is the bound); the returned future
+/// resolves when the handler has run.
+fn queue<N>(recipient: &Recipient<N>, msg: N) -> Option<Pending>
+where
+    N: ActixMessage + Send + 'static,
+    N::Result: Send,
+{
+    if !recipient.connected() {
+        return None;
+    }
+    // A fresh clone is never parked, so the message is queued now, in publishing order (a
+    // parked sender would hold it in the request until polled, letting later ones overtake).
+    let request = recipient.clone().send(msg);
+    Some(Box::pin(async move {
+        let _ = request.await;
+    }))
+}
+
 impl<M: 'static, N> Forward<M> for Wrapped<M, N>
 where
     N: ActixMessage + Send + 'static,
     N::Result: Send,
 {
-    fn forward(&self, msg: M) -> Delivery {
-        match self.recipient.try_send((self.wrap)(msg)) {
-            Ok(()) => Delivery::Delivered,
-            Err(SendError::Full(_)) => Delivery::Full,
-            Err(SendError::Closed(_)) => Delivery::Closed,
-        }
+    fn forward(&self, msg: M) -> Option<Pending> {
+        queue(&self.recipient, (self.wrap)(msg))
     }
 
     fn connected(&self) -> bool {
@@ -75,13 +90,9 @@ impl<M: ActixMessage + Send + 'static> Target<M>
 where
     M::Result: Send,
 {
-    fn send(&self, msg: M) -> Delivery {
+    fn send(&self, msg: M) -> Option<Pending> {
         match self {
-            Target::Public(r) => match r.try_send(msg) {
-                Ok(()) => Delivery::Delivered,
-                Err(SendError::Full(_)) => Delivery::Full,
-                Err(SendError::Closed(_)) => Delivery::Closed,
-            },
+            Target::Public(r) => queue(r, msg),
             Target::Internal(f) => f.forward(msg),
         }
     }
@@ -103,6 +114,7 @@ where
 {
     pub(crate) id: SubscriberId,
     target: Target<M>,
+    pub(crate) budget: Budget,
     delivered: u64,
     dropped: u64,
     /// Shared by every peer's copy: the first drop is logged once per subscription.
@@ -118,6 +130,7 @@ where
         Sink {
             id: self.id,
             target: self.target.clone(),
+            budget: self.budget.clone(),
             delivered: 0,
             dropped: 0,
             warned: self.warned.clone(),
@@ -129,8 +142,8 @@ impl<M: ActixMessage + Send + 'static> Sink<M>
 where
     M::Result: Send,
 {
-    pub(crate) fn new(id: SubscriberId, target: Target<M>) -> Self {
-        Sink { id, target, delivered: 0, dropped: 0, warned: Arc::new(AtomicBool::new(false)) }
+    pub(crate) fn new(id: SubscriberId, target: Target<M>, budget: Budget) -> Self {
+        Sink { id, target, budget, delivered: 0, dropped: 0, warned: Arc::new(AtomicBool::new(false)) }
     }
 
     pub(crate) fn stats(&self, kind: &'static str) -> SubscriberStats {
@@ -138,41 +151,51 @@ where
     }
 
     /// Returns true when the subscriber is gone.
-    fn deliver(&mut self, msg: M) -> bool {
-        match self.target.send(msg) {
-            Delivery::Delivered => {
-                self.delivered += 1;
-                false
+    fn deliver(&mut self, msg: M, weight: usize, kind: &'static str) -> bool {
+        if !self.budget.try_charge(weight, kind) {
+            self.dropped += 1;
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                warn!(
+                    subscriber = self.id.0,
+                    kind,
+                    limit = self.budget.limit(),
+                    "subscriber falls behind: its byte budget is full and notifications are being \
+                     dropped (counted in stats); give it a larger btcpeer::events::Budget"
+                );
             }
-            Delivery::Full => {
-                self.dropped += 1;
-                if !self.warned.swap(true, Ordering::Relaxed) {
-                    warn!(
-                        subscriber = self.id.0,
-                        kind = std::any::type_name::<M>().rsplit("::").next().unwrap_or("?"),
-                        "subscriber mailbox full: notifications are being dropped (counted in \
-                         stats); raise it with ctx.set_mailbox_capacity(btcpeer::events::SUBSCRIBER_MAILBOX)"
-                    );
-                }
-                false
-            }
-            Delivery::Closed => true,
+            return false;
         }
+        let Some(pending) = self.target.send(msg) else {
+            self.budget.release(weight);
+            return true;
+        };
+        self.delivered += 1;
+        let budget = self.budget.clone();
+        let release = async move {
+            pending.await;
+            budget.release(weight);
+        };
+        // Outside a runtime (nothing can run the subscriber either) the bytes are returned at once.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(release);
+            }
+            Err(_) => self.budget.release(weight),
+        }
+        false
     }
 }
 
-pub(crate) fn publish<M>(sinks: &mut Vec<Sink<M>>, make: impl FnOnce() -> M)
-where
-    M: ActixMessage + Send + Clone + 'static,
-    M::Result: Send,
-{
+pub(crate) fn publish<M: Notification>(sinks: &mut Vec<Sink<M>>, make: impl FnOnce() -> M) {
+    let kind = M::KIND;
     let Some((last, rest)) = sinks.split_last_mut() else { return };
     let msg = make();
+    let weight = msg.weight() + NOTICE_OVERHEAD;
     let mut closed = false;
     for sink in rest {
-        closed |= sink.deliver(msg.clone());
+        closed |= sink.deliver(msg.clone(), weight, kind);
     }
-    closed |= last.deliver(msg);
+    closed |= last.deliver(msg, weight, kind);
     if closed {
         sinks.retain(|s| s.target.connected());
     }

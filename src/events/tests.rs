@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use actix::{Actor, ActorContext, Context, Handler, Message, MessageResult};
 
 use super::*;
@@ -107,21 +109,71 @@ async fn common_set_has_the_eight_usual_kinds() {
     assert_eq!(kinds, ["state", "ready", "disconnected", "inv", "tx", "addr", "headers", "block"]);
 }
 
+fn empty_inv_weight() -> usize {
+    use super::budget::{Weight, NOTICE_OVERHEAD};
+    InvReceived { peer: PeerId(1), addr: addr(), items: Arc::new(Vec::new()) }.weight() + NOTICE_OVERHEAD
+}
+
+/// Waits (bounded) until the subscriber has handled everything charged to `budget`.
+async fn drained(budget: &Budget) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while budget.queued_bytes() > 0 {
+        assert!(std::time::Instant::now() < deadline, "bytes never came back: {budget:?}");
+        tokio::task::yield_now().await;
+    }
+}
+
 #[actix_rt::test]
-async fn full_mailbox_drops_and_counts() {
+async fn a_full_budget_drops_and_counts_and_bytes_return_once_handled() {
     let probe = Probe::default().start();
     let mut subs = Subscribers::new();
-    subs.add(Subscription::Inv(probe.clone().recipient()));
-    // Nothing is processed until we yield: the mailbox (16) plus actix's one per sender fills.
+    let budget = Budget::new(10 * empty_inv_weight());
+    subs.add(Subscription::Inv(probe.clone().recipient()).with_budget(&budget));
+    // Nothing is handled until we yield: ten fit, ninety are dropped.
     for _ in 0..100 {
         subs.received(PeerId(1), &addr(), crate::wire::Message::Inv(Vec::new()), true);
     }
     let stats = subs.stats();
-    assert_eq!(stats[0].delivered + stats[0].dropped, 100);
-    assert!(stats[0].dropped > 0, "{stats:?}");
-    let inv = probe.send(Counts).await.expect("probe alive");
-    assert_eq!(inv as u64, stats[0].delivered);
-    assert_eq!(subs.total_dropped(), stats[0].dropped);
+    assert_eq!((stats[0].delivered, stats[0].dropped), (10, 90), "{stats:?}");
+    assert_eq!(budget.dropped(), 90);
+    assert_eq!(budget.dropped_by_kind().get("inv"), Some(&90));
+    assert_eq!(budget.queued_bytes(), 10 * empty_inv_weight());
+    assert_eq!(probe.send(Counts).await.expect("probe alive"), 10);
+    drained(&budget).await;
+    subs.received(PeerId(1), &addr(), crate::wire::Message::Inv(Vec::new()), true);
+    assert_eq!(subs.stats()[0].delivered, 11);
+    assert_eq!(subs.total_dropped(), 90);
+}
+
+#[actix_rt::test]
+async fn a_small_mailbox_does_not_drop_within_the_budget() {
+    // actix's default mailbox (16) used to drop the rest of a burst; the byte budget is the
+    // bound now.
+    let probe = Probe::default().start();
+    let mut subs = Subscribers::new();
+    subs.add(Subscription::Inv(probe.clone().recipient()));
+    for _ in 0..100 {
+        subs.received(PeerId(1), &addr(), crate::wire::Message::Inv(Vec::new()), true);
+    }
+    assert_eq!(subs.total_dropped(), 0);
+    assert_eq!(probe.send(Counts).await.expect("probe alive"), 100);
+}
+
+#[actix_rt::test]
+async fn a_backpressure_budget_reports_congestion_until_the_subscriber_catches_up() {
+    let probe = Probe::default().start();
+    let mut subs = Subscribers::new();
+    let budget = Budget::backpressure(3 * empty_inv_weight());
+    subs.add(Subscription::Inv(probe.clone().recipient()).with_budget(&budget));
+    for _ in 0..5 {
+        subs.received(PeerId(1), &addr(), crate::wire::Message::Inv(Vec::new()), true);
+    }
+    // Nothing dropped, and the peer is told to stop reading.
+    assert_eq!(subs.total_dropped(), 0);
+    assert!(subs.congested().is_some());
+    assert_eq!(probe.send(Counts).await.expect("probe alive"), 5);
+    drained(&budget).await;
+    assert!(subs.congested().is_none());
 }
 
 #[actix_rt::test]

@@ -32,7 +32,7 @@ use super::txrequest::TxRequestTracker;
 use super::waiters::{ReadyWaiters, Want};
 use crate::addrbook::AddrBook;
 use crate::discovery::query_seeds;
-use crate::events::{SubscriberId, Subscribers, Subscription};
+use crate::events::{Budget, SubscriberId, Subscribers, Subscription};
 use crate::peer::messages::{Disconnect, QueueTransactions};
 use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr, PeerId, PeerInfo};
 
@@ -75,6 +75,8 @@ pub struct PeerGroup {
     pub(super) bans: BanList,
     subscriptions: Vec<(SubscriberId, Subscription)>,
     group_events: Subscribers,
+    /// The byte budget of the group's own notices from all its peers.
+    own_budget: Budget,
     pub(super) peers: HashMap<PeerId, Entry>,
     pub(super) inbound_per_ip: HashMap<IpAddr, usize>,
     arbiters: Vec<ArbiterHandle>,
@@ -158,6 +160,7 @@ impl PeerGroup {
             rng,
             txs: TxRequestTracker::default(),
             tx_events: Subscribers::new(),
+            own_budget: Budget::internal(),
             tx_timer: None,
             me: None,
         };
@@ -168,6 +171,8 @@ impl PeerGroup {
     }
 
     fn add_subscription(&mut self, s: Subscription) -> SubscriberId {
+        // One budget for this subscription across all peers (not one per peer).
+        let s = s.with_default_budget();
         let id = self.group_events.add(s.clone());
         if is_tx(&s) {
             self.tx_events.add_with_id(id, s.clone());
@@ -188,7 +193,7 @@ impl PeerGroup {
         for (id, s) in self.peer_subscriptions() {
             subs.add_with_id(*id, s.clone());
         }
-        for s in own_subscriptions(ctx, self.requests_txs()) {
+        for s in own_subscriptions(ctx, self.requests_txs(), &self.own_budget) {
             subs.add(s);
         }
         subs
@@ -514,7 +519,7 @@ impl Actor for PeerGroup {
 /// [`Notice`](crate::events::Notice)): nothing outside the crate can fake a disconnect.
 /// `TxReceived` always (the group delivers it to its subscribers, once per transaction, and
 /// relays), `InvReceived` when the group requests announced transactions.
-fn own_subscriptions(ctx: &Context<PeerGroup>, requests_txs: bool) -> Vec<Subscription> {
+fn own_subscriptions(ctx: &Context<PeerGroup>, requests_txs: bool, budget: &Budget) -> Vec<Subscription> {
     use crate::events::{
         AddrReceived, GetDataReceived, InvReceived, PeerDisconnected, PeerReady, TxReceived,
     };
@@ -529,7 +534,7 @@ fn own_subscriptions(ctx: &Context<PeerGroup>, requests_txs: bool) -> Vec<Subscr
     if requests_txs {
         subs.push(Subscription::internal::<InvReceived, _>(&me));
     }
-    subs
+    subs.into_iter().map(|s| s.with_budget(budget)).collect()
 }
 
 /// A `TxReceived` subscription (delivered by the group, not by its peers).

@@ -28,7 +28,7 @@ use super::reason::DisconnectReason;
 use super::requests::{RequestError, RequestId, Response};
 use super::stats::{PeerStats, StatsRecorder};
 use super::{Link, PeerAddr, PeerId, PeerState};
-use crate::events::Subscribers;
+use crate::events::{Gate, Gated, Subscribers};
 #[cfg(feature = "metrics")]
 use crate::metrics::Metrics;
 use crate::wire::{self, Codec, CodecError, Frame, Message, Payload};
@@ -75,6 +75,8 @@ pub struct PeerActor {
     config: PeerConfig,
     machine: PeerMachine,
     subscribers: Subscribers,
+    /// Pauses the socket reader while a lossless subscriber's budget is full.
+    gate: Gate,
     stats: StatsRecorder,
     budget: OutboundBudget,
     writer: Option<(mpsc::UnboundedSender<WriteCmd>, tokio::task::JoinHandle<()>)>,
@@ -143,6 +145,7 @@ impl PeerActor {
             config,
             machine,
             subscribers,
+            gate: Gate::default(),
             stats: StatsRecorder::default(),
             writer: None,
             stream,
@@ -208,7 +211,7 @@ impl PeerActor {
 
     fn attach(&mut self, stream: BoxStream, remote: Option<SocketAddr>, ctx: &mut Context<Self>) {
         let (read, write) = tokio::io::split(stream);
-        ctx.add_stream(FramedRead::new(read, self.codec.clone()));
+        ctx.add_stream(Gated::new(FramedRead::new(read, self.codec.clone()), self.gate.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
         let me = ctx.address();
         let task =
@@ -466,6 +469,11 @@ impl StreamHandler<Result<Frame, CodecError>> for PeerActor {
                 self.machine.on_stream_error(&error);
                 self.run_actions(ctx);
             }
+        }
+        // A lossless subscriber is behind: read no further until it catches up (TCP then slows
+        // the sender) instead of queueing without bound or dropping.
+        if let Some(budget) = self.subscribers.congested() {
+            self.gate.pause_for(budget);
         }
     }
 

@@ -352,3 +352,35 @@ pub fn group_config(peer: btcpeer::peer::PeerConfig, listen: bool) -> btcpeer::g
     cfg.arbiters = 1;
     cfg
 }
+
+/// An example's binary, built beside the calling test's (target/<profile>/examples/NAME) by
+/// `cargo build --examples` (scripts/test runs it; `--all-targets` builds examples in test mode).
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(bin.exists(), "{} is missing: run `cargo build --examples` first", bin.display());
+    bin
+}
+
+/// Starts `btcpeerd` on regtest listening on a free loopback port with `--events
+/// DIR/events.jsonl` and `--data-dir DIR/data` (plus `env`); returns it and its listen address
+/// once it accepts connections. Kill it when done.
+pub fn daemon_with_events(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
+    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let child = Command::new(env!("CARGO_BIN_EXE_btcpeerd"))
+        .args(["--network", "regtest", "--listen", &listen, "--events"])
+        .arg(dir.join("events.jsonl"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("btcpeerd runs");
+    wait_until_blocking(Duration::from_secs(60), "btcpeerd listening", || {
+        std::net::TcpStream::connect(&listen).is_ok()
+    });
+    (child, listen)
+}

@@ -86,7 +86,7 @@ impl Handler<AddPeer> for PeerGroup {
         for (id, s) in self.peer_subscriptions() {
             msg.actor.do_send(SubscribeAs(*id, s.clone()));
         }
-        for s in own_subscriptions(ctx, self.requests_txs()) {
+        for s in own_subscriptions(ctx, self.requests_txs(), &self.own_budget) {
             msg.actor.do_send(PeerSubscribe(s));
         }
         self.hand_tx_requests_over(&msg.actor);
