@@ -105,6 +105,8 @@ where
     target: Target<M>,
     delivered: u64,
     dropped: u64,
+    /// The subscriber asked for the message itself (kinds that carry it only on request).
+    pub(crate) with_message: bool,
     /// Shared by every peer's copy: the first drop is logged once per subscription.
     warned: Arc<AtomicBool>,
 }
@@ -120,6 +122,7 @@ where
             target: self.target.clone(),
             delivered: 0,
             dropped: 0,
+            with_message: self.with_message,
             warned: self.warned.clone(),
         }
     }
@@ -130,7 +133,20 @@ where
     M::Result: Send,
 {
     pub(crate) fn new(id: SubscriberId, target: Target<M>) -> Self {
-        Sink { id, target, delivered: 0, dropped: 0, warned: Arc::new(AtomicBool::new(false)) }
+        Sink {
+            id,
+            target,
+            delivered: 0,
+            dropped: 0,
+            with_message: false,
+            warned: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The same sink, delivering the notification's full form (see [`publish_split`]).
+    pub(crate) fn with_message(mut self) -> Self {
+        self.with_message = true;
+        self
     }
 
     pub(crate) fn stats(&self, kind: &'static str) -> SubscriberStats {
@@ -173,6 +189,30 @@ where
         closed |= sink.deliver(msg.clone());
     }
     closed |= last.deliver(msg);
+    if closed {
+        sinks.retain(|s| s.target.connected());
+    }
+}
+
+/// Publishes a notification that has a light form and a full one (carrying a copy of the
+/// message): each is built at most once, and only if some sink wants it.
+pub(crate) fn publish_split<M>(sinks: &mut Vec<Sink<M>>, light: impl FnOnce() -> M, full: impl FnOnce() -> M)
+where
+    M: ActixMessage + Send + Clone + 'static,
+    M::Result: Send,
+{
+    if sinks.is_empty() {
+        return;
+    }
+    let light = sinks.iter().any(|s| !s.with_message).then(light);
+    let full = sinks.iter().any(|s| s.with_message).then(full);
+    let mut closed = false;
+    for sink in sinks.iter_mut() {
+        let msg = if sink.with_message { &full } else { &light };
+        if let Some(msg) = msg {
+            closed |= sink.deliver(msg.clone());
+        }
+    }
     if closed {
         sinks.retain(|s| s.target.connected());
     }
