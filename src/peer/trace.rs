@@ -94,7 +94,7 @@ impl fmt::Display for Summary<'_> {
             Message::Version(v) => write!(
                 f,
                 "protocol={} services={:#x} user_agent={:?} start_height={} relay={} nonce={:#018x} \
-                 timestamp={} receiver={:?} sender={:?}",
+                 timestamp={} receiver={} sender={}",
                 v.version,
                 v.services.to_u64(),
                 v.user_agent,
@@ -102,8 +102,8 @@ impl fmt::Display for Summary<'_> {
                 v.relay,
                 v.nonce,
                 v.timestamp,
-                v.receiver.socket_addr().ok(),
-                v.sender.socket_addr().ok(),
+                AddrField(&v.receiver),
+                AddrField(&v.sender),
             ),
             Message::SendCmpct(s) => write!(f, "announce={} version={}", s.send_compact, s.version),
             Message::FeeFilter(rate) => write!(f, "feerate={rate} sat/kvB"),
@@ -151,6 +151,18 @@ impl fmt::Display for Summary<'_> {
             // verack, sendheaders, wtxidrelay, sendaddrv2, getaddr, mempool, ...: the command says
             // it all; other messages are in the dump.
             _ => Ok(()),
+        }
+    }
+}
+
+/// A `version` address as `ip:port` (`?` for an onion-cat or otherwise unmappable one).
+struct AddrField<'a>(&'a wire::Address);
+
+impl fmt::Display for AddrField<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.socket_addr() {
+            Ok(addr) => write!(f, "{addr}"),
+            Err(_) => f.write_str("?"),
         }
     }
 }
@@ -211,6 +223,62 @@ mod tests {
             assert!(s.contains(field), "{field} missing in {s}");
         }
         assert!(s.contains(&format!("user_agent={:?}", crate::wire::version::user_agent(None))), "{s}");
+    }
+
+    /// Records the field names of every event, enabling levels up to `max`.
+    struct Fields {
+        max: Level,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<Vec<&'static str>>>>,
+    }
+
+    struct Names(Vec<&'static str>);
+
+    impl tracing::field::Visit for Names {
+        fn record_debug(&mut self, field: &tracing::field::Field, _: &dyn fmt::Debug) {
+            self.0.push(field.name());
+        }
+    }
+
+    impl tracing::Subscriber for Fields {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            *metadata.level() <= self.max
+        }
+        fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+            Some(tracing::level_filters::LevelFilter::from_level(self.max))
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut names = Names(Vec::new());
+            event.record(&mut names);
+            self.seen.lock().expect("not poisoned").push(names.0);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    fn fields_logged_at(max: Level) -> Vec<Vec<&'static str>> {
+        let seen = std::sync::Arc::default();
+        let subscriber = Fields { max, seen: std::sync::Arc::clone(&seen) };
+        let frame = Codec::new(crate::Network::Regtest.magic()).encode_to_bytes(&Message::Ping(1));
+        tracing::subscriber::with_default(subscriber, || {
+            message(Direction::Send, "ping", &frame, Some(&Message::Ping(1)));
+            message(Direction::Recv, "ping", &frame, Some(&Message::Ping(1)));
+        });
+        let seen = seen.lock().expect("not poisoned").clone();
+        seen
+    }
+
+    #[test]
+    fn summary_and_dump_only_when_trace_is_on() {
+        let debug = fields_logged_at(Level::DEBUG);
+        assert_eq!(debug, vec![vec!["message", "command", "len"]; 2]);
+        let trace = fields_logged_at(Level::TRACE);
+        assert_eq!(trace, vec![vec!["message", "command", "len", "summary", "frame"]; 2]);
+        assert!(fields_logged_at(Level::INFO).is_empty());
     }
 
     #[test]
