@@ -93,11 +93,11 @@ impl fmt::Display for Summary<'_> {
         match msg {
             Message::Version(v) => write!(
                 f,
-                "protocol={} services={:#x} user_agent={:?} start_height={} relay={} nonce={:#018x} \
+                "protocol={} services={:#x} user_agent={} start_height={} relay={} nonce={:#018x} \
                  timestamp={} receiver={} sender={}",
                 v.version,
                 v.services.to_u64(),
-                v.user_agent,
+                Text(&v.user_agent),
                 v.start_height,
                 v.relay,
                 v.nonce,
@@ -139,10 +139,10 @@ impl fmt::Display for Summary<'_> {
             Message::Block(b) => write!(f, "hash={} txs={}", b.block_hash(), b.txdata.len()),
             Message::Reject(r) => write!(
                 f,
-                "message={:?} code={:?} reason={:?} hash={}",
+                "message={:?} code={:?} reason={} hash={}",
                 r.message.as_ref(),
                 r.ccode,
-                r.reason,
+                Text(&r.reason),
                 r.hash
             ),
             Message::Unknown { command, payload } => {
@@ -151,6 +151,22 @@ impl fmt::Display for Summary<'_> {
             // verack, sendheaders, wtxidrelay, sendaddrv2, getaddr, mempool, ...: the command says
             // it all; other messages are in the dump.
             _ => Ok(()),
+        }
+    }
+}
+
+/// Characters of a peer's string shown (btcd's `maxRejectReasonLen` is 250; Core's user agent
+/// limit is 256): a `reject` reason or a user agent can be megabytes.
+const TEXT_LIMIT: usize = 256;
+
+/// A peer's string, quoted and escaped, cut after [`TEXT_LIMIT`] characters.
+struct Text<'a>(&'a str);
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(TEXT_LIMIT) {
+            Some((end, _)) => write!(f, "{:?}...", &self.0[..end]),
+            None => write!(f, "{:?}", self.0),
         }
     }
 }
@@ -279,6 +295,13 @@ mod tests {
         let trace = fields_logged_at(Level::TRACE);
         assert_eq!(trace, vec![vec!["message", "command", "len", "summary", "frame"]; 2]);
         assert!(fields_logged_at(Level::INFO).is_empty());
+    }
+
+    #[test]
+    fn peer_strings_are_escaped_and_bounded() {
+        assert_eq!(Text("/a\n/").to_string(), "\"/a\\n/\"");
+        let long = "x".repeat(TEXT_LIMIT + 1000);
+        assert_eq!(Text(&long).to_string(), format!("{:?}...", "x".repeat(TEXT_LIMIT)));
     }
 
     #[test]
