@@ -79,8 +79,8 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use crate::events::{
         AddrReceived, AddressBanned, AddressUnbanned, BlockReceived, Budget, GetDataReceived,
-        HeadersReceived, InvReceived, MessageReceived, PeerDisconnected, PeerReady, PeerStateChanged,
-        Subscription, TxReceived, SUBSCRIBER_MAILBOX,
+        HeadersReceived, InvReceived, MessageReceived, MessageSent, PeerDisconnected, PeerReady,
+        PeerStateChanged, Subscription, TxReceived, SUBSCRIBER_MAILBOX,
     };
     #[doc(no_inline)]
     pub use crate::group::{

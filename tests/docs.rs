@@ -104,3 +104,77 @@ fn readme_newcomer_program_is_the_example_ci_runs() {
     assert_eq!(snippet, example, "README's newcomer program differs from examples/newcomer.rs");
     assert!(example.lines().count() <= 40, "the newcomer program grew past 40 lines");
 }
+
+/// `(flag, value name)` of every option in `btcpeerd --help` (value `""` for switches).
+fn flags_in_help() -> Vec<(String, String)> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_btcpeerd")).arg("--help").output().unwrap();
+    assert!(out.status.success(), "btcpeerd --help failed: {out:?}");
+    let help = String::from_utf8(out.stdout).unwrap();
+    help.lines()
+        .filter_map(|line| {
+            let long = line.split_whitespace().find(|w| w.starts_with("--"))?;
+            let flag = long.trim_end_matches(',').to_owned();
+            let rest = line.split_once(long)?.1.trim_start();
+            let value = rest.strip_prefix('<').and_then(|r| r.split_once('>')).map_or("", |(v, _)| v);
+            Some((flag, value.to_owned()))
+        })
+        .collect()
+}
+
+/// The README's flag table lists exactly the daemon's flags, each with the value name `--help`
+/// shows, and each key it names is a configuration key.
+#[test]
+fn readme_flag_table_is_btcpeerd_help() {
+    let readme = read("README.md");
+    let table = readme
+        .split("| flag | key | meaning |")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").next())
+        .expect("README has the flag table");
+    let keys: Vec<String> = keys_in_default_toml().into_iter().map(|(k, _)| k).collect();
+    let mut listed = Vec::new();
+    for row in table.lines().filter(|l| l.starts_with("| `")) {
+        // `\|` is a literal bar inside a cell.
+        let row = row.replace("\\|", "\u{0}");
+        let cells: Vec<String> = row.split('|').map(|c| c.trim().replace('\u{0}', "|")).collect();
+        // cells[0] is before the first bar; the first cell may list spellings: `-h`, `--help`.
+        for spelling in cells[1].split(", ") {
+            let spelling = spelling.trim_matches('`');
+            if !spelling.starts_with("--") {
+                continue;
+            }
+            let (flag, value) = spelling.split_once(' ').unwrap_or((spelling, ""));
+            listed.push((flag.to_owned(), value.to_owned()));
+        }
+        let key = cells[2].trim_matches('`');
+        assert!(
+            key.is_empty() || keys.iter().any(|k| k == key),
+            "README flag row names unknown key {key}: {row}"
+        );
+    }
+    let mut help = flags_in_help();
+    assert!(help.len() > 15, "parsed only {help:?}");
+    help.sort();
+    listed.sort();
+    assert_eq!(listed, help, "README flag table (left) differs from btcpeerd --help (right)");
+}
+
+/// Every `src/...` path the README's architecture sketch names exists.
+#[test]
+fn readme_architecture_names_existing_files() {
+    let readme = read("README.md");
+    let sketch = readme
+        .split("## Architecture")
+        .nth(1)
+        .and_then(|s| s.split("```\n").nth(1))
+        .expect("README has an Architecture sketch");
+    let paths: Vec<&str> = sketch
+        .split_whitespace()
+        .map(|w| w.trim_end_matches([',', ':', ';', '.', ')']))
+        .filter(|w| w.starts_with("src/"))
+        .collect();
+    assert!(paths.len() >= 10, "parsed only {paths:?}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let missing: Vec<_> = paths.iter().filter(|p| !root.join(p).exists()).collect();
+    assert!(missing.is_empty(), "README's architecture names missing paths: {missing:?}");
+}

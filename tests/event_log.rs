@@ -54,7 +54,12 @@ fn count(dir: &Path) -> (u64, u64, usize) {
             Some("inv") => invs += 1,
             Some("dropped") => {
                 records += 1;
-                dropped += v["counts"]["inv"].as_u64().unwrap_or(0);
+                let counts = v["counts"].as_array().cloned().unwrap_or_default();
+                dropped += counts
+                    .iter()
+                    .filter(|c| c["kind"] == "inv")
+                    .filter_map(|c| c["count"].as_u64())
+                    .sum::<u64>();
             }
             _ => {}
         }

@@ -39,8 +39,8 @@ impl EventLog {
     }
 
     /// A log whose subscriptions use `budget`: when it drops, the gaps are written as
-    /// `dropped` records (`{"event":"dropped","counts":{"inv":12},"total":12}`, counts since the
-    /// previous record).
+    /// `dropped` records (`{"event":"dropped","counts":[{"kind":"inv","count":12}],"total":12}`,
+    /// counts since the previous record).
     pub fn with_budget(out: Box<dyn Write + Send>, budget: &Budget) -> Self {
         let drops = (!budget.is_backpressure()).then(|| (budget.clone(), BTreeMap::new()));
         EventLog { out, failed: false, drops }
@@ -61,6 +61,7 @@ impl EventLog {
         }
         *seen = now;
         let total: u64 = counts.values().sum();
+        let counts: Vec<Value> = counts.iter().map(|(kind, n)| json!({"kind": kind, "count": n})).collect();
         self.write_group("dropped", json!({"counts": counts, "total": total}));
     }
 

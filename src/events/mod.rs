@@ -32,7 +32,7 @@ pub use notifications::*;
 pub(crate) use sink::Forward;
 #[doc(hidden)]
 pub use sink::Sink;
-use sink::{publish, Target, Wrapped};
+use sink::{publish, publish_split, Target, Wrapped};
 
 /// Generates, from one table of notification kinds, everything that enumerates them: the
 /// [`Subscription`] variants, the per-kind sink vectors of [`Subscribers`], adding, removing,
@@ -47,6 +47,9 @@ macro_rules! kinds {
         #[derive(Clone)]
         pub enum Subscription {
             $($(#[$doc])* $variant(Recipient<$ty>),)*
+            /// Messages sent, like [`Subscription::Sent`], each carrying the message itself in
+            /// [`MessageSent::message`] (a copy of every message sent: ask only when needed).
+            SentWithMessage(Recipient<MessageSent>),
             /// The crate's own actors' subscriptions (not constructible outside the crate).
             #[doc(hidden)]
             Internal(InternalSubscription),
@@ -66,6 +69,7 @@ macro_rules! kinds {
             pub fn kind(&self) -> &'static str {
                 match self {
                     $(Subscription::$variant(_) => $name,)*
+                    Subscription::SentWithMessage(_) => <MessageSent as Notification>::KIND,
                     $(Subscription::Internal(InternalSubscription(InternalTarget::$variant(_))) => $name,)*
                     Subscription::Budgeted(inner, _) => inner.kind(),
                 }
@@ -116,6 +120,10 @@ macro_rules! kinds {
                         let budget = self.budget_for(id, DEFAULT_SUBSCRIBER_BYTES);
                         self.$field.push(Sink::new(id, Target::Public(r), budget))
                     })*
+                    Subscription::SentWithMessage(r) => {
+                        let budget = self.budget_for(id, DEFAULT_SUBSCRIBER_BYTES);
+                        self.sent.push(Sink::new(id, Target::Public(r), budget).with_message())
+                    }
                     $(Subscription::Internal(InternalSubscription(InternalTarget::$variant(f))) => {
                         let budget = self.budget_for(id, INTERNAL_SUBSCRIBER_BYTES);
                         self.$field.push(Sink::new(id, Target::Internal(f), budget))
@@ -173,6 +181,8 @@ kinds! {
     Block(BlockReceived) => block, "block";
     /// Every message.
     Message(MessageReceived) => message, "message";
+    /// Every message sent: command and wire length (see also `SentWithMessage`).
+    Sent(MessageSent) => sent, "sent";
     /// Bans made by a group.
     Banned(AddressBanned) => banned, "banned";
     /// Bans ended in a group.
@@ -239,8 +249,8 @@ impl Subscription {
 
     /// The usual set for an actor that handles them all: lifecycle (`state`, `ready`,
     /// `disconnected`) and data (`inv`, `tx`, `addr`, `headers`, `block`). Opt-in kinds are left
-    /// out: `getdata` (peers asking us for data), the catch-all `message`, and the group's
-    /// `banned`/`unbanned`.
+    /// out: `getdata` (peers asking us for data), the catch-all `message`, `sent` (what we
+    /// write), and the group's `banned`/`unbanned`.
     pub fn common<A>(addr: &Addr<A>) -> Vec<Subscription>
     where
         A: Actor<Context = Context<A>>
@@ -511,6 +521,30 @@ impl Subscribers {
     /// without copying it.
     pub(crate) fn transaction(&mut self, peer: PeerId, addr: &PeerAddr, tx: Arc<bitcoin::Transaction>) {
         publish(&mut self.tx, || TxReceived { peer, addr: addr.clone(), tx });
+    }
+
+    /// Publishes a message handed to the peer's writer (`wire_len` bytes, header included):
+    /// command and length to every `sent` subscriber, and a copy of the message, made once, to
+    /// those that asked for it ([`Subscription::SentWithMessage`]).
+    pub fn sent(
+        &mut self,
+        peer: PeerId,
+        addr: &PeerAddr,
+        command: &'static str,
+        wire_len: usize,
+        msg: &Message,
+    ) {
+        publish_split(
+            &mut self.sent,
+            || MessageSent { peer, addr: addr.clone(), command, wire_len, message: None },
+            || MessageSent {
+                peer,
+                addr: addr.clone(),
+                command,
+                wire_len,
+                message: Some(Arc::new(msg.clone())),
+            },
+        );
     }
 
     /// Publishes a received message: to the catch-all subscribers, and when `typed` is set (the

@@ -74,6 +74,15 @@ notification!(
     /// Any message at all, handshake and control traffic included (btcd's `OnRead`).
     MessageReceived { /// The message.
         message: Arc<Message> });
+notification!(
+    /// A message was handed to the peer's writer, in send order (btcd's `OnWrite`; the
+    /// write itself follows unless the connection fails first). Subscribe with
+    /// `Subscription::Sent` for command and length, `Subscription::SentWithMessage` for the
+    /// message too.
+    MessageSent { /// Command name as counted in statistics (`*other*` for unknown ones).
+        command: &'static str, /// Bytes on the wire (v1 header and payload).
+        wire_len: usize, /// The message, for `SentWithMessage` subscribers; `None` otherwise.
+        message: Option<Arc<Message>> });
 
 /// An address was banned (a group notification).
 #[derive(Debug, Clone, ActixMessage)]

@@ -117,6 +117,8 @@ where
     pub(crate) budget: Budget,
     delivered: u64,
     dropped: u64,
+    /// The subscriber asked for the message itself (kinds that carry it only on request).
+    pub(crate) with_message: bool,
     /// Shared by every peer's copy: the first drop is logged once per subscription.
     warned: Arc<AtomicBool>,
 }
@@ -133,6 +135,7 @@ where
             budget: self.budget.clone(),
             delivered: 0,
             dropped: 0,
+            with_message: self.with_message,
             warned: self.warned.clone(),
         }
     }
@@ -143,7 +146,21 @@ where
     M::Result: Send,
 {
     pub(crate) fn new(id: SubscriberId, target: Target<M>, budget: Budget) -> Self {
-        Sink { id, target, budget, delivered: 0, dropped: 0, warned: Arc::new(AtomicBool::new(false)) }
+        Sink {
+            id,
+            target,
+            budget,
+            delivered: 0,
+            dropped: 0,
+            with_message: false,
+            warned: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The same sink, delivering the notification's full form (see [`publish_split`]).
+    pub(crate) fn with_message(mut self) -> Self {
+        self.with_message = true;
+        self
     }
 
     pub(crate) fn stats(&self, kind: &'static str) -> SubscriberStats {
@@ -196,6 +213,34 @@ pub(crate) fn publish<M: Notification>(sinks: &mut Vec<Sink<M>>, make: impl FnOn
         closed |= sink.deliver(msg.clone(), weight, kind);
     }
     closed |= last.deliver(msg, weight, kind);
+    if closed {
+        sinks.retain(|s| s.target.connected());
+    }
+}
+
+/// Publishes a notification that has a light form and a full one (carrying a copy of the
+/// message): each is built at most once, and only if some sink wants it.
+pub(crate) fn publish_split<M: Notification>(
+    sinks: &mut Vec<Sink<M>>,
+    light: impl FnOnce() -> M,
+    full: impl FnOnce() -> M,
+) {
+    if sinks.is_empty() {
+        return;
+    }
+    let weighed = |m: M| {
+        let w = m.weight() + NOTICE_OVERHEAD;
+        (m, w)
+    };
+    let light = sinks.iter().any(|s| !s.with_message).then(light).map(weighed);
+    let full = sinks.iter().any(|s| s.with_message).then(full).map(weighed);
+    let mut closed = false;
+    for sink in sinks.iter_mut() {
+        let msg = if sink.with_message { &full } else { &light };
+        if let Some((msg, weight)) = msg {
+            closed |= sink.deliver(msg.clone(), *weight, M::KIND);
+        }
+    }
     if closed {
         sinks.retain(|s| s.target.connected());
     }

@@ -211,3 +211,52 @@ async fn stopped_subscribers_are_removed() {
         tokio::task::yield_now().await;
     }
 }
+
+/// Keeps the `MessageSent` notifications it receives.
+#[derive(Default)]
+struct Sent(Vec<MessageSent>);
+
+impl Actor for Sent {
+    type Context = Context<Self>;
+}
+
+impl Handler<MessageSent> for Sent {
+    type Result = ();
+    fn handle(&mut self, m: MessageSent, _: &mut Context<Self>) {
+        self.0.push(m);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<MessageSent>")]
+struct TakeSent;
+
+impl Handler<TakeSent> for Sent {
+    type Result = MessageResult<TakeSent>;
+    fn handle(&mut self, _: TakeSent, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(std::mem::take(&mut self.0))
+    }
+}
+
+#[actix_rt::test]
+async fn sent_carries_the_message_only_to_those_who_asked() {
+    let light = Sent::default().start();
+    let full = Sent::default().start();
+    let mut subs = Subscribers::new();
+    subs.add(Subscription::Sent(light.clone().recipient()));
+    subs.add(Subscription::SentWithMessage(full.clone().recipient()));
+    subs.sent(PeerId(3), &addr(), "ping", 32, &crate::wire::Message::Ping(9));
+    let light_seen = light.send(TakeSent).await.expect("alive");
+    let full_seen = full.send(TakeSent).await.expect("alive");
+    assert_eq!(light_seen.len(), 1);
+    assert_eq!((light_seen[0].command, light_seen[0].wire_len, light_seen[0].peer), ("ping", 32, PeerId(3)));
+    assert!(light_seen[0].message.is_none());
+    assert_eq!(full_seen[0].message.as_deref(), Some(&crate::wire::Message::Ping(9)));
+    let stats = subs.stats();
+    assert!(stats.iter().all(|s| s.kind == "sent" && s.delivered == 1), "{stats:?}");
+    // A group copies its subscriptions to every peer: the flag goes with the copy.
+    let mut copy = subs.clone();
+    copy.sent(PeerId(4), &addr(), "pong", 32, &crate::wire::Message::Pong(9));
+    assert!(full.send(TakeSent).await.expect("alive")[0].message.is_some());
+    assert!(light.send(TakeSent).await.expect("alive")[0].message.is_none());
+}

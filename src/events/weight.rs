@@ -84,6 +84,12 @@ impl Weight for BlockReceived {
     }
 }
 
+impl Weight for MessageSent {
+    fn weight(&self) -> usize {
+        size_of::<Self>() + self.message.as_deref().map_or(0, message_weight)
+    }
+}
+
 impl Weight for MessageReceived {
     fn weight(&self) -> usize {
         size_of::<Self>() + message_weight(&self.message)

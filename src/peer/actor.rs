@@ -241,9 +241,14 @@ impl PeerActor {
         }
         self.budget.try_reserve(bytes.len())?;
         let command = wire::message_command(msg);
-        let _g = self.span.enter();
-        debug!(command, len = bytes.len(), "send");
-        writer.send(WriteCmd::Frame { bytes, command, done }).map_err(|_| SendError::Disconnected)
+        {
+            let _g = self.span.enter();
+            super::trace::message(super::trace::Direction::Send, command, &bytes, Some(msg));
+        }
+        let len = bytes.len();
+        writer.send(WriteCmd::Frame { bytes, command, done }).map_err(|_| SendError::Disconnected)?;
+        self.subscribers.sent(self.id, &self.addr, command, len, msg);
+        Ok(())
     }
 
     fn run_actions(&mut self, ctx: &mut Context<Self>) {
@@ -309,7 +314,7 @@ impl PeerActor {
         self.count(|m| m.message(false, frame.command, frame.wire_len));
         match frame.message {
             Ok(Payload::Message(msg)) => {
-                self.trace_recv(frame.command, frame.wire_len);
+                self.trace_recv(frame.command, &frame.raw, Some(&msg));
                 let verdict = self.machine.on_message(now, &msg);
                 self.run_actions(ctx);
                 if verdict != Verdict::Consumed {
@@ -331,7 +336,7 @@ impl PeerActor {
                 }
             }
             Ok(Payload::Block(raw)) => {
-                self.trace_recv(frame.command, frame.wire_len);
+                self.trace_recv(frame.command, &frame.raw, None);
                 let verdict = self.machine.on_block(now);
                 self.run_actions(ctx);
                 if self.machine.is_closed() {
@@ -392,9 +397,9 @@ impl PeerActor {
         }
     }
 
-    fn trace_recv(&self, command: &'static str, len: usize) {
+    fn trace_recv(&self, command: &'static str, frame: &[u8], msg: Option<&Message>) {
         let _g = self.span.enter();
-        debug!(command, len, "recv");
+        super::trace::message(super::trace::Direction::Recv, command, frame, msg);
     }
 
     fn invalid_frame(&mut self, now: Instant, error: &CodecError) {

@@ -16,6 +16,7 @@ pub(crate) mod reason;
 pub(crate) mod relay;
 pub mod requests;
 pub(crate) mod stats;
+pub(crate) mod trace;
 
 use std::fmt;
 use std::net::SocketAddr;

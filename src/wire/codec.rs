@@ -101,6 +101,9 @@ pub struct Frame {
     pub wire_len: usize,
     /// The payload, or why this one frame was rejected.
     pub message: Result<Payload, CodecError>,
+    /// The whole frame as it arrived (header and payload), for trace logs: a view of the read
+    /// buffer, not a copy, released with the frame.
+    pub raw: Bytes,
 }
 
 impl Frame {
@@ -269,7 +272,8 @@ impl Decoder for Codec {
         }
         let frame = src.split_to(wire_len).freeze();
         if !command_is_valid(&raw_cmd) {
-            return Ok(Some(Frame { command, wire_len, message: Err(CodecError::InvalidCommand(raw_cmd)) }));
+            let message = Err(CodecError::InvalidCommand(raw_cmd));
+            return Ok(Some(Frame { command, wire_len, message, raw: frame }));
         }
         let message = if command == "block" {
             verify_checksum(&frame, command)
@@ -277,7 +281,7 @@ impl Decoder for Codec {
         } else {
             decode_frame(&frame, command, &raw_cmd).map(Payload::Message)
         };
-        Ok(Some(Frame { command, wire_len, message }))
+        Ok(Some(Frame { command, wire_len, message, raw: frame }))
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
