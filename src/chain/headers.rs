@@ -425,7 +425,8 @@ impl HeaderChain {
             if path.tip_hash == self.best.tip_hash() {
                 self.best.push(header, hash, work);
                 out.connected.push((hash, height));
-                path.push(header, hash);
+                // The path is the best chain up to its new tip: nothing to copy into `branch`.
+                path = Path { base: height, branch: Vec::new(), tip_hash: hash };
             } else {
                 let seq = self.bump_seq();
                 self.side.insert(hash, SideEntry { header, height, work, seq });
