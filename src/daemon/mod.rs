@@ -89,20 +89,25 @@ pub fn run(settings: Settings) -> Result<(), Error> {
             data_dir = ?config.data_dir,
             "btcpeerd starting"
         );
-        // The chain is loaded before the group dials, so the first peers already get our
-        // height in `version`.
+        // The group dials first and the chain loads after (a mainnet headers.dat takes most
+        // of a second to replay): peers dialed before the load finishes are told the height
+        // known then (`version` start heights are hints).
         let group_ctx = Context::<PeerGroup>::new();
         let group_addr = group_ctx.address();
+        let group = group_ctx.run(PeerGroup::new(config, subscriptions));
+        // One turn of the runtime: the group starts and its first dials leave (each peer
+        // connects on its own arbiter) before the chain's file work blocks this thread.
+        tokio::task::yield_now().await;
         let chain = match sync_config.map(|c| ChainSync::new(c, group_addr.clone())).transpose() {
             Ok(chain) => chain,
             Err(e) => {
+                let _ = group.send(Shutdown).await;
                 return Err(Error::Io {
                     context: "cannot load the header chain".into(),
                     source: std::io::Error::other(e.to_string()),
-                })
+                });
             }
         };
-        let group = group_ctx.run(PeerGroup::new(config, subscriptions));
         let chain = chain.map(|sync| {
             let sync = sync.start();
             if let Some(log) = &log {
