@@ -358,6 +358,37 @@ pub(crate) fn locator_entries(
 mod tests {
     use super::*;
 
+    /// Headers by height with arbitrary timestamps.
+    struct Times(Vec<Header>);
+
+    impl Ancestors for Times {
+        fn get(&self, height: u32) -> Option<Header> {
+            self.0.get(height as usize).copied()
+        }
+    }
+
+    /// The rolling window gives `median_time_past`'s answer at every height, from the first
+    /// headers (fewer than 11 timestamps) on.
+    #[test]
+    fn time_window_matches_median_time_past() {
+        let genesis = bitcoin::constants::genesis_block(bitcoin::Network::Regtest).header;
+        let mut x = 7u32;
+        let chain: Vec<Header> = (0..60)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                Header { time: 1_000_000 + (x >> 16) % 5_000, ..genesis }
+            })
+            .collect();
+        let anc = Times(chain.clone());
+        let mut window = TimeWindow::new(&anc, 0, &chain[0]);
+        for h in 0..chain.len() as u32 {
+            assert_eq!(window.median(), median_time_past(&anc, h, &chain[h as usize]), "height {h}");
+            if let Some(next) = chain.get(h as usize + 1) {
+                window.push(next.time);
+            }
+        }
+    }
+
     /// Core's `DeriveTarget` inside `CheckProofOfWork`: bits that overflow 256 bits or encode a
     /// target above the network's `powLimit` fail, whatever the hash.
     #[test]
