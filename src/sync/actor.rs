@@ -465,7 +465,10 @@ impl Actor for ChainSync {
         });
     }
 
-    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+    fn stopping(&mut self, ctx: &mut Context<Self>) -> Running {
+        // A batch received but not yet checked is checked and written before the final flush.
+        self.machine.settle();
+        self.run(ctx);
         self.flush();
         Running::Stop
     }
