@@ -18,6 +18,8 @@
 mod snapshot;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_services;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -284,6 +286,16 @@ impl AddrBook {
     pub fn attempt(&mut self, addr: &PeerAddr, now: u64) -> bool {
         let Some(info) = self.entries.get_mut(&canonical(addr)) else { return false };
         info.last_attempt = now;
+        true
+    }
+
+    /// Records the services a peer we dialed announced in its `version`, replacing what gossip
+    /// said; false if unknown. Core's `AddrMan::SetServices` (`addrman.cpp`), called from
+    /// `ProcessMessage` VERSION for outbound connections only (`net_processing.cpp`: it
+    /// "overwrites potentially existing services", while `addr` gossip only adds bits).
+    pub fn set_services(&mut self, addr: &PeerAddr, services: u64) -> bool {
+        let Some(info) = self.entries.get_mut(&canonical(addr)) else { return false };
+        info.services = services;
         true
     }
 

@@ -9,8 +9,8 @@ use bitcoin::pow::Work;
 use bitcoin::BlockHash;
 
 use super::best::BestChain;
-use super::validate::{self, Ancestors, Rules};
-use super::{Checkpoint, Connected, HeaderError, Tip};
+use super::validate::{self, Ancestors, Rules, TimeWindow};
+use super::{Checkpoint, Connected, HashedHeaders, HeaderError, Tip};
 use crate::Network;
 
 /// Default cap on headers kept off the best chain (forks): about 170 bytes each, under 4 MB.
@@ -91,6 +91,8 @@ impl Path {
 struct View<'a> {
     best: &'a BestChain,
     path: &'a Path,
+    /// The path tip's median time past, when the caller keeps it.
+    mtp: Option<(u32, usize)>,
 }
 
 impl Ancestors for View<'_> {
@@ -99,6 +101,13 @@ impl Ancestors for View<'_> {
             self.best.header_at(height).copied()
         } else {
             self.path.branch.get((height - self.path.base - 1) as usize).copied()
+        }
+    }
+
+    fn median_time_past(&self, prev_height: u32, prev: &Header) -> (u32, usize) {
+        match self.mtp {
+            Some(mtp) if prev_height == self.path.tip_height() => mtp,
+            _ => validate::median_time_past(self, prev_height, prev),
         }
     }
 }
@@ -261,7 +270,7 @@ impl HeaderChain {
     /// A locator from any stored header (`None` if unknown).
     pub fn locator_from(&self, hash: &BlockHash) -> Option<Vec<BlockHash>> {
         let path = self.path_to(hash)?;
-        let view = View { best: &self.best, path: &path };
+        let view = View { best: &self.best, path: &path, mtp: None };
         Some(validate::locator_entries(path.tip_height(), self.best.start(), |h| view.hash_at(h)))
     }
 
@@ -304,8 +313,14 @@ impl HeaderChain {
     /// added is in [`Connected::error`]. Costs one sha256d per header plus a few comparisons;
     /// a fork walks back to the best chain once per call.
     pub fn connect(&mut self, headers: &[Header], now: u64) -> Result<Connected, HeaderError> {
-        let hashes: Vec<BlockHash> = headers.iter().map(Header::block_hash).collect();
-        let (mut connected, failure) = self.connect_hashed(headers, &hashes, Some(now));
+        self.connect_hashed(&HashedHeaders::new(headers.to_vec()), now)
+    }
+
+    /// [`connect`](Self::connect) for headers hashed once on the way in: nothing is hashed
+    /// again. The added headers are `headers.range(known..known + added)`, ready for
+    /// [`HeaderStore::append_hashed`](super::HeaderStore::append_hashed).
+    pub fn connect_hashed(&mut self, headers: &HashedHeaders, now: u64) -> Result<Connected, HeaderError> {
+        let (mut connected, failure) = self.connect_with(headers.headers(), headers.hashes(), Some(now));
         match failure {
             Some((_, e)) if connected.added == 0 => Err(e),
             Some((_, e)) => {
@@ -319,7 +334,7 @@ impl HeaderChain {
     /// [`connect`](Self::connect) with the hashes already computed (`hashes[i]` must be
     /// `headers[i]`'s) and the future-time rule skipped when `now` is `None`. On failure also
     /// says which header failed.
-    pub(crate) fn connect_hashed(
+    pub(crate) fn connect_with(
         &mut self,
         headers: &[Header],
         hashes: &[BlockHash],
@@ -328,8 +343,9 @@ impl HeaderChain {
         let mut out = Connected::default();
         let n = headers.len().min(hashes.len());
         // Message-level checks first, as Core's `CheckHeadersPoW`: PoW, then continuity.
+        let mut targets = None;
         for i in 0..n {
-            if let Err(e) = validate::check_pow(&self.rules, &headers[i], hashes[i]) {
+            if let Err(e) = validate::check_pow_cached(&self.rules, &headers[i], hashes[i], &mut targets) {
                 return (out, Some((i, e)));
             }
         }
@@ -356,13 +372,17 @@ impl HeaderChain {
         };
         let mut parent_work = self.work_of(&path);
         let mut walk: Option<u32> = None; // testnet walk-back result for the path's tip
+        let mut times: Option<TimeWindow> = None; // the path tip's last 11 timestamps
+        let mut work_of_bits: Option<(u32, Work)> = None; // a header's work, by its bits
 
         let mut failure = None;
         for i in first_new..n {
             let (header, hash) = (headers[i], hashes[i]);
-            let view = View { best: &self.best, path: &path };
+            let mut view = View { best: &self.best, path: &path, mtp: None };
             let prev_height = path.tip_height();
             let Some(prev) = view.get(prev_height) else { break };
+            let window = times.get_or_insert_with(|| TimeWindow::new(&view, prev_height, &prev));
+            view.mtp = Some(window.median());
             let rules = &self.rules;
             // The testnet walk-back runs once per call; later headers update it in O(1).
             let walk_value = match walk {
@@ -389,11 +409,24 @@ impl HeaderChain {
             if rules.params.allow_min_difficulty_blocks {
                 walk = Some(validate::next_last_non_min_bits(rules, height, &header, walk_value));
             }
-            let work = parent_work + header.work();
+            let bits = header.bits.to_consensus();
+            let header_work = match work_of_bits {
+                Some((b, w)) if b == bits => w,
+                _ => {
+                    let w = header.work();
+                    work_of_bits = Some((bits, w));
+                    w
+                }
+            };
+            let work = parent_work + header_work;
+            if let Some(window) = &mut times {
+                window.push(header.time);
+            }
             if path.tip_hash == self.best.tip_hash() {
                 self.best.push(header, hash, work);
                 out.connected.push((hash, height));
-                path.push(header, hash);
+                // The path is the best chain up to its new tip: nothing to copy into `branch`.
+                path = Path { base: height, branch: Vec::new(), tip_hash: hash };
             } else {
                 let seq = self.bump_seq();
                 self.side.insert(hash, SideEntry { header, height, work, seq });

@@ -9,12 +9,14 @@
 //!
 //! Layout:
 //! - `headers`: [`HeaderChain`] itself: connecting, forks and reorgs, locators, fork eviction.
+//! - `hashed`: [`HashedHeaders`], headers with the hashes computed once on the way in.
 //! - `best`: the compact storage of the best chain (what makes ~900k mainnet headers cheap).
 //! - `validate`: Core's consensus rules for headers as free functions (`pow.cpp`,
 //!   `validation.cpp`).
 //! - `store`: `<data_dir>/headers.dat`, its record format and its recovery rules.
 
 mod best;
+mod hashed;
 mod headers;
 mod store;
 mod validate;
@@ -32,6 +34,7 @@ use bitcoin::block::Header;
 use bitcoin::pow::Work;
 use bitcoin::BlockHash;
 
+pub use hashed::HashedHeaders;
 pub use headers::{HeaderChain, MAX_FORK_HEADERS};
 pub use store::{HeaderStore, LoadReport, StoreError, FILE_MAGIC, FILE_NAME, RECORD_LEN};
 pub use validate::{MAX_FUTURE_BLOCK_TIME, MAX_LOCATOR_SZ, MAX_TIMEWARP, MEDIAN_TIME_SPAN};

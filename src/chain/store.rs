@@ -21,12 +21,12 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bitcoin::block::Header;
-use bitcoin::consensus::{deserialize, serialize};
+use bitcoin::consensus::{deserialize, Encodable};
 use bitcoin::hashes::Hash;
 use bitcoin::BlockHash;
 
 use super::validate::MAX_FUTURE_BLOCK_TIME;
-use super::{HeaderChain, HeaderError};
+use super::{HashedHeaders, HeaderChain, HeaderError};
 use crate::Network;
 
 /// The store's file name inside the data directory.
@@ -104,10 +104,16 @@ fn file_header(network: Network) -> [u8; FILE_HEADER_LEN] {
 }
 
 fn record(header: &Header) -> [u8; RECORD_LEN] {
+    record_hashed(header, &header.block_hash())
+}
+
+/// A record for `header`, whose hash the caller already computed (no second sha256d).
+fn record_hashed(header: &Header, hash: &BlockHash) -> [u8; RECORD_LEN] {
     let mut r = [0u8; RECORD_LEN];
-    let bytes = serialize(header);
-    r[..80].copy_from_slice(&bytes);
-    r[80..].copy_from_slice(&header.block_hash().to_byte_array()[..4]);
+    let mut w = &mut r[..80];
+    // Writing 80 bytes into an 80-byte slice cannot fail.
+    let _ = header.consensus_encode(&mut w);
+    r[80..].copy_from_slice(&hash.to_byte_array()[..4]);
     r
 }
 
@@ -139,7 +145,7 @@ impl Replay<'_> {
     fn flush(&mut self) -> Result<(), (u64, String)> {
         // No future-time rule: these headers passed it when they arrived, and a clock that went
         // back must not cost the chain.
-        let (c, failure) = self.chain.connect_hashed(&self.headers, &self.hashes, None);
+        let (c, failure) = self.chain.connect_with(&self.headers, &self.hashes, None);
         self.report.loaded += c.added;
         self.report.skipped += c.known;
         let n = self.headers.len();
@@ -370,6 +376,20 @@ impl HeaderStore {
         let mut buf = Vec::with_capacity(headers.len() * RECORD_LEN);
         for h in headers {
             buf.extend_from_slice(&record(h));
+        }
+        self.file.write_all(&buf).map_err(io_err(&self.path, "append to"))?;
+        self.records += headers.len() as u64;
+        Ok(())
+    }
+
+    /// [`append`](Self::append) for headers hashed once on the way in: storing hashes nothing.
+    pub fn append_hashed(&mut self, headers: &HashedHeaders) -> Result<(), StoreError> {
+        if headers.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(headers.len() * RECORD_LEN);
+        for (h, hash) in headers.headers().iter().zip(headers.hashes()) {
+            buf.extend_from_slice(&record_hashed(h, hash));
         }
         self.file.write_all(&buf).map_err(io_err(&self.path, "append to"))?;
         self.records += headers.len() as u64;

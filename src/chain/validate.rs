@@ -32,6 +32,67 @@ pub const MAX_LOCATOR_SZ: usize = 101;
 pub(crate) trait Ancestors {
     /// The header at `height`, or `None` below the chain's start or above its end.
     fn get(&self, height: u32) -> Option<Header>;
+
+    /// [`median_time_past`] for `prev` at `prev_height`; a caller that keeps the recent
+    /// timestamps as it goes answers without reading 11 headers.
+    fn median_time_past(&self, prev_height: u32, prev: &Header) -> (u32, usize)
+    where
+        Self: Sized,
+    {
+        median_time_past(self, prev_height, prev)
+    }
+}
+
+/// The last [`MEDIAN_TIME_SPAN`] timestamps of a chain being extended header by header, oldest
+/// first, so each header's median time past costs a sort of 11 numbers and no lookups.
+#[derive(Debug, Clone)]
+pub(crate) struct TimeWindow {
+    times: [u32; MEDIAN_TIME_SPAN],
+    len: usize,
+}
+
+impl TimeWindow {
+    /// The window ending at `prev` (at `prev_height`): what [`median_time_past`] reads.
+    pub fn new(anc: &impl Ancestors, prev_height: u32, prev: &Header) -> TimeWindow {
+        let mut newest_first = [0u32; MEDIAN_TIME_SPAN];
+        newest_first[0] = prev.time;
+        let mut len = 1;
+        let mut h = prev_height;
+        while len < MEDIAN_TIME_SPAN && h > 0 {
+            h -= 1;
+            match anc.get(h) {
+                Some(header) => {
+                    newest_first[len] = header.time;
+                    len += 1;
+                }
+                None => break,
+            }
+        }
+        let mut times = [0u32; MEDIAN_TIME_SPAN];
+        for (i, t) in newest_first[..len].iter().rev().enumerate() {
+            times[i] = *t;
+        }
+        TimeWindow { times, len }
+    }
+
+    /// The median and how many timestamps there are, as [`median_time_past`].
+    pub fn median(&self) -> (u32, usize) {
+        let mut sorted = self.times;
+        let window = &mut sorted[..self.len];
+        window.sort_unstable();
+        (window[self.len / 2], self.len)
+    }
+
+    /// Moves the window onto the next header.
+    pub fn push(&mut self, time: u32) {
+        if self.len == MEDIAN_TIME_SPAN {
+            self.times.copy_within(1.., 0);
+            self.times[MEDIAN_TIME_SPAN - 1] = time;
+        } else {
+            self.times[self.len] = time;
+            self.len += 1;
+        }
+    }
 }
 
 /// One network's header rules, resolved once.
@@ -83,6 +144,28 @@ impl Rules {
 /// Core's `CheckProofOfWork` (`pow.cpp`): the target derives and the hash meets it.
 pub(crate) fn check_pow(rules: &Rules, header: &Header, hash: BlockHash) -> Result<(), HeaderError> {
     match derive_target(header.bits.to_consensus(), rules.pow_limit) {
+        Some(target) if target.is_met_by(hash) => Ok(()),
+        _ => Err(HeaderError::BadProofOfWork { hash }),
+    }
+}
+
+/// [`check_pow`] remembering the last `bits` decoded: a batch almost always shares one.
+pub(crate) fn check_pow_cached(
+    rules: &Rules,
+    header: &Header,
+    hash: BlockHash,
+    cache: &mut Option<(u32, Option<Target>)>,
+) -> Result<(), HeaderError> {
+    let bits = header.bits.to_consensus();
+    let target = match *cache {
+        Some((b, t)) if b == bits => t,
+        _ => {
+            let t = derive_target(bits, rules.pow_limit);
+            *cache = Some((bits, t));
+            t
+        }
+    };
+    match target {
         Some(target) if target.is_met_by(hash) => Ok(()),
         _ => Err(HeaderError::BadProofOfWork { hash }),
     }
@@ -216,7 +299,7 @@ pub(crate) fn check_contextual(
         return Err(HeaderError::BadDifficulty { hash, expected, got });
     }
 
-    let (mtp, count) = median_time_past(anc, prev_height, prev);
+    let (mtp, count) = anc.median_time_past(prev_height, prev);
     // After a checkpoint the first ten headers see fewer than 11 ancestors, where Core sees the
     // real ones: a median of the few could reject a valid header, so the rule waits for a full
     // window. (From genesis, Core too uses the few there are.)
@@ -274,6 +357,37 @@ pub(crate) fn locator_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Headers by height with arbitrary timestamps.
+    struct Times(Vec<Header>);
+
+    impl Ancestors for Times {
+        fn get(&self, height: u32) -> Option<Header> {
+            self.0.get(height as usize).copied()
+        }
+    }
+
+    /// The rolling window gives `median_time_past`'s answer at every height, from the first
+    /// headers (fewer than 11 timestamps) on.
+    #[test]
+    fn time_window_matches_median_time_past() {
+        let genesis = bitcoin::constants::genesis_block(bitcoin::Network::Regtest).header;
+        let mut x = 7u32;
+        let chain: Vec<Header> = (0..60)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                Header { time: 1_000_000 + (x >> 16) % 5_000, ..genesis }
+            })
+            .collect();
+        let anc = Times(chain.clone());
+        let mut window = TimeWindow::new(&anc, 0, &chain[0]);
+        for h in 0..chain.len() as u32 {
+            assert_eq!(window.median(), median_time_past(&anc, h, &chain[h as usize]), "height {h}");
+            if let Some(next) = chain.get(h as usize + 1) {
+                window.push(next.time);
+            }
+        }
+    }
 
     /// Core's `DeriveTarget` inside `CheckProofOfWork`: bits that overflow 256 bits or encode a
     /// target above the network's `powLimit` fail, whatever the hash.

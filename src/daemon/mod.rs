@@ -100,20 +100,38 @@ pub fn run(settings: Settings) -> Result<(), Error> {
             data_dir = ?config.data_dir,
             "btcpeerd starting"
         );
-        // The chain is loaded before the group dials, so the first peers already get our
-        // height in `version`.
+        // A chain on disk is loaded before the group dials, so the first peers get our height
+        // in `version` (a mainnet-sized headers.dat replays in well under a second). A first
+        // start has nothing to load: the group dials at once and the new file is created
+        // after (its atomic creation costs two fsyncs).
+        let load_first = sync_config
+            .as_ref()
+            .and_then(|c| c.data_dir.as_ref())
+            .is_some_and(|dir| dir.join(crate::chain::FILE_NAME).exists());
         let group_ctx = Context::<PeerGroup>::new();
         let group_addr = group_ctx.address();
-        let chain = match sync_config.map(|c| ChainSync::new(c, group_addr.clone())).transpose() {
-            Ok(chain) => chain,
-            Err(e) => {
-                return Err(Error::Io {
-                    context: "cannot load the header chain".into(),
-                    source: std::io::Error::other(e.to_string()),
-                })
+        let load = |sync_config: Option<ChainSyncConfig>| {
+            sync_config.map(|c| ChainSync::new(c, group_addr.clone())).transpose().map_err(|e| Error::Io {
+                context: "cannot load the header chain".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        };
+        let (group, chain) = if load_first {
+            let chain = load(sync_config)?;
+            (group_ctx.run(PeerGroup::new(config, subscriptions)), chain)
+        } else {
+            let group = group_ctx.run(PeerGroup::new(config, subscriptions));
+            // One turn of the runtime: the group starts and its first dials leave (each peer
+            // connects on its own arbiter) before the file work blocks this thread.
+            tokio::task::yield_now().await;
+            match load(sync_config) {
+                Ok(chain) => (group, chain),
+                Err(e) => {
+                    let _ = group.send(Shutdown).await;
+                    return Err(e);
+                }
             }
         };
-        let group = group_ctx.run(PeerGroup::new(config, subscriptions));
         let chain = chain.map(|sync| {
             let sync = sync.start();
             if let Some(log) = &log {

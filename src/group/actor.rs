@@ -109,6 +109,9 @@ pub struct PeerGroup {
     pub(super) tx_events: Subscribers,
     /// The tracker's next deadline and its timer.
     pub(super) tx_timer: Option<(Instant, SpawnHandle)>,
+    /// The policy's next deadline (a static redial, the end of a storm pause) and its timer,
+    /// so a 250 ms backoff redials after 250 ms, not at the next 1 s tick.
+    policy_timer: Option<(Instant, SpawnHandle)>,
     /// This actor's address, once started (peers report `notfound` to it).
     pub(super) me: Option<Addr<PeerGroup>>,
 }
@@ -162,6 +165,7 @@ impl PeerGroup {
             tx_events: Subscribers::new(),
             own_budget: Budget::internal(),
             tx_timer: None,
+            policy_timer: None,
             me: None,
         };
         for s in subscriptions {
@@ -231,6 +235,25 @@ impl PeerGroup {
             self.dial(dial, ctx);
         }
         self.maybe_query_seeds(ctx);
+        self.arm_policy_timer(now, ctx);
+    }
+
+    /// Arms a timer at [`Policy::next_deadline`] unless one is armed at or before it. A
+    /// deadline already past that `poll_dials` did not act on (a slot the user banned, a storm
+    /// pause with nothing to dial) is left to the 1 s tick, so it cannot spin.
+    fn arm_policy_timer(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        let Some(due) = self.policy.next_deadline().filter(|due| *due > now) else { return };
+        if self.policy_timer.as_ref().is_some_and(|(at, _)| *at <= due) {
+            return;
+        }
+        if let Some((_, handle)) = self.policy_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(due.saturating_duration_since(now), |act, ctx| {
+            act.policy_timer = None;
+            act.run_policy(ctx);
+        });
+        self.policy_timer = Some((due, handle));
     }
 
     fn dial(&mut self, dial: Dial, ctx: &mut Context<Self>) {
@@ -440,6 +463,10 @@ impl PeerGroup {
         if entry.link == Link::Outbound {
             self.policy.on_ready(id);
             self.book.good(&entry.addr, unix_now());
+            // As Core's VERSION handling: an outbound peer's own word on its services wins.
+            if let Some(info) = &entry.info {
+                self.book.set_services(&entry.addr, info.services);
+            }
         }
         deliver(self.ready_waiters.on_ready(self.ready_count()));
     }

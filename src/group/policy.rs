@@ -323,8 +323,7 @@ impl Policy {
         })
     }
 
-    #[cfg(test)]
-    /// When the next static redial or storm pause ends (for arming a timer).
+    /// When the next static redial or storm pause ends (the group arms a timer at it).
     pub fn next_deadline(&self) -> Option<Instant> {
         let statics = self.slots.iter().filter(|s| s.peer.is_none()).map(|s| s.next_at);
         let storming = !self.cfg.connect_only && self.failures_in_row >= self.storm_threshold();

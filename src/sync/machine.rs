@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 pub(crate) mod blocks;
 
-use crate::chain::{Connected, HeaderChain, HeaderError, Tip};
+use crate::chain::{Connected, HashedHeaders, HeaderChain, HeaderError, Tip};
 use crate::peer::PeerId;
 use crate::wire::limits::MAX_HEADERS_RESULTS;
 
@@ -55,8 +55,9 @@ pub enum SyncAction {
         /// The peer that claims the most.
         preferred: Option<PeerId>,
     },
-    /// Headers newly stored (any branch), in order: append them to the header file.
-    Store(Vec<Header>),
+    /// Headers newly stored (any branch), in order, with the hashes computed on the way in:
+    /// append them to the header file.
+    Store(HashedHeaders),
     /// The best chain changed.
     TipChanged {
         /// Headers that joined the best chain, in height order.
@@ -122,6 +123,19 @@ pub struct HeaderSync {
     last_full_end: Option<BlockHash>,
     warned_low_work: bool,
     actions: VecDeque<SyncAction>,
+    /// An answer taken by `receive`, not yet validated (`settle`).
+    pending: Option<Batch>,
+}
+
+/// An answer between [`HeaderSync::receive`] and [`HeaderSync::settle`].
+#[derive(Debug)]
+struct Batch {
+    now: Instant,
+    unix: u64,
+    peer: PeerId,
+    headers: HashedHeaders,
+    /// `receive` already asked for the next batch.
+    pipelined: bool,
 }
 
 impl HeaderSync {
@@ -141,6 +155,7 @@ impl HeaderSync {
             last_full_end: None,
             warned_low_work: false,
             actions: VecDeque::new(),
+            pending: None,
         }
     }
 
@@ -166,6 +181,7 @@ impl HeaderSync {
 
     /// A peer finished its handshake claiming `start_height` (a hint, not a promise).
     pub fn peer_ready(&mut self, now: Instant, peer: PeerId, start_height: i32) {
+        self.settle();
         let claim = u32::try_from(start_height).unwrap_or(0);
         self.peers.insert(peer, claim);
         if claim > self.chain.height() {
@@ -176,13 +192,28 @@ impl HeaderSync {
 
     /// A peer left.
     pub fn peer_gone(&mut self, peer: PeerId) {
+        self.settle();
         self.peers.remove(&peer);
     }
 
     /// Our header request was answered by `peer`. The same headers may already have come in
     /// through [`on_headers`](Self::on_headers); what counts is where the answer's last header
-    /// sits now, so the order of the two does not matter.
+    /// sits now, so the order of the two does not matter. Same as [`receive`](Self::receive)
+    /// followed by [`settle`](Self::settle) (which the actor runs apart).
+    #[cfg(test)]
     pub fn on_answer(&mut self, now: Instant, unix: u64, peer: PeerId, headers: &[Header]) {
+        self.receive(now, unix, peer, headers.to_vec());
+        self.settle();
+    }
+
+    /// The first half of [`on_answer`](Self::on_answer): hashes the headers (the only time they
+    /// are hashed on the way in) and, when the answer is full and the peer claims more beyond
+    /// it, asks for the next batch right away (its locator starts at the answer's last header,
+    /// so nothing is fetched twice). Validating and storing the batch waits for
+    /// [`settle`](Self::settle), so the next batch travels while this one is checked; a bad
+    /// batch is still punished and discarded there.
+    pub fn receive(&mut self, now: Instant, unix: u64, peer: PeerId, headers: Vec<Header>) {
+        self.settle();
         if let Some(Some(preferred)) = self.in_flight.take() {
             if preferred != peer {
                 // The group had to ask someone else: the preferred peer did not deliver.
@@ -190,16 +221,64 @@ impl HeaderSync {
             }
         }
         self.answered = true;
-        self.connect(now, unix, peer, headers);
-        let last = headers.last().map(|h| h.block_hash());
+        let headers = HashedHeaders::new(headers);
+        let last = headers.last_hash();
+        let mut pipelined = false;
+        if headers.len() >= MAX_HEADERS_RESULTS && last != self.last_full_end {
+            let parent = headers.headers()[0].prev_blockhash;
+            let end = self.chain.header(&parent).map(|(_, h)| h.saturating_add(headers.len() as u32));
+            // Only below the peer's claim: at its tip bcoin sends nothing at all to a locator
+            // naming its tip, so the last batch is confirmed from its end's parent (`settle`).
+            if let (Some(end), Some(&claim), Some(last)) = (end, self.peers.get(&peer), last) {
+                if end < claim {
+                    let mut locator = vec![last];
+                    locator.extend(self.chain.locator_from(&parent).unwrap_or_default());
+                    locator.truncate(crate::chain::MAX_LOCATOR_SZ);
+                    self.last_full_end = Some(last);
+                    self.continue_from = None;
+                    self.in_flight = Some(Some(peer));
+                    self.actions.push_back(SyncAction::GetHeaders { locator, preferred: Some(peer) });
+                    pipelined = true;
+                }
+            }
+        }
+        self.pending = Some(Batch { now, unix, peer, headers, pipelined });
+    }
+
+    /// The second half of [`on_answer`](Self::on_answer): validates and stores the batch
+    /// [`receive`](Self::receive) took, punishes its sender if it is invalid, and decides what
+    /// to ask next when `receive` did not already. Nothing to do without a pending batch.
+    pub fn settle(&mut self) {
+        let Some(Batch { now, unix, peer, headers, pipelined }) = self.pending.take() else {
+            return;
+        };
+        let failed = if headers.is_empty() {
+            false
+        } else {
+            let result = self.chain.connect_hashed(&headers, unix);
+            let failed = result.as_ref().map_or(true, |c| c.error.is_some());
+            self.apply(now, peer, result, &headers);
+            failed
+        };
+        let last = headers.last_hash();
         let landed = last.and_then(|h| self.chain.header(&h)).map(|(_, height)| height);
+        if pipelined {
+            if failed {
+                // The next batch, already asked for, builds on headers we discarded: it will
+                // not connect, and the sync goes on from what we hold.
+                self.last_full_end = None;
+            } else if let (Some(h), Some(c)) = (landed, self.peers.get_mut(&peer)) {
+                *c = (*c).max(h + 1);
+            }
+            return;
+        }
         let progressed = landed.is_some() && last != self.last_full_end;
         if headers.len() >= MAX_HEADERS_RESULTS && progressed && self.peers.contains_key(&peer) {
             self.last_full_end = last;
             // A full answer means "more available": continue from its end, on its branch —
             // from the end's parent, so a peer with nothing more still answers (bcoin sends
             // nothing at all to a locator at its tip).
-            self.continue_from = headers.last().map(|h| h.prev_blockhash);
+            self.continue_from = headers.headers().last().map(|h| h.prev_blockhash);
             if let (Some(h), Some(c)) = (landed, self.peers.get_mut(&peer)) {
                 *c = (*c).max(h + 1);
             }
@@ -226,6 +305,7 @@ impl HeaderSync {
     /// Our header request failed everywhere it was tried; the peer it preferred did not
     /// deliver what it claimed.
     pub fn on_failure(&mut self, now: Instant) {
+        self.settle();
         if let Some(Some(peer)) = self.in_flight.take() {
             self.doubt(peer);
         }
@@ -237,19 +317,21 @@ impl HeaderSync {
 
     /// A `headers` message arrived from `peer` (an announcement, or an answer also seen here).
     pub fn on_headers(&mut self, now: Instant, unix: u64, peer: PeerId, headers: &[Header]) {
+        self.settle();
         if headers.is_empty() {
             return;
         }
-        match self.chain.connect(headers, unix) {
+        let headers = HashedHeaders::new(headers.to_vec());
+        match self.chain.connect_hashed(&headers, unix) {
             Err(HeaderError::Unconnected { .. }) => {
                 // The peer has headers we lack: ask it (Core answers with getheaders too).
                 self.claim(peer, self.chain.height() + 1);
                 self.maybe_request(now);
             }
             result => {
-                self.apply(now, peer, result);
-                if let Some(last) = headers.last() {
-                    if let Some(h) = self.chain.height_of(&last.block_hash()) {
+                self.apply(now, peer, result, &headers);
+                if let Some(last) = headers.last_hash() {
+                    if let Some(h) = self.chain.height_of(&last) {
                         self.claim(peer, h);
                     }
                 }
@@ -259,6 +341,7 @@ impl HeaderSync {
 
     /// A block `inv` arrived from `peer`.
     pub fn on_block_inv(&mut self, now: Instant, peer: PeerId, hash: BlockHash) {
+        self.settle();
         if !self.chain.contains(&hash) {
             self.claim(peer, self.chain.height() + 1);
             self.maybe_request(now);
@@ -267,6 +350,7 @@ impl HeaderSync {
 
     /// Periodic: retries after failures, and the stale-tip watchdog.
     pub fn tick(&mut self, now: Instant) {
+        self.settle();
         self.maybe_request(now);
         if now.saturating_duration_since(self.last_tip_change) < self.config.stale_tip_timeout {
             return;
@@ -307,7 +391,7 @@ impl HeaderSync {
     /// Requests headers if none are in flight and a peer claims more than we have (or nobody
     /// answered yet); declares sync otherwise.
     fn maybe_request(&mut self, now: Instant) {
-        if self.in_flight.is_some() || self.retry_at.is_some_and(|t| now < t) {
+        if self.in_flight.is_some() || self.pending.is_some() || self.retry_at.is_some_and(|t| now < t) {
             return;
         }
         self.retry_at = None;
@@ -345,15 +429,15 @@ impl HeaderSync {
         self.actions.push_back(SyncAction::GetHeaders { locator, preferred });
     }
 
-    fn connect(&mut self, now: Instant, unix: u64, peer: PeerId, headers: &[Header]) {
-        if !headers.is_empty() {
-            let result = self.chain.connect(headers, unix);
-            self.apply(now, peer, result);
-        }
-    }
-
     /// Reports what `connect` did; punishes invalid headers.
-    fn apply(&mut self, now: Instant, peer: PeerId, result: Result<Connected, HeaderError>) {
+    /// `headers` are the ones given to `connect`.
+    fn apply(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        result: Result<Connected, HeaderError>,
+        headers: &HashedHeaders,
+    ) {
         let (connected, error) = match result {
             Ok(c) => {
                 let e = c.error.clone();
@@ -362,8 +446,9 @@ impl HeaderSync {
             Err(e) => (None, Some(e)),
         };
         if let Some(c) = connected {
-            if !c.added_headers.is_empty() {
-                self.actions.push_back(SyncAction::Store(c.added_headers.clone()));
+            if c.added > 0 {
+                // The added headers are the run after the known prefix (`Connected`).
+                self.actions.push_back(SyncAction::Store(headers.range(c.known..c.known + c.added)));
             }
             if !c.connected.is_empty() {
                 self.last_tip_change = now;

@@ -63,7 +63,7 @@ fn asks_the_peer_claiming_most_and_follows_full_batches_until_synced() {
     assert_eq!(requests(&a), vec![Some(PeerId(1))]);
     s.on_answer(now, UNIX, PeerId(1), &chain[..50]);
     let a = actions(&mut s);
-    assert!(matches!(&a[0], SyncAction::Store(h) if h.len() == 50));
+    assert!(matches!(&a[0], SyncAction::Store(h) if h.len() == 50 && h.hashes().len() == 50));
     assert!(matches!(&a[1], SyncAction::TipChanged { tip, .. } if tip.height == 50));
     assert_eq!(requests(&a), vec![Some(PeerId(2))], "peer 2 claims more");
     assert!(!s.is_synced());
@@ -172,7 +172,7 @@ fn a_competing_branch_longer_than_one_message_is_followed_to_a_reorg() {
     else {
         panic!("a full answer asks again: {} actions", acts.len())
     };
-    assert_eq!(locator[0], b[1_998].block_hash(), "continuing on the branch, from its end's parent");
+    assert_eq!(locator[0], b[1_999].block_hash(), "continuing on the branch, from its end: nothing twice");
     s.on_answer(now, UNIX, PeerId(2), &b[2_000..4_000]);
     let acts = actions(&mut s);
     assert!(
@@ -274,4 +274,76 @@ fn new_blocks_are_fetched_only_once_synced() {
     // At most 16 per change: the last ones.
     assert_eq!(blocks.len(), MAX_BLOCKS_PER_TIP_CHANGE);
     assert_eq!(blocks.last(), Some(&(chain[39].block_hash(), 40)));
+}
+
+#[test]
+fn the_next_batch_is_asked_for_before_this_one_is_checked() {
+    let (mut s, now) = sync();
+    let chain = mine_on(&genesis(), 4_100, 20);
+    s.peer_ready(now, PeerId(1), 4_100);
+    actions(&mut s);
+    s.receive(now, UNIX, PeerId(1), chain[..2_000].to_vec());
+    let a = actions(&mut s);
+    let [SyncAction::GetHeaders { locator, preferred }] = &a[..] else { panic!("{a:?}") };
+    assert_eq!(*preferred, Some(PeerId(1)));
+    assert_eq!(locator[0], chain[1_999].block_hash(), "from the batch's last header: nothing twice");
+    assert_eq!(locator.last(), Some(&genesis().block_hash()));
+    assert_eq!(s.chain().height(), 0, "not checked yet");
+    s.settle();
+    let a = actions(&mut s);
+    assert!(matches!(&a[0], SyncAction::Store(h)
+        if h.len() == 2_000 && h.hashes()[1_999] == chain[1_999].block_hash()));
+    assert!(matches!(&a[1], SyncAction::TipChanged { tip, .. } if tip.height == 2_000));
+    assert!(requests(&a).is_empty(), "already asked");
+    // The answer from the last header: the next batch, no header twice.
+    s.on_answer(now, UNIX, PeerId(1), &chain[2_000..4_000]);
+    let a = actions(&mut s);
+    assert!(
+        matches!(&a[0], SyncAction::GetHeaders { locator, .. } if locator[0] == chain[3_999].block_hash())
+    );
+    s.on_answer(now, UNIX, PeerId(1), &chain[4_000..]);
+    let a = actions(&mut s);
+    assert!(matches!(a.last(), Some(SyncAction::Synced(t)) if t.height == 4_100));
+}
+
+#[test]
+fn a_bad_pipelined_batch_is_punished_and_discarded() {
+    let (mut s, now) = sync();
+    let chain = mine_on(&genesis(), 6_000, 21);
+    s.peer_ready(now, PeerId(1), 6_000);
+    s.peer_ready(now, PeerId(2), 6_000);
+    actions(&mut s);
+    let mut bad = chain[..2_000].to_vec();
+    bad[1_500].bits = CompactTarget::from_consensus(0x1d00_ffff);
+    s.receive(now, UNIX, PeerId(1), bad);
+    assert_eq!(requests(&actions(&mut s)), vec![Some(PeerId(1))], "asked before checking");
+    s.settle();
+    let a = actions(&mut s);
+    assert!(a.iter().any(|x| matches!(x, SyncAction::Punish { peer, .. } if *peer == PeerId(1))), "{a:?}");
+    assert!(!a.iter().any(|x| matches!(x, SyncAction::Store(_))), "the whole message is rejected");
+    assert_eq!(s.chain().height(), 0);
+    // The answer to the request already sent (built on the discarded batch) arrives before the
+    // punished peer is gone: it does not connect, nothing is stored, and the sync asks another
+    // peer from what it holds.
+    s.on_answer(now, UNIX, PeerId(1), &chain[2_000..4_000]);
+    let a = actions(&mut s);
+    assert!(!a.iter().any(|x| matches!(x, SyncAction::Store(_) | SyncAction::Punish { .. })), "{a:?}");
+    let Some(SyncAction::GetHeaders { locator, preferred }) = a.last() else { panic!("{a:?}") };
+    assert_eq!((*preferred, locator[0]), (Some(PeerId(2)), genesis().block_hash()));
+}
+
+#[test]
+fn a_full_batch_reaching_the_peers_claim_is_confirmed_from_its_end_s_parent() {
+    // bcoin sends nothing to a locator naming its tip: at the claimed height the sync asks from
+    // the last header's parent, after checking the batch.
+    let (mut s, now) = sync();
+    let chain = mine_on(&genesis(), 2_000, 22);
+    s.peer_ready(now, PeerId(1), 2_000);
+    actions(&mut s);
+    s.receive(now, UNIX, PeerId(1), chain.clone());
+    assert!(requests(&actions(&mut s)).is_empty());
+    s.settle();
+    let a = actions(&mut s);
+    let Some(SyncAction::GetHeaders { locator, .. }) = a.last() else { panic!("{a:?}") };
+    assert_eq!(locator[0], chain[1_998].block_hash());
 }
