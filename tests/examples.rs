@@ -197,6 +197,26 @@ fn raw_headers() {
 }
 
 #[test]
+fn header_server() {
+    // Our memory-speed header server (scripts/bench-headers --fast) serves a raw client.
+    let mut server = Running::start("header_server", &["127.0.0.1:0", "4000"]);
+    let ready = server.expect("\"p2p\"", LIMIT);
+    let p2p: serde_json::Value = serde_json::from_str(&ready).expect("a JSON line");
+    let p2p = p2p["p2p"].as_str().expect("p2p address").to_owned();
+    let mut client = Running::start("raw_headers", &[&p2p]);
+    let line = client.expect("\"headers\"", LIMIT);
+    assert!(line.contains("\"headers\":4001"), "{line}");
+}
+
+#[test]
+fn headers_dat() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut ex = Running::start("headers_dat", &[dir.path().to_str().expect("utf-8 path"), "3000"]);
+    let line = ex.expect("\"headers\"", LIMIT);
+    assert!(line.contains("\"headers\":3000"), "{line}");
+}
+
+#[test]
 fn handshake_load() {
     let node = node_with(1);
     let mut ex = Running::start("handshake_load", &[&node.p2p.to_string(), "5"]);
