@@ -44,9 +44,13 @@ async fn main() -> Result<(), async_nats::Error> {
             Some("tx") => println!("tx {} wtxid {} from {}", event["txid"], event["wtxid"], event["daemon"]),
             Some("block") => {
                 // `ts` is when the daemon had the block: this is the end-to-end latency.
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let now =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                 let ms = (now.as_secs_f64() - event["ts"].as_f64().unwrap_or(0.0)) * 1e3;
-                println!("block {} {} from {} latency_ms {ms:.1}", event["height"], event["hash"], event["daemon"]);
+                println!(
+                    "block {} {} from {} latency_ms {ms:.1}",
+                    event["height"], event["hash"], event["daemon"]
+                );
             }
             Some("dropped") => println!("dropped {} events at {}", event["count"], event["daemon"]),
             _ => {}

@@ -65,7 +65,15 @@ impl Daemon {
         let events = dir.join("events.jsonl");
         let http = format!("127.0.0.1:{}", free_port("127.0.0.1"));
         let child = btcpeerd()
-            .args(["--network", "regtest", "--fetch-blocks", "--connect", &node.p2p.to_string(), "--http", &http])
+            .args([
+                "--network",
+                "regtest",
+                "--fetch-blocks",
+                "--connect",
+                &node.p2p.to_string(),
+                "--http",
+                &http,
+            ])
             .arg("--config")
             .arg(&config)
             .arg("--data-dir")
@@ -116,7 +124,10 @@ impl Drop for Daemon {
 }
 
 fn sink_config(server: &NatsServer, daemon_id: &str, events: &str) -> String {
-    format!("servers = [\"{}\"]\ndaemon_id = \"{daemon_id}\"\nack_timeout_ms = 1000\nevents = {events}", server.url())
+    format!(
+        "servers = [\"{}\"]\ndaemon_id = \"{daemon_id}\"\nack_timeout_ms = 1000\nevents = {events}",
+        server.url()
+    )
 }
 
 fn without_daemon(v: &Value) -> Value {
@@ -176,12 +187,15 @@ fn events_arrive_on_their_subjects_with_the_event_log_s_payloads() {
     assert_eq!(block.subject, "btcpeer.regtest.block");
     assert_eq!(block.msg_id, format!("block.{hash}"));
     assert_eq!(block.json["daemon"], "d1");
-    let logged = wait_for_event(&daemon.events, "block in the log", |e| e["event"] == "block" && e["hash"] == hash);
+    let logged =
+        wait_for_event(&daemon.events, "block in the log", |e| e["event"] == "block" && e["hash"] == hash);
     assert_eq!(without_daemon(&block.json), logged, "the stream carries the log's JSON");
 
     let txm = msgs.iter().find(|m| m.json["wtxid"] == wtxid.as_str()).unwrap();
     assert_eq!((txm.subject.as_str(), txm.msg_id.clone()), ("btcpeer.regtest.tx", format!("tx.{wtxid}")));
-    let logged = wait_for_event(&daemon.events, "tx in the log", |e| e["event"] == "tx" && e["wtxid"] == wtxid.as_str());
+    let logged = wait_for_event(&daemon.events, "tx in the log", |e| {
+        e["event"] == "tx" && e["wtxid"] == wtxid.as_str()
+    });
     assert_eq!(without_daemon(&txm.json), logged);
 
     // Per-peer events: on their subjects, ids by daemon, run and sequence.
@@ -198,7 +212,8 @@ fn events_arrive_on_their_subjects_with_the_event_log_s_payloads() {
     assert_eq!(status["nats"]["stream"], "BTCPEER");
     assert_eq!(status["nats"]["connected"], true);
     assert!(status["nats"]["published"].as_u64().unwrap() >= 2, "{status}");
-    let metrics = ureq::get(&format!("http://{}/metrics", daemon.http)).call().unwrap().into_string().unwrap();
+    let metrics =
+        ureq::get(&format!("http://{}/metrics", daemon.http)).call().unwrap().into_string().unwrap();
     assert!(metrics.contains("btcpeer_nats_connected 1"), "{metrics}");
     assert!(metrics.contains("btcpeer_nats_state{state=\"live\"} 1"), "{metrics}");
 }
@@ -220,14 +235,19 @@ fn two_daemons_publish_each_tx_and_block_once_into_one_stream() {
 
     let mut hashes = Vec::new();
     let mut wtxids = Vec::new();
-    for i in 0..3 {
+    for _ in 0..3 {
         hashes.extend(node.mine(1));
+    }
+    // After the blocks: a block mined meanwhile would take a tx before bcoin announced it.
+    for i in 0..3 {
         wtxids.push(send_tx(&node, 1 + i).compute_wtxid().to_string());
     }
     // Both daemons saw (and so published) everything.
     for d in [&a, &b] {
         for h in &hashes {
-            wait_for_event(&d.events, "block in each log", |e| e["event"] == "block" && e["hash"] == h.as_str());
+            wait_for_event(&d.events, "block in each log", |e| {
+                e["event"] == "block" && e["hash"] == h.as_str()
+            });
         }
         for w in &wtxids {
             wait_for_event(&d.events, "tx in each log", |e| e["event"] == "tx" && e["wtxid"] == w.as_str());
@@ -242,16 +262,24 @@ fn two_daemons_publish_each_tx_and_block_once_into_one_stream() {
     let rt = rt();
     let msgs = read_stream(&rt, &server.url(), "BTCPEER");
     for h in &hashes {
-        let n = msgs.iter().filter(|m| m.subject == "btcpeer.regtest.block" && m.json["hash"] == h.as_str()).count();
+        let n = msgs
+            .iter()
+            .filter(|m| m.subject == "btcpeer.regtest.block" && m.json["hash"] == h.as_str())
+            .count();
         assert_eq!(n, 1, "block {h} stored {n} times");
     }
     for w in &wtxids {
-        let n = msgs.iter().filter(|m| m.subject == "btcpeer.regtest.tx" && m.json["wtxid"] == w.as_str()).count();
+        let n = msgs
+            .iter()
+            .filter(|m| m.subject == "btcpeer.regtest.tx" && m.json["wtxid"] == w.as_str())
+            .count();
         assert_eq!(n, 1, "tx {w} stored {n} times");
     }
-    let dups = a.status()["nats"]["duplicates"].as_u64().unwrap() + b.status()["nats"]["duplicates"].as_u64().unwrap();
+    let dups = a.status()["nats"]["duplicates"].as_u64().unwrap()
+        + b.status()["nats"]["duplicates"].as_u64().unwrap();
     assert!(dups >= 6, "JetStream dropped the second copies: {dups} duplicates acknowledged");
-    let daemons: std::collections::BTreeSet<_> = msgs.iter().map(|m| m.json["daemon"].as_str().unwrap()).collect();
+    let daemons: std::collections::BTreeSet<_> =
+        msgs.iter().map(|m| m.json["daemon"].as_str().unwrap()).collect();
     assert!(daemons.iter().all(|d| ["a", "b"].contains(d)), "{daemons:?}");
 }
 
@@ -260,7 +288,9 @@ fn mine_seen(node: &Bcoin, daemon: &Daemon, n: usize) -> Vec<String> {
     (0..n)
         .map(|_| {
             let h = node.mine(1).remove(0);
-            wait_for_event(&daemon.events, "block event", |e| e["event"] == "block" && e["hash"] == h.as_str());
+            wait_for_event(&daemon.events, "block event", |e| {
+                e["event"] == "block" && e["hash"] == h.as_str()
+            });
             h
         })
         .collect()
@@ -291,7 +321,9 @@ fn a_server_outage_loses_nothing_and_keeps_the_order() {
     server.kill();
     hashes.extend(mine_seen(&node, &daemon, 5));
     let status = daemon.wait_nats_state("spooling");
-    wait_until_blocking(WAIT, "blocks spooled", || daemon.status()["nats"]["spool_records"].as_u64() >= Some(1));
+    wait_until_blocking(WAIT, "blocks spooled", || {
+        daemon.status()["nats"]["spool_records"].as_u64() >= Some(1)
+    });
     assert_eq!(status["nats"]["connected"], false, "{status}");
 
     server.restart();
@@ -320,10 +352,16 @@ fn the_spool_survives_a_daemon_restart_while_the_server_is_down() {
     let mut hashes = mine_seen(&node, &daemon, 1);
     server.kill();
     hashes.extend(mine_seen(&node, &daemon, 3));
-    wait_until_blocking(WAIT, "blocks spooled", || daemon.status()["nats"]["spool_records"].as_u64() >= Some(3));
+    wait_until_blocking(WAIT, "blocks spooled", || {
+        daemon.status()["nats"]["spool_records"].as_u64() >= Some(3)
+    });
     daemon.terminate();
     let spool = dir.path().join("nats-spool");
-    assert!(std::fs::read_dir(&spool).unwrap().any(|e| e.unwrap().path().extension().is_some_and(|x| x == "seg")));
+    assert!(std::fs::read_dir(&spool).unwrap().any(|e| e
+        .unwrap()
+        .path()
+        .extension()
+        .is_some_and(|x| x == "seg")));
 
     // Restarted with the server still down: the spool is kept, new blocks join it.
     std::fs::remove_file(&daemon.events).unwrap();

@@ -96,7 +96,8 @@ pub fn read_stream(rt: &tokio::runtime::Runtime, url: &str, stream: &str) -> Vec
         let mut out = Vec::new();
         for seq in first.max(1)..=last {
             let Ok(m) = s.get_raw_message(seq).await else { continue };
-            let msg_id = m.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.to_string()).unwrap_or_default();
+            let msg_id =
+                m.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.to_string()).unwrap_or_default();
             let json = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
             out.push(Stored { seq, subject: m.subject.to_string(), msg_id, json });
         }

@@ -243,7 +243,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: [(&str, fn(&mut NatsSettings)); 9] = [
+        type Change = fn(&mut NatsSettings);
+        let cases: [(&str, Change); 9] = [
             ("sink.nats.servers", |s| s.servers = vec!["nats://[::1".into()]),
             ("sink.nats.stream", |s| s.stream = "A.B".into()),
             ("sink.nats.subject_prefix", |s| s.subject_prefix = Some("a..b".into())),

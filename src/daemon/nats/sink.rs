@@ -254,10 +254,10 @@ impl Task {
                         Err(e) => {
                             warn!(error = %e, "NATS publish not acknowledged: spooling");
                             self.spooling = true;
-                            self.to_spool(&record);
+                            self.spool_record(&record);
                             // Everything after it goes to the spool too, in order.
                             while let Some((record, _)) = self.in_flight.pop_front() {
-                                self.to_spool(&record);
+                                self.spool_record(&record);
                             }
                         }
                     }
@@ -268,7 +268,7 @@ impl Task {
                     if live {
                         self.publish(record).await;
                     } else {
-                        self.to_spool(&record);
+                        self.spool_record(&record);
                     }
                 }
                 _ = tick.tick() => {
@@ -299,7 +299,7 @@ impl Task {
                 while let Some((r, fut)) = self.in_flight.pop_front() {
                     self.resolve(r, fut).await;
                 }
-                self.to_spool(&record);
+                self.spool_record(&record);
             }
         }
         while let Some((r, fut)) = self.in_flight.pop_front() {
@@ -317,7 +317,7 @@ impl Task {
             Ok(ack) => self.acked(&ack),
             Err(_) => {
                 self.spooling = true;
-                self.to_spool(&record);
+                self.spool_record(&record);
             }
         }
     }
@@ -340,12 +340,12 @@ impl Task {
                 while let Some((r, fut)) = self.in_flight.pop_front() {
                     self.resolve(r, fut).await;
                 }
-                self.to_spool(&record);
+                self.spool_record(&record);
             }
         }
     }
 
-    fn to_spool(&mut self, record: &SpoolRecord) {
+    fn spool_record(&mut self, record: &SpoolRecord) {
         match self.spool.append(record) {
             Ok(()) => self.io_failed = false,
             Err(e) => {
@@ -403,7 +403,7 @@ impl Task {
             // Events that arrived meanwhile join the spool's end, keeping their order.
             while let Ok(record) = self.rx.try_recv() {
                 self.status.queued.fetch_sub(1, Relaxed);
-                self.to_spool(&record);
+                self.spool_record(&record);
             }
             self.update_status();
             let batch = match self.spool.peek(self.max_in_flight) {
