@@ -40,8 +40,9 @@ async fn main() -> Result<(), async_nats::Error> {
     while let Some(message) = messages.next().await {
         let message = message?;
         let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap_or_default();
+        let text = |key: &str| event[key].as_str().unwrap_or("?").to_owned();
         match event["event"].as_str() {
-            Some("tx") => println!("tx {} wtxid {} from {}", event["txid"], event["wtxid"], event["daemon"]),
+            Some("tx") => println!("tx {} wtxid {} from {}", text("txid"), text("wtxid"), text("daemon")),
             Some("block") => {
                 // `ts` is when the daemon had the block: this is the end-to-end latency.
                 let now =
@@ -52,7 +53,7 @@ async fn main() -> Result<(), async_nats::Error> {
                     event["height"], event["hash"], event["daemon"]
                 );
             }
-            Some("dropped") => println!("dropped {} events at {}", event["count"], event["daemon"]),
+            Some("dropped") => println!("dropped {} events at {}", event["count"], text("daemon")),
             _ => {}
         }
         message.double_ack().await?;

@@ -139,8 +139,21 @@ pub(crate) async fn start(s: &NatsSettings, network: Network, data_dir: &Path) -
     let (conn_tx, mut conn) = watch::channel(false);
     let options = connect_options(s, &daemon, conn_tx).await?;
     let servers: Vec<async_nats::ServerAddr> = s.servers.iter().filter_map(|u| u.parse().ok()).collect();
-    let client =
-        options.connect(servers).await.map_err(|e| ConfigError::new("sink.nats.servers", e.to_string()))?;
+    // The client's connection task runs on the sink's own thread (it is spawned where
+    // `connect` runs), away from the group and the HTTP API.
+    let arbiter = Arbiter::new();
+    let (client_tx, client_rx) = oneshot::channel();
+    arbiter.spawn(async move {
+        let _ = client_tx.send(options.connect(servers).await);
+    });
+    let client = match client_rx.await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => {
+            arbiter.stop();
+            return Err(ConfigError::new("sink.nats.servers", e.to_string()).into());
+        }
+        Err(_) => return Err(ConfigError::new("sink.nats.servers", "the NATS client thread stopped").into()),
+    };
     let ack_timeout = Duration::from_millis(s.ack_timeout_ms);
     let js = jetstream::context::ContextBuilder::new()
         .timeout(ack_timeout)
@@ -152,7 +165,8 @@ pub(crate) async fn start(s: &NatsSettings, network: Network, data_dir: &Path) -
         match spec.ensure(&js).await {
             Ok(()) => stream_ready = true,
             Err(StreamError::Mismatch(m)) => {
-                return Err(ConfigError::new("sink.nats.stream", m.to_string()).into())
+                arbiter.stop();
+                return Err(ConfigError::new("sink.nats.stream", m.to_string()).into());
             }
             Err(e) => warn!(error = %e, "NATS stream not ready yet: events spool until it is"),
         }
@@ -180,8 +194,9 @@ pub(crate) async fn start(s: &NatsSettings, network: Network, data_dir: &Path) -
         in_flight: VecDeque::new(),
         spooling: true,
         io_failed: false,
+        stream_warned: false,
+        publish_dropped: s.publishes("dropped"),
     };
-    let arbiter = Arbiter::new();
     arbiter.spawn(async move {
         task.run(stop_rx).await;
         let _ = done_tx.send(());
@@ -213,6 +228,9 @@ struct Task {
     /// Events go to the spool (the link failed, or the spool is not empty yet).
     spooling: bool,
     io_failed: bool,
+    stream_warned: bool,
+    /// `dropped` is among the events to publish.
+    publish_dropped: bool,
 }
 
 async fn send(
@@ -267,7 +285,16 @@ impl Task {
                     self.status.queued.fetch_sub(1, Relaxed);
                     if live {
                         self.publish(record).await;
+                        // A burst: publish what is queued without a round through select.
+                        while !self.spooling && self.in_flight.len() < self.max_in_flight {
+                            let Ok(record) = self.rx.try_recv() else { break };
+                            self.status.queued.fetch_sub(1, Relaxed);
+                            self.publish(record).await;
+                        }
                     } else {
+                        // Once anything is spooled, everything after it is too until the
+                        // spool is flushed (the link may come back before the next tick).
+                        self.spooling = true;
                         self.spool_record(&record);
                     }
                 }
@@ -370,20 +397,33 @@ impl Task {
         }
         if !self.stream_ready {
             match self.spec.ensure(&self.js).await {
-                Ok(()) => self.stream_ready = true,
+                Ok(()) => {
+                    self.stream_ready = true;
+                    self.stream_warned = false;
+                }
                 Err(StreamError::Mismatch(m)) => {
                     error!(error = %m, "NATS stream does not fit: nothing is published; events stay in the spool");
                     self.status.set_state(SinkState::Refused);
                     return false;
                 }
                 Err(e) => {
-                    warn!(error = %e, "NATS stream not ready");
+                    // Once per outage, not every tick.
+                    if !self.stream_warned {
+                        warn!(error = %e, "NATS stream not ready: events stay in the spool");
+                        self.stream_warned = true;
+                    }
                     return false;
                 }
             }
         }
         let dropped = self.spool.dropped() + self.overflow.load(Relaxed);
-        if dropped > 0 {
+        if dropped > 0 && !self.publish_dropped {
+            warn!(dropped, "NATS sink lost events while the server was unreachable");
+            self.overflow.fetch_sub(dropped - self.spool.dropped(), Relaxed);
+            if let Err(e) = self.spool.clear_dropped() {
+                self.io_error(&e);
+            }
+        } else if dropped > 0 {
             let record = dropped_record(&self.prefix, &self.daemon, self.boot, self.dropped_events, dropped);
             let Ok(fut) = send(&self.js, &record).await else { return false };
             match fut.await {
