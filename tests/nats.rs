@@ -427,3 +427,46 @@ fn a_stream_that_does_not_fit_is_refused_by_name() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("sink.nats.max_in_flight"), "{stderr}");
 }
+
+#[test]
+fn a_full_spool_drops_the_oldest_and_a_dropped_event_says_how_many() {
+    let store = tempfile::tempdir().unwrap();
+    let mut server = NatsServer::start(store.path());
+    let node = Bcoin::start();
+    node.mine(10);
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        format!("{}\nspool_max_bytes = 65536", sink_config(&server, "d1", "[\"block\", \"dropped\"]"));
+    let daemon = Daemon::start(dir.path(), &node, &config);
+    wait_for_event(&daemon.events, "synced", |e| e["event"] == "synced");
+    daemon.wait_nats_state("live");
+
+    server.kill();
+    let mined = 400;
+    let hashes = node.mine(mined);
+    let last = hashes.last().unwrap().clone();
+    wait_for_event(&daemon.events, "the last block", |e| e["event"] == "block" && e["hash"] == last.as_str());
+    let mut dropped = 0;
+    wait_until_blocking(WAIT, "events dropped from the full spool", || {
+        dropped = daemon.status()["nats"]["dropped"].as_u64().unwrap_or(0);
+        dropped > 0
+    });
+    let status = daemon.status();
+    assert!(status["nats"]["spool_bytes"].as_u64().unwrap() <= 65536 + 8192, "{status}");
+
+    server.restart();
+    let rt = rt();
+    let msgs = wait_for_stream(&rt, &server, "the dropped event and the newest block", |m| {
+        m.iter().any(|m| m.subject == "btcpeer.regtest.dropped")
+            && blocks_of(m).iter().any(|b| b.json["hash"] == last.as_str())
+    });
+    let report = msgs.iter().find(|m| m.subject == "btcpeer.regtest.dropped").unwrap();
+    assert_eq!(report.json["count"].as_u64(), Some(dropped), "{:?}", report.json);
+    assert_eq!(report.json["daemon"], "d1");
+    // The dropped event comes before the spooled blocks; the newest blocks survive, in order.
+    let kept: Vec<&Stored> = blocks_of(&msgs).into_iter().filter(|b| b.seq > report.seq).collect();
+    assert_eq!(kept.len() as u64 + dropped, mined, "every block is either stored or counted as dropped");
+    let heights: Vec<u64> = kept.iter().map(|m| m.json["height"].as_u64().unwrap()).collect();
+    assert!(heights.windows(2).all(|w| w[1] == w[0] + 1), "a gap or disorder among the kept: {heights:?}");
+    assert_eq!(heights.last(), Some(&(10 + mined)));
+}

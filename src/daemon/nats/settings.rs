@@ -212,11 +212,8 @@ impl NatsSettings {
                 "must be 0 (no limit) or at least duplicate_window_secs",
             ));
         }
-        if !(1 << 20..=1 << 40).contains(&self.spool_max_bytes) {
-            return Err(ConfigError::new(
-                key("spool_max_bytes"),
-                "must be between 1048576 and 1099511627776",
-            ));
+        if !(1 << 16..=1 << 40).contains(&self.spool_max_bytes) {
+            return Err(ConfigError::new(key("spool_max_bytes"), "must be between 65536 and 1099511627776"));
         }
         if !(1..=65_536).contains(&self.max_in_flight) {
             return Err(ConfigError::new(key("max_in_flight"), "must be between 1 and 65536"));

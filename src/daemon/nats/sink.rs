@@ -373,8 +373,18 @@ impl Task {
     }
 
     fn spool_record(&mut self, record: &SpoolRecord) {
+        let before = self.spool.dropped();
         match self.spool.append(record) {
-            Ok(()) => self.io_failed = false,
+            Ok(()) => {
+                self.io_failed = false;
+                let dropped = self.spool.dropped().saturating_sub(before);
+                if dropped > 0 {
+                    if self.status.dropped.load(Relaxed) == 0 {
+                        warn!("NATS spool full: dropping the oldest events");
+                    }
+                    self.status.dropped.fetch_add(dropped, Relaxed);
+                }
+            }
             Err(e) => {
                 self.status.dropped.fetch_add(1, Relaxed);
                 self.io_error(&e);

@@ -172,7 +172,7 @@ impl Spool {
         let mut spool = Spool {
             dir: dir.to_owned(),
             max_bytes,
-            segment_max: (max_bytes / 8).clamp(64 << 10, 64 << 20),
+            segment_max: (max_bytes / 8).clamp(8 << 10, 64 << 20),
             segments: Vec::new(),
             active: None,
             cursor,
