@@ -2,7 +2,8 @@
 //! attackers, each from its own loopback address, complete the handshake with a btcpeer
 //! listener and send back-to-back `inv`s of block entries (50,000 each by default: Core's
 //! `MAX_INV_SZ`, so each is legal), then half-close and wait until the listener has read it all
-//! and closed. Prints one JSON line with what was sent and how long that took.
+//! and closed. Meanwhile a well-behaved peer pings every 100 ms. Prints one JSON line with what
+//! was sent, how long that took, and the good peer's ping round trips (p50, max).
 //!
 //! Usage: `cargo run --release --example inv_flood -- <IP:PORT> [attackers] [invs] [entries]`
 
@@ -55,6 +56,33 @@ async fn attack(
     Ok(sent)
 }
 
+/// A well-behaved peer beside the attackers: pings every 100 ms until `stop`, and returns the
+/// round-trip times (how long the listener took to answer a good peer during the flood).
+async fn probe(target: SocketAddr, stop: tokio::sync::watch::Receiver<bool>) -> Result<Vec<f64>, String> {
+    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket.bind(SocketAddr::from(([127, 0, 1, 9], 0))).map_err(|e| format!("bind: {e}"))?;
+    let stream = socket.connect(target).await.map_err(|e| e.to_string())?;
+    let (mut frames, mut write, codec) = support::handshake(stream, 999).await?;
+    let mut rtts = Vec::new();
+    let mut nonce = 1u64;
+    while !*stop.borrow() {
+        let sent = Instant::now();
+        write.write_all(&codec.encode_to_bytes(&Message::Ping(nonce))).await.map_err(|e| e.to_string())?;
+        loop {
+            let frame = frames.next().await.ok_or("closed")?.map_err(|e| e.to_string())?;
+            if let Ok(Message::Pong(n)) = frame.into_message() {
+                if n == nonce {
+                    break;
+                }
+            }
+        }
+        rtts.push(sent.elapsed().as_secs_f64() * 1e3);
+        nonce += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await; // the probe's ping period
+    }
+    Ok(rtts)
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -66,6 +94,8 @@ async fn main() {
     let invs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(150);
     let entries: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50_000);
     let start = Instant::now();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let pinger = tokio::spawn(probe(target, stop_rx));
     let tasks: Vec<_> = (0..attackers)
         .map(|i| {
             let source = SocketAddr::from(([127, 0, 1, 10u8.saturating_add(i)], 0));
@@ -80,9 +110,26 @@ async fn main() {
             Err(e) => failed.push(e.to_string()),
         }
     }
+    let seconds = start.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let mut rtts = match pinger.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            failed.push(format!("probe: {e}"));
+            Vec::new()
+        }
+        Err(e) => {
+            failed.push(format!("probe: {e}"));
+            Vec::new()
+        }
+    };
+    rtts.sort_by(f64::total_cmp);
+    let at = |q: f64| rtts.get(((rtts.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0.0);
     println!(
-        "{{\"attackers\":{attackers},\"invs_each\":{invs},\"entries\":{entries},\"bytes_sent\":{bytes},\"seconds\":{:.2},\"errors\":{:?}}}",
-        start.elapsed().as_secs_f64(),
+        "{{\"attackers\":{attackers},\"invs_each\":{invs},\"entries\":{entries},\"bytes_sent\":{bytes},\"seconds\":{seconds:.2},\"probe_pings\":{},\"probe_ping_ms_p50\":{:.1},\"probe_ping_ms_max\":{:.1},\"errors\":{:?}}}",
+        rtts.len(),
+        at(0.5),
+        at(1.0),
         failed
     );
 }

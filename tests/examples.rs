@@ -3,6 +3,8 @@
 //! that shows it did its job, then it is stopped. A newcomer's first program must work.
 
 mod common;
+#[path = "support/nats_server.rs"]
+mod nats_server;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -250,6 +252,45 @@ fn inv_flood() {
             .count()
     };
     common::wait_until_blocking(LIMIT, "four inv lines in the event log", || inv_lines() == 4);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+/// A daemon publishes a bcoin node's blocks to NATS JetStream; the consumer example prints each
+/// new one once and, restarted, resumes after the last it acknowledged.
+#[test]
+fn nats_consumer() {
+    let store = tempfile::tempdir().expect("temp dir");
+    let server = nats_server::NatsServer::start(store.path());
+    let node = node_with(10);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (config, events) = (dir.path().join("d.toml"), dir.path().join("events.jsonl"));
+    std::fs::write(&config, format!("[sink.nats]\nservers = [\"{}\"]\n", server.url())).expect("config");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_btcpeerd"))
+        .args(["--network", "regtest", "--fetch-blocks", "--connect", &node.p2p.to_string(), "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--events")
+        .arg(&events)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("btcpeerd runs");
+    common::wait_until_blocking(LIMIT, "daemon synced", || {
+        std::fs::read_to_string(&events).unwrap_or_default().contains("\"event\":\"synced\"")
+    });
+    let url = server.url();
+    let args = [url.as_str(), "btcpeer.regtest", "BTCPEER", "printer"];
+    let mut ex = Running::start("nats_consumer", &args);
+    ex.expect("consuming BTCPEER", LIMIT);
+    let first = node.mine(1).remove(0);
+    ex.expect(&first, LIMIT);
+    drop(ex);
+    let second = node.mine(1).remove(0);
+    let mut ex = Running::start("nats_consumer", &args);
+    ex.expect(&second, LIMIT);
+    assert!(!ex.seen.iter().any(|l| l.contains(&first)), "printed {first} again after the restart");
     let _ = daemon.kill();
     let _ = daemon.wait();
 }

@@ -63,6 +63,15 @@ struct Cli {
     /// Once synced, fetch each new block and emit block events (implies --sync-headers).
     #[arg(long)]
     fetch_blocks: bool,
+    /// Publish every event to this NATS server (repeatable; turns the JetStream sink on).
+    #[arg(long = "nats", value_name = "URL")]
+    nats: Vec<String>,
+    /// JetStream stream for the NATS sink (default BTCPEER).
+    #[arg(long, value_name = "NAME")]
+    nats_stream: Option<String>,
+    /// Subject prefix for the NATS sink (default btcpeer.<network>).
+    #[arg(long, value_name = "PREFIX")]
+    nats_subject_prefix: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -86,15 +95,21 @@ fn main() -> ExitCode {
         sync_headers: cli.sync_headers,
         fetch_blocks: cli.fetch_blocks,
     };
-    let settings = match daemon::settings::load(&overrides, std::env::vars()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("btcpeerd: configuration error: {e}");
-            return ExitCode::from(2);
-        }
+    let sink_overrides = daemon::settings::SinkOverrides {
+        nats_servers: cli.nats,
+        nats_stream: cli.nats_stream,
+        nats_subject_prefix: cli.nats_subject_prefix,
     };
+    let (settings, sinks) =
+        match daemon::settings::load_with_sinks(&overrides, &sink_overrides, std::env::vars()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("btcpeerd: configuration error: {e}");
+                return ExitCode::from(2);
+            }
+        };
     daemon::init_logging(&settings);
-    match daemon::run(settings) {
+    match daemon::run_with_sinks(settings, sinks) {
         Ok(()) => ExitCode::SUCCESS,
         Err(btcpeer::Error::Config(e)) => {
             eprintln!("btcpeerd: configuration error: {e}");

@@ -1,5 +1,6 @@
-//! The `--events` log: one JSON object per line, flushed per line, for every lifecycle change and
-//! every received inv, tx, addr, headers and block.
+//! The event records: one JSON object per lifecycle change and per received inv, tx, addr,
+//! headers and block, built once here and written to the `--events` log (one line each, flushed
+//! per line) and/or handed to the NATS sink ([`super::nats`]), which publishes the same JSON.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -16,9 +17,10 @@ use crate::wire::{self, Inventory};
 /// Mailbox room: the log must keep up with bursts from many peers.
 const MAILBOX: usize = 1_024;
 
-/// Writes events as JSON lines.
+/// Builds event records and writes them as JSON lines (and/or feeds them to the NATS sink).
 pub struct EventLog {
-    out: Box<dyn Write + Send>,
+    out: Option<Box<dyn Write + Send>>,
+    nats: Option<super::nats::Feed>,
     failed: bool,
     /// A dropping budget whose gaps are written as `dropped` records (with `when_full = "drop"`).
     drops: Option<(Budget, BTreeMap<&'static str, u64>)>,
@@ -26,6 +28,32 @@ pub struct EventLog {
 
 /// How often gaps of a dropping event log are written down.
 const DROPPED_INTERVAL: Duration = Duration::from_secs(1);
+/// What identifies a record across daemons, for the NATS sink's `Nats-Msg-Id`: network-wide
+/// facts (a transaction, a block) by their hashes, what one daemon saw by daemon and sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RecordKey {
+    /// A transaction, by wtxid.
+    Tx {
+        /// Display hex.
+        wtxid: String,
+    },
+    /// A block, by hash.
+    Block {
+        /// Display hex.
+        hash: String,
+    },
+    /// A block leaving the best chain, by hash and height.
+    BlockDisconnected {
+        /// Display hex.
+        hash: String,
+        /// Its height.
+        height: u32,
+    },
+    /// Something one peer of this daemon said or did.
+    Peer(u64),
+    /// A group- or chain-level event of this daemon.
+    Group,
+}
 
 /// Flushes and answers (used at shutdown).
 #[derive(Message)]
@@ -35,15 +63,20 @@ pub struct Flush;
 impl EventLog {
     /// A log writing to `out`.
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        EventLog { out, failed: false, drops: None }
+        EventLog { out: Some(out), nats: None, failed: false, drops: None }
     }
 
-    /// A log whose subscriptions use `budget`: when it drops, the gaps are written as
-    /// `dropped` records (`{"event":"dropped","counts":[{"kind":"inv","count":12}],"total":12}`,
-    /// counts since the previous record).
-    pub fn with_budget(out: Box<dyn Write + Send>, budget: &Budget) -> Self {
+    /// Records go to `out` (the `--events` log) and/or `nats`. With a dropping `budget` (the
+    /// subscriptions' budget), the gaps are written as `dropped` records
+    /// (`{"event":"dropped","counts":[{"kind":"inv","count":12}],"total":12}`, counts since the
+    /// previous record).
+    pub(crate) fn with_outputs(
+        out: Option<Box<dyn Write + Send>>,
+        nats: Option<super::nats::Feed>,
+        budget: &Budget,
+    ) -> Self {
         let drops = (!budget.is_backpressure()).then(|| (budget.clone(), BTreeMap::new()));
-        EventLog { out, failed: false, drops }
+        EventLog { out, nats, failed: false, drops }
     }
 
     fn write_drops(&mut self) {
@@ -65,7 +98,11 @@ impl EventLog {
         self.write_group("dropped", json!({"counts": counts, "total": total}));
     }
 
-    fn write(&mut self, event: &str, peer: PeerId, addr: &PeerAddr, mut fields: Value) {
+    fn write(&mut self, event: &str, peer: PeerId, addr: &PeerAddr, fields: Value) {
+        self.write_keyed(event, peer, addr, fields, RecordKey::Peer(peer.0));
+    }
+
+    fn write_keyed(&mut self, event: &str, peer: PeerId, addr: &PeerAddr, mut fields: Value, key: RecordKey) {
         let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         if let Value::Object(map) = &mut fields {
             map.insert("ts".into(), json!(ts));
@@ -73,13 +110,17 @@ impl EventLog {
             map.insert("peer".into(), json!(addr.to_string()));
             map.insert("peer_id".into(), json!(peer.0));
         }
-        self.write_line(fields);
+        self.emit(event, fields, &key);
     }
 
-    fn write_line(&mut self, fields: Value) {
+    fn emit(&mut self, event: &str, fields: Value, key: &RecordKey) {
+        if let Some(nats) = &mut self.nats {
+            nats.publish(event, key, &fields);
+        }
+        let Some(out) = &mut self.out else { return };
         let mut line = fields.to_string();
         line.push('\n');
-        if let Err(e) = self.out.write_all(line.as_bytes()).and_then(|_| self.out.flush()) {
+        if let Err(e) = out.write_all(line.as_bytes()).and_then(|_| out.flush()) {
             if !self.failed {
                 error!(error = %e, "cannot write event log");
                 self.failed = true;
@@ -104,13 +145,17 @@ pub fn subscriptions(log: &Addr<EventLog>, chain: bool, budget: &Budget) -> Vec<
 
 /// Writes a group-level event (no peer).
 impl EventLog {
-    fn write_group(&mut self, event: &str, mut fields: Value) {
+    fn write_group(&mut self, event: &str, fields: Value) {
+        self.write_group_keyed(event, fields, RecordKey::Group);
+    }
+
+    fn write_group_keyed(&mut self, event: &str, mut fields: Value, key: RecordKey) {
         let ts = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         if let Value::Object(map) = &mut fields {
             map.insert("ts".into(), json!(ts));
             map.insert("event".into(), json!(event));
         }
-        self.write_line(fields);
+        self.emit(event, fields, &key);
     }
 }
 
@@ -152,7 +197,9 @@ impl Handler<Flush> for EventLog {
     type Result = ();
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
         self.write_drops();
-        let _ = self.out.flush();
+        if let Some(out) = &mut self.out {
+            let _ = out.flush();
+        }
     }
 }
 
@@ -230,9 +277,9 @@ impl Handler<InvReceived> for EventLog {
 impl Handler<TxReceived> for EventLog {
     type Result = ();
     fn handle(&mut self, m: TxReceived, _: &mut Context<Self>) {
-        let fields =
-            json!({"txid": m.tx.compute_txid().to_string(), "wtxid": m.tx.compute_wtxid().to_string()});
-        self.write("tx", m.peer, &m.addr, fields);
+        let wtxid = m.tx.compute_wtxid().to_string();
+        let fields = json!({"txid": m.tx.compute_txid().to_string(), "wtxid": wtxid});
+        self.write_keyed("tx", m.peer, &m.addr, fields, RecordKey::Tx { wtxid });
     }
 }
 
@@ -280,13 +327,16 @@ impl Handler<crate::sync::ChainEvent> for EventLog {
                 "block_failed",
                 json!({"hash": hash.to_string(), "height": height, "error": error}),
             ),
-            ChainEvent::Block { hash, height, txs, size, peer, .. } => self.write_group(
+            ChainEvent::Block { hash, height, txs, size, peer, .. } => self.write_group_keyed(
                 "block",
                 json!({"hash": hash.to_string(), "height": height, "txs": txs, "size": size, "peer_id": peer.0}),
+                RecordKey::Block { hash: hash.to_string() },
             ),
-            ChainEvent::BlockDisconnected { hash, height } => {
-                self.write_group("block_disconnected", json!({"hash": hash.to_string(), "height": height}))
-            }
+            ChainEvent::BlockDisconnected { hash, height } => self.write_group_keyed(
+                "block_disconnected",
+                json!({"hash": hash.to_string(), "height": height}),
+                RecordKey::BlockDisconnected { hash: hash.to_string(), height },
+            ),
         }
     }
 }
@@ -294,7 +344,8 @@ impl Handler<crate::sync::ChainEvent> for EventLog {
 impl Handler<BlockReceived> for EventLog {
     type Result = ();
     fn handle(&mut self, m: BlockReceived, _: &mut Context<Self>) {
-        let fields = json!({"hash": m.block.block_hash().to_string(), "txs": m.block.txdata.len()});
-        self.write("block", m.peer, &m.addr, fields);
+        let hash = m.block.block_hash().to_string();
+        let fields = json!({"hash": hash, "txs": m.block.txdata.len()});
+        self.write_keyed("block", m.peer, &m.addr, fields, RecordKey::Block { hash });
     }
 }

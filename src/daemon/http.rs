@@ -28,6 +28,8 @@ struct Api {
     network: Network,
     metrics: Option<Metrics>,
     chain: Option<Addr<crate::sync::ChainSync>>,
+    /// The NATS sink's state, when it runs.
+    nats: Option<std::sync::Arc<super::nats::status::SinkStatus>>,
 }
 
 impl Api {
@@ -53,7 +55,19 @@ pub fn start(
     network: Network,
     metrics: Option<Metrics>,
 ) -> std::io::Result<(Server, SocketAddr)> {
-    let api = Api { group, network, metrics, chain };
+    start_with_sinks(bind, group, chain, network, metrics, None)
+}
+
+/// [`start`], with the NATS sink's state in `/status` and `/metrics`.
+pub(crate) fn start_with_sinks(
+    bind: SocketAddr,
+    group: Addr<PeerGroup>,
+    chain: Option<Addr<crate::sync::ChainSync>>,
+    network: Network,
+    metrics: Option<Metrics>,
+    nats: Option<std::sync::Arc<super::nats::status::SinkStatus>>,
+) -> std::io::Result<(Server, SocketAddr)> {
+    let api = Api { group, network, metrics, chain, nats };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(api.clone()))
@@ -136,14 +150,22 @@ async fn prometheus_metrics(api: web::Data<Api>) -> HttpResponse {
         m.header_height.set(i64::from(chain.height));
         m.headers_synced.set(i64::from(chain.synced));
     }
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(m.render())
+    let mut text = m.render();
+    if let Some(nats) = &api.nats {
+        text.push_str(&nats.prometheus());
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
 }
 
 async fn status(api: web::Data<Api>) -> HttpResponse {
     match api.group.send(GetStatus).await {
         Ok(s) => {
             let chain = api.chain_status().await;
-            HttpResponse::Ok().json(json!({ "network": api.network, "group": s, "chain": chain }))
+            let mut body = json!({ "network": api.network, "group": s, "chain": chain });
+            if let (Some(nats), Some(map)) = (&api.nats, body.as_object_mut()) {
+                map.insert("nats".into(), nats.json());
+            }
+            HttpResponse::Ok().json(body)
         }
         Err(_) => unavailable(),
     }

@@ -1,9 +1,10 @@
 //! `btcpeerd`'s runtime: settings loading ([`settings`]), logging, the JSON event log
-//! ([`event_log`]), signals and orderly shutdown. The library proper never reads files or the
+//! ([`event_log`]), the NATS JetStream sink ([`nats`]), signals and orderly shutdown. The library proper never reads files or the
 //! environment; this module does, for the daemon.
 
 pub mod event_log;
 pub mod http;
+pub mod nats;
 pub mod settings;
 
 use std::io::Write;
@@ -34,9 +35,16 @@ pub fn init_logging(settings: &Settings) {
     };
 }
 
-/// Runs the daemon until SIGINT or SIGTERM, then closes every peer and returns.
+/// Runs the daemon until SIGINT or SIGTERM, then closes every peer and returns. No `[sink]` is
+/// on: use [`run_with_sinks`] with the settings of [`settings::load_with_sinks`] for those.
 pub fn run(settings: Settings) -> Result<(), Error> {
+    run_with_sinks(settings, nats::SinkSettings::default())
+}
+
+/// [`run`] with explicit `[sink]` settings (from [`settings::load_with_sinks`]).
+pub fn run_with_sinks(settings: Settings, sinks: nats::SinkSettings) -> Result<(), Error> {
     settings::validate(&settings)?;
+    sinks.nats.validate()?;
     let config = group_config(&settings)?;
     if let Some(dir) = &config.data_dir {
         check_data_dir(dir)?;
@@ -71,22 +79,32 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         fetch_blocks: settings.sync.fetch_blocks,
     });
     let event_log_settings = settings.event_log.clone();
+    let data_dir = config.data_dir.clone().unwrap_or_else(|| default_data_dir(network));
     let system = System::new();
     system.block_on(async move {
         let mut subscriptions = Vec::new();
+        // Before any peer: a stream that does not fit stops the daemon at start (exit 2).
+        let nats = match sinks.nats.enabled() {
+            true => Some(nats::start(&sinks.nats, network, &data_dir).await?),
+            false => None,
+        };
+        let (feed, nats_status, nats_stop) = match nats {
+            Some(n) => (Some(n.feed), Some(n.status), Some(n.stop)),
+            None => (None, None, None),
+        };
         // The event log writes on its own thread: a burst of lines never delays the HTTP API
         // or the group, which share this one.
-        let log_thread = sink.as_ref().map(|_| Arbiter::new());
+        let log_thread = (sink.is_some() || feed.is_some()).then(Arbiter::new);
         // Its queue is bounded in bytes: lossless by default (peers are read no further while
         // it is full), or dropping with `dropped` records.
         let log_budget = match event_log_settings.when_full {
             WhenFull::Wait => Budget::backpressure(event_log_settings.queue_bytes),
             WhenFull::Drop => Budget::new(event_log_settings.queue_bytes),
         };
-        let log = sink.zip(log_thread.as_ref()).map(|(w, thread)| {
+        let log = log_thread.as_ref().map(|thread| {
             let budget = log_budget.clone();
             event_log::EventLog::start_in_arbiter(&thread.handle(), move |_| {
-                event_log::EventLog::with_budget(w, &budget)
+                event_log::EventLog::with_outputs(sink, feed, &budget)
             })
         });
         if let Some(log) = &log {
@@ -140,7 +158,8 @@ pub fn run(settings: Settings) -> Result<(), Error> {
             sync
         });
         let api = match http_addr {
-            Some(bind) => match http::start(bind, group.clone(), chain.clone(), network, metrics) {
+            Some(bind) => match http::start_with_sinks(bind, group.clone(), chain.clone(), network, metrics, nats_status)
+            {
                 Ok((server, addr)) => {
                     if !addr.ip().is_loopback() {
                         tracing::warn!(%addr, "HTTP API is reachable from other hosts: protect it (see README)");
@@ -173,6 +192,10 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         }
         if let Some(thread) = log_thread {
             thread.stop();
+        }
+        // After the log has handed over its last records.
+        if let Some(stop) = nats_stop {
+            stop.stop().await;
         }
         info!("stopped");
         Ok(())

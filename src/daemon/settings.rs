@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
 
+use super::nats::SinkSettings;
 use crate::config::{ConfigError, Settings};
 use crate::network::Network;
 
@@ -13,6 +15,9 @@ const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 /// Keys whose value is a list: the environment gives them comma-separated, and an empty value
 /// means the empty list.
 const LIST_KEYS: [&str; 4] = ["connect", "addnode", "seeds", "listen"];
+
+/// `[sink.nats]` keys whose value is a list (comma-separated in the environment).
+const SINK_LIST_KEYS: [&str; 2] = ["sink.nats.servers", "sink.nats.events"];
 
 /// Every name `Network::from_str` accepts, canonical name first, for error messages.
 /// (`network_names_are_the_parsers` keeps this in step with `src/network.rs`.)
@@ -68,18 +73,38 @@ pub struct Overrides {
     pub fetch_blocks: bool,
 }
 
+/// Command-line values for the `[sink]` tables; they win over every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct SinkOverrides {
+    /// `--nats URL` (repeatable; replaces `sink.nats.servers` when given).
+    pub nats_servers: Vec<String>,
+    /// `--nats-stream`.
+    pub nats_stream: Option<String>,
+    /// `--nats-subject-prefix`.
+    pub nats_subject_prefix: Option<String>,
+}
+
 /// Loads and validates the settings. `env` is the process environment (passed in so tests can
-/// supply their own).
+/// supply their own). The `[sink]` tables are checked too; [`load_with_sinks`] returns them.
 pub fn load(
     overrides: &Overrides,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings, ConfigError> {
+    load_with_sinks(overrides, &SinkOverrides::default(), env).map(|(settings, _)| settings)
+}
+
+/// [`load`], returning the `[sink]` tables (`[sink.nats]`) as well.
+pub fn load_with_sinks(
+    overrides: &Overrides,
+    sink: &SinkOverrides,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(Settings, SinkSettings), ConfigError> {
     let env = Env::new(env);
     if let Some(path) = &overrides.config_file {
         check_readable(path)?;
     }
     // The network decides the overlay, so find it first from the layers that can set it.
-    let first = build(overrides, &env, None)?;
+    let first = build(overrides, sink, &env, None)?;
     let network: Network = match first.get_string("network") {
         Ok(name) => name.parse().map_err(|_| {
             ConfigError::new(
@@ -89,11 +114,29 @@ pub fn load(
         })?,
         Err(_) => Network::Mainnet,
     };
-    let settings: Settings = build(overrides, &env, Some(network))?
-        .try_deserialize()
-        .map_err(|e| describe(e, overrides.config_file.as_deref()))?;
+    let err = |e| describe(e, overrides.config_file.as_deref());
+    // `[sink]` is the daemon's own table: taken out before the library's `Settings` (which
+    // rejects unknown keys) and read on its own, with the same key-naming errors.
+    let mut table: config::Map<String, config::Value> =
+        build(overrides, sink, &env, Some(network))?.try_deserialize().map_err(err)?;
+    let sink_table = table.remove("sink");
+    let settings = Settings::deserialize(config::Value::new(None, table)).map_err(err)?;
     validate(&settings)?;
-    Ok(settings)
+    let sinks = match sink_table {
+        Some(value) => {
+            let wrapped = config::Value::new(None, config::Map::from([("sink".to_owned(), value)]));
+            SinkTable::deserialize(wrapped).map_err(err)?.sink
+        }
+        None => SinkSettings::default(),
+    };
+    sinks.nats.validate()?;
+    Ok((settings, sinks))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinkTable {
+    sink: SinkSettings,
 }
 
 /// [`Settings::validate`] plus what only the daemon can check: the `log.filter` syntax
@@ -137,7 +180,12 @@ fn check_readable(path: &Path) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read config file: {e}")))
 }
 
-fn build(overrides: &Overrides, env: &Env, network: Option<Network>) -> Result<Config, ConfigError> {
+fn build(
+    overrides: &Overrides,
+    sink: &SinkOverrides,
+    env: &Env,
+    network: Option<Network>,
+) -> Result<Config, ConfigError> {
     let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
     if let Some(net) = network {
         b = b.add_source(File::from_str(overlay(net), FileFormat::Toml));
@@ -150,7 +198,7 @@ fn build(overrides: &Overrides, env: &Env, network: Option<Network>) -> Result<C
         .separator("__")
         .try_parsing(true)
         .list_separator(",");
-    for key in LIST_KEYS {
+    for key in LIST_KEYS.into_iter().chain(SINK_LIST_KEYS) {
         environment = environment.with_list_parse_key(key);
     }
     b = b.add_source(environment.source(Some(env.vars.clone())));
@@ -191,6 +239,11 @@ fn build(overrides: &Overrides, env: &Env, network: Option<Network>) -> Result<C
     if !overrides.listen.is_empty() {
         b = b.set_override("listen", overrides.listen.clone()).map_err(err)?;
     }
+    if !sink.nats_servers.is_empty() {
+        b = b.set_override("sink.nats.servers", sink.nats_servers.clone()).map_err(err)?;
+    }
+    b = set(b, "sink.nats.stream", sink.nats_stream.as_ref()).map_err(err)?;
+    b = set(b, "sink.nats.subject_prefix", sink.nats_subject_prefix.as_ref()).map_err(err)?;
     // Whichever layer named the network, and with whichever alias (`testnet`, `main`, ...),
     // `load` resolved it: give the deserializer the canonical name it knows.
     if let Some(net) = network {
@@ -368,5 +421,44 @@ mod tests {
         writeln!(f, "this is = = not toml").unwrap();
         let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
         assert_eq!(load(&o, env(&[])).unwrap_err().key, f.path().display().to_string());
+    }
+
+    #[test]
+    fn nats_sink_keys_load_from_every_layer_and_errors_name_them() {
+        let (_, sinks) = load_with_sinks(&Overrides::default(), &SinkOverrides::default(), env(&[])).unwrap();
+        assert_eq!(sinks, SinkSettings::default(), "config/default.toml and NatsSettings::default() drifted");
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[sink.nats]\nservers = [\"nats://127.0.0.1:1\"]\nstream = \"FILE\"\nmax_in_flight = 7")
+            .unwrap();
+        let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
+        let e = env(&[
+            ("BTCPEER_SINK__NATS__SERVERS", "nats://127.0.0.1:2,nats://127.0.0.1:3"),
+            ("BTCPEER_SINK__NATS__EVENTS", "tx,block"),
+            ("BTCPEER_SINK__NATS__STREAM", "ENV"),
+        ]);
+        let (settings, sinks) = load_with_sinks(&o, &SinkOverrides::default(), e.clone()).unwrap();
+        assert_eq!(settings.network, Network::Mainnet);
+        let n = &sinks.nats;
+        assert_eq!(n.servers, ["nats://127.0.0.1:2", "nats://127.0.0.1:3"]);
+        assert_eq!(n.events, ["tx", "block"]);
+        assert_eq!((n.stream.as_str(), n.max_in_flight), ("ENV", 7));
+        let flags = SinkOverrides { nats_stream: Some("FLAG".into()), ..Default::default() };
+        assert_eq!(load_with_sinks(&o, &flags, e).unwrap().1.nats.stream, "FLAG", "flags beat env");
+
+        for (text, key) in [
+            ("[sink.nats]\nstreams = \"X\"", "sink.nats.streams"),
+            ("[sink.nats]\nmax_in_flight = \"many\"", "sink.nats.max_in_flight"),
+            ("[sink.nats]\nevents = [\"blocks\"]", "sink.nats.events"),
+            ("[sink.kafka]\nservers = []", "sink.kafka"),
+        ] {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            writeln!(f, "{text}").unwrap();
+            let o = Overrides { config_file: Some(f.path().into()), ..Default::default() };
+            let err = load(&o, env(&[])).unwrap_err();
+            assert_eq!(err.key, key, "{text}: {err}");
+        }
+        let e =
+            load(&Overrides::default(), env(&[("BTCPEER_SINK__NATS__SPOOL_MAX_BYTES", "5")])).unwrap_err();
+        assert_eq!(e.key, "sink.nats.spool_max_bytes");
     }
 }
