@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use futures_util::future::{self, FutureExt};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -27,11 +27,20 @@ use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent};
 use super::reason::DisconnectReason;
 use super::requests::{RequestError, RequestId, Response};
 use super::stats::{PeerStats, StatsRecorder};
+use super::transport::{
+    Inbound, Ready, Start, TransportDecoder, TransportEncoder, TransportError, TransportVersion, V2Error,
+};
 use super::{Link, PeerAddr, PeerId, PeerState};
 use crate::events::Subscribers;
 #[cfg(feature = "metrics")]
 use crate::metrics::Metrics;
 use crate::wire::{self, Codec, CodecError, Frame, Message, Payload};
+
+/// Most garbage we send after our key when we open a v2 connection. Core sends up to 4,095
+/// bytes (`net.cpp` `V2Transport` constructor, `MAX_GARBAGE_LEN`); we keep the initiator's
+/// short because a v1-only peer parses it as 24-byte headers and some score each bad one
+/// (bcoin: +10 per header, a ban at 100), which would spoil the v1 retry.
+const MAX_INITIATOR_GARBAGE: usize = 120;
 
 mod handlers;
 
@@ -46,7 +55,8 @@ struct Metrics;
 impl Metrics {
     fn dial(&self, _: bool) {}
     fn ping(&self, _: Duration) {}
-    fn handshake(&self, _: Link, _: Duration) {}
+    fn handshake_over(&self, _: Link, _: &str, _: Duration) {}
+    fn v2_fallback(&self) {}
     fn message(&self, _: bool, _: &str, _: usize) {}
     fn disconnect(&self, _: Link, _: &DisconnectReason) {}
 }
@@ -79,7 +89,21 @@ pub struct PeerActor {
     budget: OutboundBudget,
     writer: Option<(mpsc::UnboundedSender<WriteCmd>, tokio::task::JoinHandle<()>)>,
     stream: Option<(BoxStream, Option<SocketAddr>)>,
-    codec: Codec,
+    /// How the next stream starts (v1, v2 initiator, or inbound detection).
+    start: Start,
+    /// The writing half of the transport.
+    encoder: TransportEncoder,
+    /// The reader's stream, cancelled when a v2 attempt is retried with v1.
+    reader: Option<SpawnHandle>,
+    /// Set once the transport is settled.
+    transport: Option<TransportVersion>,
+    /// BIP324 session id (v2 only).
+    session_id: Option<[u8; 32]>,
+    /// Handshake bytes received while the transport settles (Core reconnects with v1 only when
+    /// nothing came back).
+    settle_received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The v2 attempt was already retried with v1.
+    fell_back: bool,
     span: tracing::Span,
     connected_at: Option<Instant>,
     trickle_timer: Option<SpawnHandle>,
@@ -91,7 +115,13 @@ pub struct PeerActor {
 impl PeerActor {
     /// A peer that dials `addr` when started.
     pub fn outbound(config: PeerConfig, addr: PeerAddr, subscribers: Subscribers) -> Self {
-        Self::build(config, addr, Link::Outbound, None, subscribers)
+        let v2 = config.v2_transport && !config.v1_only.contains(&addr);
+        let mut actor = Self::build(config, addr, Link::Outbound, None, subscribers);
+        if v2 {
+            actor.start = Start::V2Initiator;
+            actor.encoder = TransportEncoder::Settling(Vec::new());
+        }
+        actor
     }
 
     /// A peer over an accepted inbound stream.
@@ -131,13 +161,27 @@ impl PeerActor {
         subscribers: Subscribers,
     ) -> Self {
         let id = PeerId::next();
+        // Inbound links detect v1/v2 from their first bytes when v2 is on; outbound ones start
+        // v1 unless `outbound` chose v2 (streams handed in by the caller stay v1).
+        let start = if config.v2_transport && link == Link::Inbound { Start::Detect } else { Start::V1 };
+        let codec = Codec::new(config.network.magic());
+        let encoder = match start {
+            Start::V1 => TransportEncoder::V1(codec),
+            _ => TransportEncoder::Settling(Vec::new()),
+        };
         let machine =
             PeerMachine::new(config.machine.clone(), link, config.nonces.clone(), StdRng::from_entropy())
                 .with_network(config.network);
         let span = tracing::info_span!("peer", id = id.0, peer = %addr, link = ?link);
         PeerActor {
             id,
-            codec: Codec::new(config.network.magic()),
+            start,
+            encoder,
+            reader: None,
+            transport: (start == Start::V1).then_some(TransportVersion::V1),
+            session_id: None,
+            settle_received: Default::default(),
+            fell_back: false,
             budget: OutboundBudget::new(config.max_send_queue_bytes),
             addr,
             config,
@@ -188,12 +232,19 @@ impl PeerActor {
     fn dial(&mut self, ctx: &mut Context<Self>) {
         self.machine.connecting();
         self.run_actions(ctx);
+        self.open(false, ctx);
+    }
+
+    /// Dials; `retry` is the at-once v1 retry of a v2 attempt (the machine is already
+    /// handshaking and keeps its 60 s deadline).
+    fn open(&mut self, retry: bool, ctx: &mut Context<Self>) {
         let target = self.addr.clone();
         let proxy = self.config.proxy.clone();
         let timeout = self.config.connect_timeout;
         let fut = async move { dial::dial(&target, proxy.as_ref(), timeout).await };
         // spawn, not wait: the mailbox (Disconnect, GetStats) stays live while dialing.
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok((stream, remote)) if retry => act.attach_stream(stream, remote, ctx),
             Ok((stream, remote)) => {
                 act.count(|m| m.dial(true));
                 act.attach(stream, remote, ctx)
@@ -207,18 +258,113 @@ impl PeerActor {
     }
 
     fn attach(&mut self, stream: BoxStream, remote: Option<SocketAddr>, ctx: &mut Context<Self>) {
-        let (read, write) = tokio::io::split(stream);
-        ctx.add_stream(FramedRead::new(read, self.codec.clone()));
-        let (tx, rx) = mpsc::unbounded_channel();
-        let me = ctx.address();
-        let task =
-            actix::spawn(outbound::run_writer(write, rx, move |event| me.do_send(WriterReport(event))));
-        self.writer = Some((tx, task));
+        self.attach_stream(stream, remote, ctx);
         self.stats.connected(SystemTime::now());
         self.connected_at = Some(Instant::now());
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         self.machine.connected(Instant::now(), unix, self.config.tip.get(), remote);
         self.run_actions(ctx);
+    }
+
+    /// Starts the reader (the transport decoder) and the writer task over `stream`.
+    fn attach_stream(&mut self, stream: BoxStream, _remote: Option<SocketAddr>, ctx: &mut Context<Self>) {
+        let (read, write) = tokio::io::split(stream);
+        let magic = self.config.network.magic();
+        let mut rng = StdRng::from_entropy();
+        let secret: [u8; 32] = rng.gen();
+        let max_garbage = if self.start == Start::V2Initiator {
+            MAX_INITIATOR_GARBAGE
+        } else {
+            super::transport::v2::MAX_GARBAGE_LEN
+        };
+        let garbage: Vec<u8> = (0..rng.gen_range(0..=max_garbage)).map(|_| rng.gen()).collect();
+        let (decoder, first) = TransportDecoder::new(magic, self.start, secret, garbage);
+        let decoder = decoder.counting(self.settle_received.clone());
+        self.reader = Some(ctx.add_stream(FramedRead::new(read, decoder)));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let me = ctx.address();
+        let task =
+            actix::spawn(outbound::run_writer(write, rx, move |event| me.do_send(WriterReport(event))));
+        if let Some(bytes) = first {
+            let _ = tx.send(WriteCmd::Raw(bytes));
+        }
+        self.writer = Some((tx, task));
+        if self.start == Start::V1 && matches!(self.encoder, TransportEncoder::Settling(_)) {
+            // The v1 retry: what the machine queued during the v2 attempt goes out now.
+            self.on_transport_ready(Ready::V1, ctx);
+        }
+    }
+
+    /// The transport is settled: remember which, and send what waited for it.
+    fn on_transport_ready(&mut self, ready: Ready, ctx: &mut Context<Self>) {
+        let codec = Codec::new(self.config.network.magic());
+        let (version, encoder) = match ready {
+            Ready::V1 => (TransportVersion::V1, TransportEncoder::V1(codec)),
+            Ready::V2 { session_id, encoder } => {
+                self.session_id = Some(session_id);
+                (TransportVersion::V2, TransportEncoder::V2(codec, encoder))
+            }
+        };
+        self.transport = Some(version);
+        {
+            let _g = self.span.enter();
+            debug!(
+                transport = version.as_str(),
+                session_id = self.session_id.map(|s| super::transport::v2::hex(&s)),
+                "transport ready"
+            );
+        }
+        let waiting = match std::mem::replace(&mut self.encoder, encoder) {
+            TransportEncoder::Settling(queue) => queue,
+            _ => Vec::new(),
+        };
+        for msg in waiting {
+            if let Err(SendError::QueueFull { queued, .. }) = self.enqueue(&msg, None) {
+                self.machine.disconnect(DisconnectReason::SendQueueFull { queued });
+            }
+        }
+        self.run_actions(ctx);
+    }
+
+    /// Core's rule for retrying a v2 attempt with v1 (`net.cpp` `V2Transport::ShouldReconnectV1`:
+    /// an outbound attempt still waiting for the peer's key with nothing received, and
+    /// `CConnman::DisconnectNodes` reconnecting with `use_v2transport = false`), extended to a
+    /// peer whose first bytes are a v1 message (our magic where its key should be).
+    fn should_retry_v1(&self, error: Option<&TransportError>) -> bool {
+        let nothing_received = self.settle_received.load(std::sync::atomic::Ordering::Relaxed) == 0;
+        self.start == Start::V2Initiator
+            && self.transport.is_none()
+            && !self.fell_back
+            && !self.machine.is_closed()
+            && match error {
+                Some(TransportError::V2(V2Error::V1Peer)) => true,
+                None
+                | Some(TransportError::Codec(CodecError::Io(_)))
+                | Some(TransportError::V2(V2Error::Truncated)) => nothing_received,
+                _ => false,
+            }
+    }
+
+    /// Drops the v2 attempt's stream and dials again at once with v1; the address is remembered
+    /// v1-only so the next dial goes straight to v1.
+    fn retry_v1(&mut self, ctx: &mut Context<Self>) {
+        self.fell_back = true;
+        if let Some(reader) = self.reader.take() {
+            ctx.cancel_future(reader);
+        }
+        if let Some((writer, task)) = self.writer.take() {
+            drop(writer);
+            task.abort();
+        }
+        self.config.v1_only.insert(&self.addr);
+        self.count(|m| m.v2_fallback());
+        {
+            let _g = self.span.enter();
+            info!("v2 handshake closed by the peer; retrying with v1");
+        }
+        self.start = Start::V1;
+        self.settle_received.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.open(true, ctx);
     }
 
     /// Encodes and queues a frame; `done` is answered when it is written.
@@ -227,8 +373,12 @@ impl PeerActor {
         msg: &Message,
         done: Option<oneshot::Sender<Result<(), SendError>>>,
     ) -> Result<(), SendError> {
+        if self.writer.is_none() && !matches!(self.encoder, TransportEncoder::Settling(_)) {
+            return Err(SendError::Disconnected);
+        }
+        // While the transport settles (v2 handshake, v1 retry) the machine's first messages wait.
+        let Some(bytes) = self.encoder.encode(msg) else { return Ok(()) };
         let Some((writer, _)) = &self.writer else { return Err(SendError::Disconnected) };
-        let bytes = self.codec.encode_to_bytes(msg);
         if bytes.len() > wire::limits::HEADER_SIZE + wire::limits::MAX_PROTOCOL_MESSAGE_LENGTH {
             return Err(SendError::Refused(SendRefused::TooLarge {
                 command: wire::message_command(msg).to_owned(),
@@ -265,9 +415,10 @@ impl PeerActor {
                 Action::Ready(info) => {
                     let took = self.connected_at.map(|t| t.elapsed()).unwrap_or_default();
                     let link = self.machine.link();
-                    self.count(|m| m.handshake(link, took));
+                    let transport = self.transport.unwrap_or(TransportVersion::V1).as_str();
+                    self.count(|m| m.handshake_over(link, transport, took));
                     let _g = self.span.enter();
-                    info!(version = info.version, user_agent = %info.user_agent, services = info.services, start_height = info.start_height, "peer ready");
+                    info!(version = info.version, user_agent = %info.user_agent, services = info.services, start_height = info.start_height, transport, "peer ready");
                     self.subscribers.ready(self.id, &self.addr, info);
                 }
                 Action::Disconnect(reason) => {
@@ -415,7 +566,8 @@ impl PeerActor {
             start_height: info.map_or(0, |i| i.start_height),
             relay: info.is_some_and(|i| i.relay),
             features: info.map(|i| i.features.clone()).unwrap_or_default(),
-            transport: "v1",
+            transport: self.transport.unwrap_or(TransportVersion::V1).as_str(),
+            session_id: self.session_id.map(|id| super::transport::v2::hex(&id)),
             connected_since: None,
             last_send: None,
             last_recv: None,
@@ -458,18 +610,32 @@ impl Actor for PeerActor {
     }
 }
 
-impl StreamHandler<Result<Frame, CodecError>> for PeerActor {
-    fn handle(&mut self, item: Result<Frame, CodecError>, ctx: &mut Context<Self>) {
+impl StreamHandler<Result<Inbound, TransportError>> for PeerActor {
+    fn handle(&mut self, item: Result<Inbound, TransportError>, ctx: &mut Context<Self>) {
         match item {
-            Ok(frame) => self.on_frame(frame, ctx),
-            Err(error) => {
+            Ok(Inbound::Frame(frame)) => self.on_frame(frame, ctx),
+            Ok(Inbound::Send(bytes)) => {
+                if let Some((writer, _)) = &self.writer {
+                    let _ = writer.send(WriteCmd::Raw(bytes));
+                }
+            }
+            Ok(Inbound::Ready(ready)) => self.on_transport_ready(ready, ctx),
+            Err(error) if self.should_retry_v1(Some(&error)) => self.retry_v1(ctx),
+            Err(TransportError::Codec(error)) => {
                 self.machine.on_stream_error(&error);
+                self.run_actions(ctx);
+            }
+            Err(TransportError::V2(error)) => {
+                self.machine.disconnect(DisconnectReason::V2Transport(error));
                 self.run_actions(ctx);
             }
         }
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
+        if self.should_retry_v1(None) {
+            return self.retry_v1(ctx);
+        }
         self.machine.disconnect(DisconnectReason::ClosedByPeer);
         self.run_actions(ctx);
     }

@@ -97,6 +97,9 @@ pub enum WriteCmd {
         /// Confirmation for the sender, if it waits.
         done: Option<oneshot::Sender<Result<(), SendError>>>,
     },
+    /// Transport bytes that are no message (the BIP324 handshake): written in order, not
+    /// counted as a message nor against the budget (a few KB once per connection).
+    Raw(Bytes),
     /// Flush what is queued before this, then close the write side.
     Close,
 }
@@ -138,6 +141,12 @@ where
                     break;
                 }
             },
+            WriteCmd::Raw(bytes) => {
+                if let Err(e) = writer.write_all(&bytes).await {
+                    report(WriteEvent::Failed(e.to_string()));
+                    break;
+                }
+            }
             WriteCmd::Close => {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
                 break;
