@@ -169,8 +169,13 @@ impl PeerActor {
             Start::V1 => TransportEncoder::V1(codec),
             _ => TransportEncoder::Settling(Vec::new()),
         };
-        let machine =
-            PeerMachine::new(config.machine.clone(), link, config.nonces.clone(), StdRng::from_entropy())
+        let mut machine_config = config.machine.clone();
+        if config.v2_transport {
+            // Core advertises NODE_P2P_V2 whenever `-v2transport` is on (`init.cpp`,
+            // `g_local_services |= NODE_P2P_V2`).
+            machine_config.services |= wire::ServiceFlags::P2P_V2;
+        }
+        let machine = PeerMachine::new(machine_config, link, config.nonces.clone(), StdRng::from_entropy())
                 .with_network(config.network);
         let span = tracing::info_span!("peer", id = id.0, peer = %addr, link = ?link);
         PeerActor {

@@ -22,9 +22,17 @@ use crate::peer::messages::{
 use crate::peer::{DisconnectReason, Link, PeerAddr, PeerInfo, PeerState, PeerStats, ReasonKind};
 use crate::wire::{self, AddrV2};
 
+/// BIP324 support (`NODE_P2P_V2`, 1 << 11, `protocol.h`).
+const NODE_P2P_V2: u64 = 1 << 11;
+
 impl Handler<Notice<PeerReady>> for PeerGroup {
     type Result = ();
     fn handle(&mut self, Notice(msg): Notice<PeerReady>, _: &mut Context<Self>) {
+        // A peer remembered v1-only that now advertises BIP324 (it upgraded): try v2 again
+        // next time.
+        if msg.info.services & NODE_P2P_V2 != 0 {
+            self.config.peer.v1_only.remove(&msg.addr);
+        }
         self.mark_ready(msg.peer, msg.info);
     }
 }
@@ -71,6 +79,10 @@ impl Handler<Notice<AddrReceived>> for PeerGroup {
                 AddrV2::TorV3(_) => PeerAddr::Host(wire::addr_host(&a.addr).into(), a.port),
                 _ => continue,
             };
+            // Gossip saying the address speaks BIP324 again ends its v1-only memory.
+            if a.services.to_u64() & NODE_P2P_V2 != 0 {
+                self.config.peer.v1_only.remove(&addr);
+            }
             self.book.add(&addr, a.services.to_u64(), u64::from(a.time), Some(&msg.addr), unix);
         }
     }

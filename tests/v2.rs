@@ -1,0 +1,295 @@
+//! BIP324 v2 transport end to end on loopback: v2 between two groups both ways, the fallback
+//! to v1 against bcoin (v1 only) remembered for the next dial, one listener taking v1 and v2,
+//! and hostile v2 inputs that each end with their typed reason and no ban.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bip324::{GarbageResult, Handshake, Initialized, ReceivedKey, Role, VersionResult};
+use btcpeer::group::{GetBans, GetListenAddrs, GetPeers, PeerGroup};
+use btcpeer::peer::{DisconnectReason, Link, PeerAddr, PeerStats, V2Error};
+use btcpeer::Subscription;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn v2_config() -> btcpeer::peer::PeerConfig {
+    let mut cfg = regtest_config();
+    cfg.v2_transport = true;
+    cfg
+}
+
+async fn listen_addr(group: &Addr<PeerGroup>) -> SocketAddr {
+    let mut listen;
+    wait_for!(WAIT, "listener bound", {
+        listen = group.send(GetListenAddrs).await.unwrap();
+        !listen.is_empty()
+    });
+    listen[0]
+}
+
+async fn ready_peers(group: &Addr<PeerGroup>, n: usize) -> Vec<PeerStats> {
+    let mut peers;
+    wait_for!(WAIT, format!("{n} ready peers"), {
+        peers = group.send(GetPeers).await.unwrap();
+        peers.retain(|p| p.state == btcpeer::peer::PeerState::Ready);
+        peers.len() >= n
+    });
+    peers
+}
+
+#[actix_rt::test]
+async fn two_groups_speak_v2_both_directions() {
+    let a = PeerGroup::new(group_config(v2_config(), true), Vec::new()).start();
+    let b = PeerGroup::new(group_config(v2_config(), true), Vec::new()).start();
+    let (a_addr, b_addr) = (listen_addr(&a).await, listen_addr(&b).await);
+    // Each dials the other: one outbound and one inbound v2 link on each side.
+    let mut ca = group_config(v2_config(), false);
+    ca.policy.static_peers = vec![PeerAddr::Ip(b_addr)];
+    ca.policy.connect_only = true;
+    let mut cb = group_config(v2_config(), false);
+    cb.policy.static_peers = vec![PeerAddr::Ip(a_addr)];
+    cb.policy.connect_only = true;
+    let dial_a = PeerGroup::new(ca, Vec::new()).start();
+    let dial_b = PeerGroup::new(cb, Vec::new()).start();
+    for (dialer, listener) in [(&dial_a, &b), (&dial_b, &a)] {
+        let out = ready_peers(dialer, 1).await;
+        let inn = ready_peers(listener, 1).await;
+        assert_eq!((out[0].link, inn[0].link), (Link::Outbound, Link::Inbound));
+        assert_eq!((out[0].transport, inn[0].transport), ("v2", "v2"));
+        let id = out[0].session_id.clone().expect("a v2 session id");
+        assert_eq!(id.len(), 64);
+        assert_eq!(inn[0].session_id.as_ref(), Some(&id), "both ends see the same session id");
+        // We advertise BIP324 when it is on.
+        assert_ne!(out[0].services & (1 << 11), 0);
+        // The JSON of GET /peers carries both.
+        let json = serde_json::to_value(&out[0]).unwrap();
+        assert_eq!(json["transport"], "v2");
+        assert_eq!(json["session_id"], id.as_str());
+    }
+}
+
+#[actix_rt::test]
+async fn a_v2_dial_to_bcoin_falls_back_to_v1_and_the_next_dial_goes_straight_to_v1() {
+    let node = Bcoin::start();
+    let metrics = btcpeer::metrics::Metrics::new();
+    let mut cfg = group_config(v2_config().with_metrics(metrics.clone()), false);
+    cfg.policy.static_peers = vec![PeerAddr::Ip(node.p2p)];
+    cfg.policy.connect_only = true;
+    let (probe, _, mut events) = probe(false);
+    let group = PeerGroup::new(cfg, Subscription::common(&probe)).start();
+    let first = ready_peers(&group, 1).await;
+    assert_eq!(first[0].transport, "v1");
+    assert_eq!(first[0].session_id, None);
+    assert_eq!(first[0].user_agent, "/bcoin:v1.0.2/");
+    let fallbacks = || {
+        metrics.render().lines().find(|l| l.starts_with("btcpeer_v2_fallbacks_total ")).map(str::to_owned)
+    };
+    assert_eq!(fallbacks().as_deref(), Some("btcpeer_v2_fallbacks_total 1"));
+    // No disconnect was published for the v2 attempt: the retry is part of the same connection.
+    assert!(!events.seen.iter().any(|e| matches!(e, Ev::Disconnected(_))), "{:#?}", events.seen);
+    // Drop it; the static peer is dialed again, straight with v1 this time.
+    group.send(btcpeer::group::DisconnectPeer(first[0].id)).await.unwrap().expect("the peer is there");
+    events.expect(WAIT, "the disconnect", |e| matches!(e, Ev::Disconnected(_)).then_some(())).await;
+    wait_for!(WAIT, "a second ready connection", {
+        let peers = group.send(GetPeers).await.unwrap();
+        peers.iter().any(|p| p.id != first[0].id && p.state == btcpeer::peer::PeerState::Ready)
+    });
+    assert_eq!(fallbacks().as_deref(), Some("btcpeer_v2_fallbacks_total 1"));
+    assert!(metrics.render().contains("transport=\"v1\""));
+}
+
+#[actix_rt::test]
+async fn one_listener_takes_an_inbound_v1_bcoin_and_an_inbound_v2_peer() {
+    let listener = PeerGroup::new(group_config(v2_config(), true), Vec::new()).start();
+    let addr = listen_addr(&listener).await;
+    let _node = Bcoin::start_with(BcoinOptions { connect: vec![addr], ..Default::default() });
+    let mut cfg = group_config(v2_config(), false);
+    cfg.policy.static_peers = vec![PeerAddr::Ip(addr)];
+    cfg.policy.connect_only = true;
+    let _dialer = PeerGroup::new(cfg, Vec::new()).start();
+    let peers = ready_peers(&listener, 2).await;
+    let bcoin = peers.iter().find(|p| p.user_agent.starts_with("/bcoin")).expect("bcoin inbound");
+    let ours = peers.iter().find(|p| p.user_agent.starts_with("/btcpeer")).expect("our inbound");
+    assert_eq!((bcoin.link, bcoin.transport), (Link::Inbound, "v1"));
+    assert_eq!((ours.link, ours.transport), (Link::Inbound, "v2"));
+}
+
+// --- hostile v2 inputs against a listener ---
+
+fn regtest_magic() -> [u8; 4] {
+    btcpeer::Network::Regtest.magic()
+}
+
+/// A listening group with v2 on and a short handshake timeout, and a probe on its events.
+async fn target() -> (Addr<PeerGroup>, SocketAddr, Events, Addr<Probe>) {
+    let mut peer = v2_config();
+    peer.machine.handshake_timeout = Duration::from_secs(3);
+    let (probe, _, events) = probe(false);
+    let group = PeerGroup::new(group_config(peer, true), Subscription::common(&probe)).start();
+    let addr = listen_addr(&group).await;
+    (group, addr, events, probe)
+}
+
+async fn reason(events: &mut Events) -> DisconnectReason {
+    events
+        .expect(WAIT, "the disconnect", |e| match e {
+            Ev::Disconnected(d) => Some(d.reason.clone()),
+            _ => None,
+        })
+        .await
+}
+
+async fn assert_no_ban(group: &Addr<PeerGroup>) {
+    assert!(group.send(GetBans).await.unwrap().is_empty(), "nobody is banned for a transport failure");
+}
+
+/// Our key (and no garbage) as a v2 initiator, and the handshake state after it.
+fn initiator() -> (Vec<u8>, Handshake<bip324::SentKey<'static>>) {
+    let hs = Handshake::<Initialized>::new(regtest_magic(), Role::Initiator).unwrap();
+    let mut key = vec![0u8; Handshake::<Initialized>::send_key_len(None)];
+    let hs = hs.send_key(None, &mut key).unwrap();
+    (key, hs)
+}
+
+/// Completes a v2 handshake as initiator over `stream`; `tamper` may spoil our version packet.
+async fn handshake(stream: &mut TcpStream, tamper: bool) -> Option<bip324::CipherSession> {
+    let (key, hs) = initiator();
+    stream.write_all(&key).await.unwrap();
+    let mut theirs = [0u8; 64];
+    stream.read_exact(&mut theirs).await.unwrap();
+    let hs = hs.receive_key(theirs).unwrap();
+    let mut out = vec![0u8; Handshake::<ReceivedKey>::send_version_len(None)];
+    let hs = hs.send_version(&mut out, None).unwrap();
+    if tamper {
+        let last = out.len() - 1;
+        out[last] ^= 1;
+    }
+    stream.write_all(&out).await.unwrap();
+    if tamper {
+        return None;
+    }
+    let mut buf = Vec::new();
+    let mut hs = hs;
+    let (mut hs, consumed) = loop {
+        let mut chunk = [0u8; 512];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed during the handshake");
+        buf.extend_from_slice(&chunk[..n]);
+        match hs.receive_garbage(&buf).unwrap() {
+            GarbageResult::FoundGarbage { handshake, consumed_bytes } => break (handshake, consumed_bytes),
+            GarbageResult::NeedMoreData(h) => hs = h,
+        }
+    };
+    let mut rest = buf[consumed..].to_vec();
+    loop {
+        while rest.len() < 3 {
+            let mut chunk = [0u8; 512];
+            let n = stream.read(&mut chunk).await.unwrap();
+            rest.extend_from_slice(&chunk[..n]);
+        }
+        let len = hs.decrypt_packet_len([rest[0], rest[1], rest[2]]).unwrap();
+        while rest.len() < 3 + len {
+            let mut chunk = [0u8; 512];
+            let n = stream.read(&mut chunk).await.unwrap();
+            rest.extend_from_slice(&chunk[..n]);
+        }
+        let mut packet = rest[3..3 + len].to_vec();
+        rest.drain(..3 + len);
+        match hs.receive_version(&mut packet).unwrap() {
+            VersionResult::Complete { cipher } => return Some(cipher),
+            VersionResult::Decoy(h) => hs = h,
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn garbage_of_4096_bytes_ends_with_no_terminator_and_no_ban() {
+    let (group, addr, mut events, _p) = target().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let (key, _) = initiator();
+    s.write_all(&key).await.unwrap();
+    s.write_all(&[0x5a; 4096 + 16]).await.unwrap();
+    assert_eq!(reason(&mut events).await, DisconnectReason::V2Transport(V2Error::NoGarbageTerminator { max: 4095 }));
+    assert_no_ban(&group).await;
+}
+
+#[actix_rt::test]
+async fn a_wrong_terminator_is_never_found() {
+    let (group, addr, mut events, _p) = target().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let (key, hs) = initiator();
+    s.write_all(&key).await.unwrap();
+    let mut theirs = [0u8; 64];
+    s.read_exact(&mut theirs).await.unwrap();
+    let hs = hs.receive_key(theirs).unwrap();
+    let mut out = vec![0u8; Handshake::<ReceivedKey>::send_version_len(None)];
+    let _ = hs.send_version(&mut out, None).unwrap();
+    out[0] ^= 0xff; // the terminator's first byte
+    s.write_all(&out).await.unwrap();
+    s.write_all(&[0u8; 4096]).await.unwrap();
+    assert_eq!(reason(&mut events).await, DisconnectReason::V2Transport(V2Error::NoGarbageTerminator { max: 4095 }));
+    assert_no_ban(&group).await;
+}
+
+#[actix_rt::test]
+async fn a_bad_tag_fails_authentication() {
+    let (group, addr, mut events, _p) = target().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    assert!(handshake(&mut s, true).await.is_none());
+    assert_eq!(reason(&mut events).await, DisconnectReason::V2Transport(V2Error::BadTag));
+    assert_no_ban(&group).await;
+}
+
+#[actix_rt::test]
+async fn an_oversized_packet_length_closes_before_the_packet() {
+    let (group, addr, mut events, _p) = target().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut cipher = handshake(&mut s, false).await.expect("handshake");
+    // 1 + 12 + 4,000,000 is the most a packet may hold; announce one byte more.
+    let contents = vec![0u8; 1 + 12 + 4_000_000 + 1];
+    let packet = cipher.outbound().encrypt_to_vec(&contents, bip324::PacketType::Genuine, None);
+    s.write_all(&packet[..3]).await.unwrap();
+    assert_eq!(
+        reason(&mut events).await,
+        DisconnectReason::V2Transport(V2Error::Oversized { len: 4_000_014, max: 4_000_013 })
+    );
+    assert_no_ban(&group).await;
+}
+
+#[actix_rt::test]
+async fn a_truncated_handshake_is_a_network_failure() {
+    let (group, addr, mut events, _p) = target().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let (key, _) = initiator();
+    s.write_all(&key[..30]).await.unwrap();
+    s.shutdown().await.unwrap();
+    let r = reason(&mut events).await;
+    assert_eq!(r, DisconnectReason::V2Transport(V2Error::Truncated));
+    assert_eq!(r.kind(), btcpeer::peer::ReasonKind::Network);
+    assert_no_ban(&group).await;
+}
+
+#[actix_rt::test]
+async fn slowloris_during_the_handshake_hits_the_handshake_timeout() {
+    let (group, addr, mut events, _p) = target().await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let (key, _) = initiator();
+    let drip = actix::spawn(async move {
+        for b in key {
+            if s.write_all(&[b]).await.is_err() {
+                return;
+            }
+            // The attacker's pace, not synchronisation: one byte every 200 ms.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    assert!(matches!(reason(&mut events).await, DisconnectReason::HandshakeTimeout { .. }));
+    assert_no_ban(&group).await;
+    drip.abort();
+}
