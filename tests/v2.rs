@@ -87,9 +87,8 @@ async fn a_v2_dial_to_bcoin_falls_back_to_v1_and_the_next_dial_goes_straight_to_
     assert_eq!(first[0].transport, "v1");
     assert_eq!(first[0].session_id, None);
     assert_eq!(first[0].user_agent, "/bcoin:v1.0.2/");
-    let fallbacks = || {
-        metrics.render().lines().find(|l| l.starts_with("btcpeer_v2_fallbacks_total ")).map(str::to_owned)
-    };
+    let fallbacks =
+        || metrics.render().lines().find(|l| l.starts_with("btcpeer_v2_fallbacks_total ")).map(str::to_owned);
     assert_eq!(fallbacks().as_deref(), Some("btcpeer_v2_fallbacks_total 1"));
     // No disconnect was published for the v2 attempt: the retry is part of the same connection.
     assert!(!events.seen.iter().any(|e| matches!(e, Ev::Disconnected(_))), "{:#?}", events.seen);
@@ -106,7 +105,10 @@ async fn a_v2_dial_to_bcoin_falls_back_to_v1_and_the_next_dial_goes_straight_to_
 
 #[actix_rt::test]
 async fn one_listener_takes_an_inbound_v1_bcoin_and_an_inbound_v2_peer() {
-    let listener = PeerGroup::new(group_config(v2_config(), true), Vec::new()).start();
+    let mut cfg = v2_config();
+    // bcoin drops peers it dialed that do not offer NETWORK|WITNESS.
+    cfg.machine.services = btcpeer::wire::ServiceFlags::NETWORK | btcpeer::wire::ServiceFlags::WITNESS;
+    let listener = PeerGroup::new(group_config(cfg, true), Vec::new()).start();
     let addr = listen_addr(&listener).await;
     let _node = Bcoin::start_with(BcoinOptions { connect: vec![addr], ..Default::default() });
     let mut cfg = group_config(v2_config(), false);
@@ -215,7 +217,10 @@ async fn garbage_of_4096_bytes_ends_with_no_terminator_and_no_ban() {
     let (key, _) = initiator();
     s.write_all(&key).await.unwrap();
     s.write_all(&[0x5a; 4096 + 16]).await.unwrap();
-    assert_eq!(reason(&mut events).await, DisconnectReason::V2Transport(V2Error::NoGarbageTerminator { max: 4095 }));
+    assert_eq!(
+        reason(&mut events).await,
+        DisconnectReason::V2Transport(V2Error::NoGarbageTerminator { max: 4095 })
+    );
     assert_no_ban(&group).await;
 }
 
@@ -233,7 +238,10 @@ async fn a_wrong_terminator_is_never_found() {
     out[0] ^= 0xff; // the terminator's first byte
     s.write_all(&out).await.unwrap();
     s.write_all(&[0u8; 4096]).await.unwrap();
-    assert_eq!(reason(&mut events).await, DisconnectReason::V2Transport(V2Error::NoGarbageTerminator { max: 4095 }));
+    assert_eq!(
+        reason(&mut events).await,
+        DisconnectReason::V2Transport(V2Error::NoGarbageTerminator { max: 4095 })
+    );
     assert_no_ban(&group).await;
 }
 

@@ -120,6 +120,7 @@ impl PeerActor {
         if v2 {
             actor.start = Start::V2Initiator;
             actor.encoder = TransportEncoder::Settling(Vec::new());
+            actor.transport = None;
         }
         actor
     }
@@ -176,7 +177,7 @@ impl PeerActor {
             machine_config.services |= wire::ServiceFlags::P2P_V2;
         }
         let machine = PeerMachine::new(machine_config, link, config.nonces.clone(), StdRng::from_entropy())
-                .with_network(config.network);
+            .with_network(config.network);
         let span = tracing::info_span!("peer", id = id.0, peer = %addr, link = ?link);
         PeerActor {
             id,
