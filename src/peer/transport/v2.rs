@@ -238,8 +238,8 @@ pub(crate) enum Step {
     Done {
         /// Bytes to write.
         send: Vec<u8>,
-        /// The established session.
-        session: Session,
+        /// The established session (boxed: cipher states are large).
+        session: Box<Session>,
         /// Bytes already received that belong to the first packets after the handshake.
         rest: BytesMut,
     },
@@ -275,7 +275,7 @@ impl V2Handshake {
             Poll::Pending => Ok(Step::Pending { send }),
             Poll::Ready(result) => {
                 self.run = None;
-                let session = result?;
+                let session = Box::new(result?);
                 let rest = std::mem::take(&mut p.inbox);
                 Ok(Step::Done { send, session, rest })
             }

@@ -40,7 +40,7 @@ fn pair(init_garbage: Vec<u8>, resp_garbage: Vec<u8>) -> (Session, Session) {
             break;
         }
     }
-    (sa.expect("initiator done"), sb.expect("responder done"))
+    (*sa.expect("initiator done"), *sb.expect("responder done"))
 }
 
 fn roundtrip(enc: &mut V2Encoder, dec: &mut V2Decoder, msg: &Message) -> (Message, usize) {
