@@ -517,6 +517,39 @@ impl V2Encoder {
     }
 }
 
+/// Both ends of a completed handshake with fixed keys: our encoder and the peer's decoder
+/// (fuzzing and benchmarks drive packets through a real session).
+#[cfg(any(test, feature = "fuzz"))]
+pub(crate) fn session_pair(magic: [u8; 4]) -> (V2Encoder, V2Decoder) {
+    let mut a = V2Handshake::new(magic, true, [1; 32], Vec::new());
+    let mut b = V2Handshake::new(magic, false, [2; 32], Vec::new());
+    let mut to_b = Vec::new();
+    let mut to_a = Vec::new();
+    let (mut ours, mut theirs) = (None, None);
+    for _ in 0..4 {
+        if ours.is_none() {
+            match a.feed(&std::mem::take(&mut to_a), false).expect("honest handshake") {
+                Step::Pending { send } => to_b.extend(send),
+                Step::Done { send, session, .. } => {
+                    to_b.extend(send);
+                    ours = Some(session.outbound);
+                }
+            }
+        }
+        if theirs.is_none() {
+            match b.feed(&std::mem::take(&mut to_b), false).expect("honest handshake") {
+                Step::Pending { send } => to_a.extend(send),
+                Step::Done { send, session, .. } => {
+                    to_a.extend(send);
+                    theirs = Some(session.inbound);
+                }
+            }
+        }
+    }
+    let (ours, theirs) = (ours.expect("handshake completes"), theirs.expect("handshake completes"));
+    (V2Encoder::new(ours), V2Decoder::new(theirs, magic))
+}
+
 #[cfg(test)]
 #[path = "v2_tests.rs"]
 mod tests;
