@@ -385,11 +385,15 @@ impl PeerActor {
         // While the transport settles (v2 handshake, v1 retry) the machine's first messages wait.
         let Some(bytes) = self.encoder.encode(msg) else { return Ok(()) };
         let Some((writer, _)) = &self.writer else { return Err(SendError::Disconnected) };
-        if bytes.len() > wire::limits::HEADER_SIZE + wire::limits::MAX_PROTOCOL_MESSAGE_LENGTH {
+        // A v2 packet around the largest payload is 9 bytes longer than the v1 frame (3 length,
+        // 1 header, 0 and 12 type bytes, 16 tag, against a 24-byte header).
+        let overhead = if matches!(self.encoder, TransportEncoder::V2(..)) { 9 } else { 0 };
+        let max = wire::limits::HEADER_SIZE + wire::limits::MAX_PROTOCOL_MESSAGE_LENGTH + overhead;
+        if bytes.len() > max {
             return Err(SendError::Refused(SendRefused::TooLarge {
                 command: wire::message_command(msg).to_owned(),
                 len: bytes.len(),
-                max: wire::limits::HEADER_SIZE + wire::limits::MAX_PROTOCOL_MESSAGE_LENGTH,
+                max,
             }));
         }
         self.budget.try_reserve(bytes.len())?;

@@ -415,8 +415,7 @@ impl V2Decoder {
         };
         // The payload goes through the v1 codec so both transports decode, limit and reject
         // messages identically (it re-checks a checksum we compute here).
-        let frame = v1_frame(self.magic, &raw_cmd, &contents);
-        let mut buf = BytesMut::from(&frame[..]);
+        let mut buf = v1_frame(self.magic, &raw_cmd, &contents);
         match self.v1.decode(&mut buf) {
             Ok(Some(mut frame)) => {
                 frame.wire_len = wire_len;
@@ -454,7 +453,7 @@ fn message_type(contents: &mut BytesMut) -> Option<[u8; MESSAGE_TYPE_SIZE]> {
 }
 
 /// A v1 frame around `payload`, for the shared v1 payload decoder.
-fn v1_frame(magic: [u8; 4], raw_cmd: &[u8; MESSAGE_TYPE_SIZE], payload: &[u8]) -> Bytes {
+fn v1_frame(magic: [u8; 4], raw_cmd: &[u8; MESSAGE_TYPE_SIZE], payload: &[u8]) -> BytesMut {
     let mut out = BytesMut::with_capacity(HEADER_SIZE + payload.len());
     out.put_slice(&magic);
     out.put_slice(raw_cmd);
@@ -462,7 +461,7 @@ fn v1_frame(magic: [u8; 4], raw_cmd: &[u8; MESSAGE_TYPE_SIZE], payload: &[u8]) -
     out.put_u32_le(u32::try_from(payload.len()).unwrap_or(u32::MAX));
     out.put_slice(&sha256d::Hash::hash(payload).as_byte_array()[..4]);
     out.put_slice(payload);
-    out.freeze()
+    out
 }
 
 /// Encrypts our messages as v2 packets.
@@ -519,7 +518,7 @@ impl V2Encoder {
 
 /// Both ends of a completed handshake with fixed keys: our encoder and the peer's decoder
 /// (fuzzing and benchmarks drive packets through a real session).
-#[cfg(any(test, feature = "fuzz"))]
+#[cfg(feature = "fuzz")]
 pub(crate) fn session_pair(magic: [u8; 4]) -> (V2Encoder, V2Decoder) {
     let mut a = V2Handshake::new(magic, true, [1; 32], Vec::new());
     let mut b = V2Handshake::new(magic, false, [2; 32], Vec::new());
