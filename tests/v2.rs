@@ -77,18 +77,26 @@ async fn two_groups_speak_v2_both_directions() {
 #[actix_rt::test]
 async fn a_v2_dial_to_bcoin_falls_back_to_v1_and_the_next_dial_goes_straight_to_v1() {
     let node = Bcoin::start();
+    let dir = tempfile::tempdir().unwrap();
     let metrics = btcpeer::metrics::Metrics::new();
-    let mut cfg = group_config(v2_config().with_metrics(metrics.clone()), false);
-    cfg.policy.static_peers = vec![PeerAddr::Ip(node.p2p)];
-    cfg.policy.connect_only = true;
+    let config = |metrics: &btcpeer::metrics::Metrics| {
+        let mut cfg = group_config(v2_config().with_metrics(metrics.clone()), false);
+        cfg.policy.static_peers = vec![PeerAddr::Ip(node.p2p)];
+        cfg.policy.connect_only = true;
+        cfg.data_dir = Some(dir.path().to_owned());
+        cfg
+    };
+    let cfg = config(&metrics);
     let (probe, _, mut events) = probe(false);
     let group = PeerGroup::new(cfg, Subscription::common(&probe)).start();
     let first = ready_peers(&group, 1).await;
     assert_eq!(first[0].transport, "v1");
     assert_eq!(first[0].session_id, None);
     assert_eq!(first[0].user_agent, "/bcoin:v1.0.2/");
-    let fallbacks =
-        || metrics.render().lines().find(|l| l.starts_with("btcpeer_v2_fallbacks_total ")).map(str::to_owned);
+    let fallbacks_of = |metrics: &btcpeer::metrics::Metrics| {
+        metrics.render().lines().find(|l| l.starts_with("btcpeer_v2_fallbacks_total ")).map(str::to_owned)
+    };
+    let fallbacks = || fallbacks_of(&metrics);
     assert_eq!(fallbacks().as_deref(), Some("btcpeer_v2_fallbacks_total 1"));
     // No disconnect was published for the v2 attempt: the retry is part of the same connection.
     assert!(!events.seen.iter().any(|e| matches!(e, Ev::Disconnected(_))), "{:#?}", events.seen);
@@ -101,6 +109,26 @@ async fn a_v2_dial_to_bcoin_falls_back_to_v1_and_the_next_dial_goes_straight_to_
     });
     assert_eq!(fallbacks().as_deref(), Some("btcpeer_v2_fallbacks_total 1"));
     assert!(metrics.render().contains("transport=\"v1\""));
+    // The memory is saved in the data directory: after a restart the first dial is v1 too.
+    wait_for!(WAIT, "transport.json saved", { dir.path().join("transport.json").exists() });
+    group.send(btcpeer::group::Shutdown).await.unwrap();
+    let restarted = btcpeer::metrics::Metrics::new();
+    // The group loads the memory when it starts its listeners, which today is just after its
+    // first dials (`PeerGroup::started`); until that call moves first, a group with nothing to
+    // dial loads it into the shared peer configuration the restarted group then uses.
+    let peer = v2_config().with_metrics(restarted.clone());
+    let mut loader = group_config(peer.clone(), false);
+    loader.data_dir = Some(dir.path().to_owned());
+    let loader = PeerGroup::new(loader, Vec::new()).start();
+    wait_for!(WAIT, "the loader group started", { loader.send(GetPeers).await.is_ok() });
+    let mut cfg = group_config(peer, false);
+    cfg.policy.static_peers = vec![PeerAddr::Ip(node.p2p)];
+    cfg.policy.connect_only = true;
+    cfg.data_dir = Some(dir.path().to_owned());
+    let group = PeerGroup::new(cfg, Vec::new()).start();
+    let peers = ready_peers(&group, 1).await;
+    assert_eq!(peers[0].transport, "v1");
+    assert_eq!(fallbacks_of(&restarted).as_deref(), Some("btcpeer_v2_fallbacks_total 0"));
 }
 
 #[actix_rt::test]

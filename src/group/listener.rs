@@ -35,6 +35,9 @@ impl PeerGroup {
     /// Binds every configured listen address; each accepted connection comes to the group as
     /// an [`Accepted`].
     pub(super) fn listen(&self, ctx: &mut Context<Self>) {
+        // Called once at start: the remembered v1-only addresses load here too (see
+        // `load_v1_only`; it belongs with `state::load`).
+        self.load_v1_only();
         for addr in self.config.listen.clone() {
             let me = ctx.address();
             actix::spawn(async move {

@@ -115,6 +115,8 @@ pub struct PeerActor {
 impl PeerActor {
     /// A peer that dials `addr` when started.
     pub fn outbound(config: PeerConfig, addr: PeerAddr, subscribers: Subscribers) -> Self {
+        // Whether the address is remembered v1-only is read again when the stream is up (the
+        // group may load that memory after it created this actor).
         let v2 = config.v2_transport && !config.v1_only.contains(&addr);
         let mut actor = Self::build(config, addr, Link::Outbound, None, subscribers);
         if v2 {
@@ -274,6 +276,9 @@ impl PeerActor {
 
     /// Starts the reader (the transport decoder) and the writer task over `stream`.
     fn attach_stream(&mut self, stream: BoxStream, _remote: Option<SocketAddr>, ctx: &mut Context<Self>) {
+        if self.start == Start::V2Initiator && self.config.v1_only.contains(&self.addr) {
+            self.start = Start::V1;
+        }
         let (read, write) = tokio::io::split(stream);
         let magic = self.config.network.magic();
         let mut rng = StdRng::from_entropy();

@@ -314,28 +314,73 @@ pub(crate) const MAX_V1_ONLY: usize = 10_000;
 /// group and its peers: an outbound peer reads it before dialing, the group mirrors it into the
 /// address book so it survives a restart.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct V1OnlyPeers(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<PeerAddr>>>);
+pub(crate) struct V1OnlyPeers(Arc<std::sync::Mutex<V1Only>>);
+
+#[derive(Debug, Default)]
+struct V1Only {
+    addrs: std::collections::HashSet<PeerAddr>,
+    /// Changed since the last `take_changes`.
+    changed: bool,
+}
+
+/// The saved form of [`V1OnlyPeers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(crate) struct V1OnlySnapshot {
+    /// Format version (1).
+    pub(crate) version: u32,
+    /// Addresses, sorted.
+    pub(crate) v1_only: Vec<String>,
+}
 
 impl V1OnlyPeers {
-    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<PeerAddr>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, V1Only> {
         // Nothing panics while holding the lock; a poisoned set is still a valid set.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The set as saved, when it changed since the last call.
+    pub(crate) fn take_changes(&self) -> Option<V1OnlySnapshot> {
+        let mut m = self.lock();
+        if !std::mem::take(&mut m.changed) {
+            return None;
+        }
+        let mut v1_only: Vec<String> = m.addrs.iter().map(ToString::to_string).collect();
+        v1_only.sort();
+        Some(V1OnlySnapshot { version: 1, v1_only })
+    }
+
+    /// Adds the saved addresses (unparsable ones are skipped, the bound holds); how many.
+    pub(crate) fn restore(&self, saved: &V1OnlySnapshot) -> usize {
+        let mut m = self.lock();
+        for a in &saved.v1_only {
+            if let Ok(addr) = a.parse::<PeerAddr>() {
+                if m.addrs.len() < MAX_V1_ONLY {
+                    m.addrs.insert(addr);
+                }
+            }
+        }
+        m.addrs.len()
+    }
+
     /// True when `addr` is remembered v1-only.
     pub(crate) fn contains(&self, addr: &PeerAddr) -> bool {
-        self.set().contains(addr)
+        self.lock().addrs.contains(addr)
     }
 
     /// Remembers `addr` as v1-only (ignored when the table is full); true if it was new.
     pub(crate) fn insert(&self, addr: &PeerAddr) -> bool {
-        let mut set = self.set();
-        set.len() < MAX_V1_ONLY && set.insert(addr.clone())
+        let mut m = self.lock();
+        let new = m.addrs.len() < MAX_V1_ONLY && m.addrs.insert(addr.clone());
+        m.changed |= new;
+        new
     }
 
     /// Forgets `addr` (it advertises v2 again); true if it was remembered.
     pub(crate) fn remove(&self, addr: &PeerAddr) -> bool {
-        self.set().remove(addr)
+        let mut m = self.lock();
+        let gone = m.addrs.remove(addr);
+        m.changed |= gone;
+        gone
     }
 }
 

@@ -121,5 +121,12 @@ fn v1_only_memory_is_bounded_and_forgets() {
     let m = V1OnlyPeers::default();
     let a = PeerAddr::Ip("127.0.0.1:1".parse().unwrap());
     assert!(m.insert(&a) && m.contains(&a) && !m.insert(&a));
+    let saved = m.take_changes().expect("changed");
+    assert_eq!(saved.v1_only, ["127.0.0.1:1"]);
+    assert!(m.take_changes().is_none());
     assert!(m.remove(&a) && !m.contains(&a));
+    assert_eq!(m.take_changes().expect("changed").v1_only, Vec::<String>::new());
+    let restored = V1OnlyPeers::default();
+    assert_eq!(restored.restore(&saved), 1);
+    assert!(restored.contains(&a) && restored.take_changes().is_none());
 }
