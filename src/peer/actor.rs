@@ -28,7 +28,8 @@ use super::reason::DisconnectReason;
 use super::requests::{RequestError, RequestId, Response};
 use super::stats::{PeerStats, StatsRecorder};
 use super::transport::{
-    Inbound, Ready, Start, TransportDecoder, TransportEncoder, TransportError, TransportVersion, V2Error,
+    Encoded, Inbound, Ready, Start, TransportDecoder, TransportEncoder, TransportError, TransportVersion,
+    V2Error,
 };
 use super::{Link, PeerAddr, PeerId, PeerState};
 use crate::events::Subscribers;
@@ -388,19 +389,21 @@ impl PeerActor {
             return Err(SendError::Disconnected);
         }
         // While the transport settles (v2 handshake, v1 retry) the machine's first messages wait.
-        let Some(bytes) = self.encoder.encode(msg) else { return Ok(()) };
+        // The size limit is the v1 frame's on both transports, checked before v2 encrypts (a
+        // packet encrypted and then dropped would desynchronise the session).
+        let max = wire::limits::HEADER_SIZE + wire::limits::MAX_PROTOCOL_MESSAGE_LENGTH;
+        let bytes = match self.encoder.encode(msg, max) {
+            Encoded::Queued => return Ok(()),
+            Encoded::TooLarge(len) => {
+                return Err(SendError::Refused(SendRefused::TooLarge {
+                    command: wire::message_command(msg).to_owned(),
+                    len,
+                    max,
+                }))
+            }
+            Encoded::Bytes(bytes) => bytes,
+        };
         let Some((writer, _)) = &self.writer else { return Err(SendError::Disconnected) };
-        // A v2 packet around the largest payload is 9 bytes longer than the v1 frame (3 length,
-        // 1 header, 0 and 12 type bytes, 16 tag, against a 24-byte header).
-        let overhead = if matches!(self.encoder, TransportEncoder::V2(..)) { 9 } else { 0 };
-        let max = wire::limits::HEADER_SIZE + wire::limits::MAX_PROTOCOL_MESSAGE_LENGTH + overhead;
-        if bytes.len() > max {
-            return Err(SendError::Refused(SendRefused::TooLarge {
-                command: wire::message_command(msg).to_owned(),
-                len: bytes.len(),
-                max,
-            }));
-        }
         self.budget.try_reserve(bytes.len())?;
         let command = wire::message_command(msg);
         let _g = self.span.enter();

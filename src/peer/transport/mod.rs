@@ -293,16 +293,37 @@ pub(crate) enum TransportEncoder {
     V2(Codec, V2Encoder),
 }
 
+/// What [`TransportEncoder::encode`] made of a message.
+#[derive(Debug)]
+pub(crate) enum Encoded {
+    /// Bytes for the wire.
+    Bytes(Bytes),
+    /// Kept until the transport settles.
+    Queued,
+    /// Larger than a message may be: the v1 frame would be this long (nothing was encrypted,
+    /// so a v2 session's packet counter is untouched).
+    TooLarge(usize),
+}
+
 impl TransportEncoder {
-    /// Encodes `msg` for the wire; `None` while the transport is not settled (queued).
-    pub(crate) fn encode(&mut self, msg: &Message) -> Option<Bytes> {
-        match self {
+    /// Encodes `msg` for the wire, queues it while the transport settles, or refuses it when
+    /// its v1 frame exceeds `max_frame` (the same limit on both transports).
+    pub(crate) fn encode(&mut self, msg: &Message, max_frame: usize) -> Encoded {
+        let (codec, v2) = match self {
             TransportEncoder::Settling(queue) => {
                 queue.push(msg.clone());
-                None
+                return Encoded::Queued;
             }
-            TransportEncoder::V1(codec) => Some(codec.encode_to_bytes(msg)),
-            TransportEncoder::V2(codec, enc) => Some(enc.encode_v1_frame(&codec.encode_to_bytes(msg))),
+            TransportEncoder::V1(codec) => (codec, None),
+            TransportEncoder::V2(codec, enc) => (codec, Some(enc)),
+        };
+        let frame = codec.encode_to_bytes(msg);
+        if frame.len() > max_frame {
+            return Encoded::TooLarge(frame.len());
+        }
+        match v2 {
+            None => Encoded::Bytes(frame),
+            Some(enc) => Encoded::Bytes(enc.encode_v1_frame(&frame)),
         }
     }
 }

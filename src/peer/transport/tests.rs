@@ -112,8 +112,12 @@ fn eof_during_the_handshake_is_truncated() {
 #[test]
 fn encoder_waits_for_the_transport() {
     let mut enc = TransportEncoder::Settling(Vec::new());
-    assert!(enc.encode(&Message::Verack).is_none());
+    assert!(matches!(enc.encode(&Message::Verack, 100), Encoded::Queued));
     assert!(matches!(&enc, TransportEncoder::Settling(q) if q.len() == 1));
+    // An oversized message is refused before a v2 session encrypts anything.
+    let mut v1 = TransportEncoder::V1(Codec::new(magic()));
+    assert!(matches!(v1.encode(&Message::Ping(1), 32), Encoded::Bytes(b) if b.len() == 32));
+    assert!(matches!(v1.encode(&Message::Ping(1), 31), Encoded::TooLarge(32)));
 }
 
 #[test]
