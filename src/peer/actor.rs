@@ -44,6 +44,7 @@ use crate::wire::{self, Codec, CodecError, Frame, Message, Payload};
 const MAX_INITIATOR_GARBAGE: usize = 120;
 
 mod handlers;
+mod transport;
 
 pub use super::config::{PeerConfig, TipHeight};
 
@@ -273,110 +274,6 @@ impl PeerActor {
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         self.machine.connected(Instant::now(), unix, self.config.tip.get(), remote);
         self.run_actions(ctx);
-    }
-
-    /// Starts the reader (the transport decoder) and the writer task over `stream`.
-    fn attach_stream(&mut self, stream: BoxStream, _remote: Option<SocketAddr>, ctx: &mut Context<Self>) {
-        if self.start == Start::V2Initiator && self.config.v1_only.contains(&self.addr) {
-            self.start = Start::V1;
-        }
-        let (read, write) = tokio::io::split(stream);
-        let magic = self.config.network.magic();
-        let mut rng = StdRng::from_entropy();
-        let secret: [u8; 32] = rng.gen();
-        let max_garbage = if self.start == Start::V2Initiator {
-            MAX_INITIATOR_GARBAGE
-        } else {
-            super::transport::v2::MAX_GARBAGE_LEN
-        };
-        let garbage: Vec<u8> = (0..rng.gen_range(0..=max_garbage)).map(|_| rng.gen()).collect();
-        let (decoder, first) = TransportDecoder::new(magic, self.start, secret, garbage);
-        let decoder = decoder.counting(self.settle_received.clone());
-        self.reader = Some(ctx.add_stream(FramedRead::new(read, decoder)));
-        let (tx, rx) = mpsc::unbounded_channel();
-        let me = ctx.address();
-        let task =
-            actix::spawn(outbound::run_writer(write, rx, move |event| me.do_send(WriterReport(event))));
-        if let Some(bytes) = first {
-            let _ = tx.send(WriteCmd::Raw(bytes));
-        }
-        self.writer = Some((tx, task));
-        if self.start == Start::V1 && matches!(self.encoder, TransportEncoder::Settling(_)) {
-            // The v1 retry: what the machine queued during the v2 attempt goes out now.
-            self.on_transport_ready(Ready::V1, ctx);
-        }
-    }
-
-    /// The transport is settled: remember which, and send what waited for it.
-    fn on_transport_ready(&mut self, ready: Ready, ctx: &mut Context<Self>) {
-        let codec = Codec::new(self.config.network.magic());
-        let (version, encoder) = match ready {
-            Ready::V1 => (TransportVersion::V1, TransportEncoder::V1(codec)),
-            Ready::V2 { session_id, encoder } => {
-                self.session_id = Some(session_id);
-                (TransportVersion::V2, TransportEncoder::V2(codec, encoder))
-            }
-        };
-        self.transport = Some(version);
-        {
-            let _g = self.span.enter();
-            debug!(
-                transport = version.as_str(),
-                session_id = self.session_id.map(|s| super::transport::v2::hex(&s)),
-                "transport ready"
-            );
-        }
-        let waiting = match std::mem::replace(&mut self.encoder, encoder) {
-            TransportEncoder::Settling(queue) => queue,
-            _ => Vec::new(),
-        };
-        for msg in waiting {
-            if let Err(SendError::QueueFull { queued, .. }) = self.enqueue(&msg, None) {
-                self.machine.disconnect(DisconnectReason::SendQueueFull { queued });
-            }
-        }
-        self.run_actions(ctx);
-    }
-
-    /// Core's rule for retrying a v2 attempt with v1 (`net.cpp` `V2Transport::ShouldReconnectV1`:
-    /// an outbound attempt still waiting for the peer's key with nothing received, and
-    /// `CConnman::DisconnectNodes` reconnecting with `use_v2transport = false`), extended to a
-    /// peer whose first bytes are a v1 message (our magic where its key should be).
-    fn should_retry_v1(&self, error: Option<&TransportError>) -> bool {
-        let nothing_received = self.settle_received.load(std::sync::atomic::Ordering::Relaxed) == 0;
-        self.start == Start::V2Initiator
-            && self.transport.is_none()
-            && !self.fell_back
-            && !self.machine.is_closed()
-            && match error {
-                Some(TransportError::V2(V2Error::V1Peer)) => true,
-                None
-                | Some(TransportError::Codec(CodecError::Io(_)))
-                | Some(TransportError::V2(V2Error::Truncated)) => nothing_received,
-                _ => false,
-            }
-    }
-
-    /// Drops the v2 attempt's stream and dials again at once with v1; the address is remembered
-    /// v1-only so the next dial goes straight to v1.
-    fn retry_v1(&mut self, ctx: &mut Context<Self>) {
-        self.fell_back = true;
-        if let Some(reader) = self.reader.take() {
-            ctx.cancel_future(reader);
-        }
-        if let Some((writer, task)) = self.writer.take() {
-            drop(writer);
-            task.abort();
-        }
-        self.config.v1_only.insert(&self.addr);
-        self.count(|m| m.v2_fallback());
-        {
-            let _g = self.span.enter();
-            info!("v2 handshake closed by the peer; retrying with v1");
-        }
-        self.start = Start::V1;
-        self.settle_received.store(0, std::sync::atomic::Ordering::Relaxed);
-        self.open(true, ctx);
     }
 
     /// Encodes and queues a frame; `done` is answered when it is written.
@@ -625,36 +522,5 @@ impl Actor for PeerActor {
         self.machine.disconnect(DisconnectReason::Shutdown);
         self.run_actions(ctx);
         Running::Stop
-    }
-}
-
-impl StreamHandler<Result<Inbound, TransportError>> for PeerActor {
-    fn handle(&mut self, item: Result<Inbound, TransportError>, ctx: &mut Context<Self>) {
-        match item {
-            Ok(Inbound::Frame(frame)) => self.on_frame(frame, ctx),
-            Ok(Inbound::Send(bytes)) => {
-                if let Some((writer, _)) = &self.writer {
-                    let _ = writer.send(WriteCmd::Raw(bytes));
-                }
-            }
-            Ok(Inbound::Ready(ready)) => self.on_transport_ready(ready, ctx),
-            Err(error) if self.should_retry_v1(Some(&error)) => self.retry_v1(ctx),
-            Err(TransportError::Codec(error)) => {
-                self.machine.on_stream_error(&error);
-                self.run_actions(ctx);
-            }
-            Err(TransportError::V2(error)) => {
-                self.machine.disconnect(DisconnectReason::V2Transport(error));
-                self.run_actions(ctx);
-            }
-        }
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        if self.should_retry_v1(None) {
-            return self.retry_v1(ctx);
-        }
-        self.machine.disconnect(DisconnectReason::ClosedByPeer);
-        self.run_actions(ctx);
     }
 }
