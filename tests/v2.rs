@@ -132,6 +132,28 @@ async fn a_v2_dial_to_bcoin_falls_back_to_v1_and_the_next_dial_goes_straight_to_
 }
 
 #[actix_rt::test]
+async fn a_v1_peer_closing_on_our_key_gets_a_v1_retry_at_once() {
+    // Like Core with v2 off: it reads our key as a bad v1 header and closes without a byte.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_probe, subs, _events) = probe(false);
+    let peer = btcpeer::peer::PeerActor::outbound(v2_config(), PeerAddr::Ip(addr), subs).start();
+    let (mut first, _) = listener.accept().await.unwrap();
+    let mut key = [0u8; 24];
+    first.read_exact(&mut key).await.unwrap();
+    assert_ne!(key[..4], regtest_magic(), "the first attempt is v2");
+    drop(first);
+    let (mut second, _) = tokio::time::timeout(WAIT, listener.accept()).await.expect("a retry").unwrap();
+    let mut start = [0u8; 16];
+    second.read_exact(&mut start).await.unwrap();
+    assert_eq!(&start[..4], &regtest_magic()[..]);
+    assert_eq!(&start[4..16], b"version\0\0\0\0\0");
+    // Still the same connection attempt, handshaking over v1.
+    let stats = peer.send(btcpeer::peer::messages::GetStats).await.unwrap();
+    assert_eq!((stats.state, stats.transport), (btcpeer::peer::PeerState::Handshaking, "v1"));
+}
+
+#[actix_rt::test]
 async fn one_listener_takes_an_inbound_v1_bcoin_and_an_inbound_v2_peer() {
     let mut cfg = v2_config();
     // bcoin drops peers it dialed that do not offer NETWORK|WITNESS.

@@ -106,6 +106,8 @@ pub struct PeerActor {
     settle_received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// The v2 attempt was already retried with v1.
     fell_back: bool,
+    /// Number of the current stream's reader and writer (a replaced one's items are ignored).
+    writer_gen: u64,
     span: tracing::Span,
     connected_at: Option<Instant>,
     trickle_timer: Option<SpawnHandle>,
@@ -192,6 +194,7 @@ impl PeerActor {
             session_id: None,
             settle_received: Default::default(),
             fell_back: false,
+            writer_gen: 0,
             budget: OutboundBudget::new(config.max_send_queue_bytes),
             addr,
             config,

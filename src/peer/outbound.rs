@@ -115,7 +115,13 @@ pub enum WriteEvent {
         len: usize,
     },
     /// The socket failed; nothing more will be written.
-    Failed(String),
+    Failed {
+        /// The OS error.
+        error: String,
+        /// Which of the connection's writers (0 from `run_writer`; the owner numbers them so
+        /// a report from a writer it already replaced, the v2 attempt's, is recognised).
+        writer: u64,
+    },
 }
 
 /// Writes frames in order until `Close`, the channel closes, or the socket fails.
@@ -134,7 +140,7 @@ where
                     }
                 }
                 Err(e) => {
-                    report(WriteEvent::Failed(e.to_string()));
+                    report(WriteEvent::Failed { error: e.to_string(), writer: 0 });
                     if let Some(done) = done {
                         let _ = done.send(Err(SendError::Disconnected));
                     }
@@ -143,7 +149,7 @@ where
             },
             WriteCmd::Raw(bytes) => {
                 if let Err(e) = writer.write_all(&bytes).await {
-                    report(WriteEvent::Failed(e.to_string()));
+                    report(WriteEvent::Failed { error: e.to_string(), writer: 0 });
                     break;
                 }
             }

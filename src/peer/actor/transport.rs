@@ -2,6 +2,8 @@
 //! inbound detection) and writer over a stream, settling, and Core's v1 retry of a v2 attempt.
 //! The decisions about bytes live in `peer::transport`; this only wires them to the actor.
 
+use futures_util::StreamExt;
+
 use super::*;
 
 impl PeerActor {
@@ -27,11 +29,24 @@ impl PeerActor {
         let garbage: Vec<u8> = (0..rng.gen_range(0..=max_garbage)).map(|_| rng.gen()).collect();
         let (decoder, first) = TransportDecoder::new(magic, self.start, secret, garbage);
         let decoder = decoder.counting(self.settle_received.clone());
-        self.reader = Some(ctx.add_stream(FramedRead::new(read, decoder)));
+        // Each stream is numbered and ends with an explicit marker: the v2 attempt's reader,
+        // replaced by the v1 retry's, may still deliver its last items.
+        self.writer_gen += 1;
+        let generation = self.writer_gen;
+        let reader = FramedRead::new(read, decoder)
+            .map(move |item| Read { generation, item: Some(item) })
+            .chain(futures_util::stream::once(future::ready(Read { generation, item: None })));
+        self.reader = Some(ctx.add_stream(reader));
         let (tx, rx) = mpsc::unbounded_channel();
         let me = ctx.address();
-        let task =
-            actix::spawn(outbound::run_writer(write, rx, move |event| me.do_send(WriterReport(event))));
+        let writer = generation;
+        let task = actix::spawn(outbound::run_writer(write, rx, move |event| {
+            let event = match event {
+                WriteEvent::Failed { error, .. } => WriteEvent::Failed { error, writer },
+                other => other,
+            };
+            me.do_send(WriterReport(event))
+        }));
         if let Some(bytes) = first {
             let _ = tx.send(WriteCmd::Raw(bytes));
         }
@@ -96,6 +111,8 @@ impl PeerActor {
     /// v1-only so the next dial goes straight to v1.
     pub(super) fn retry_v1(&mut self, ctx: &mut Context<Self>) {
         self.fell_back = true;
+        // What the attempt's reader and writer still deliver is stale from here on.
+        self.writer_gen += 1;
         if let Some(reader) = self.reader.take() {
             ctx.cancel_future(reader);
         }
@@ -115,33 +132,42 @@ impl PeerActor {
     }
 }
 
-impl StreamHandler<Result<Inbound, TransportError>> for PeerActor {
-    fn handle(&mut self, item: Result<Inbound, TransportError>, ctx: &mut Context<Self>) {
-        match item {
-            Ok(Inbound::Frame(frame)) => self.on_frame(frame, ctx),
-            Ok(Inbound::Send(bytes)) => {
+/// One item of a numbered reader stream; `None` marks its end.
+pub(super) struct Read {
+    generation: u64,
+    item: Option<Result<Inbound, TransportError>>,
+}
+
+impl StreamHandler<Read> for PeerActor {
+    fn handle(&mut self, read: Read, ctx: &mut Context<Self>) {
+        if read.generation != self.writer_gen {
+            return;
+        }
+        match read.item {
+            Some(Ok(Inbound::Frame(frame))) => self.on_frame(frame, ctx),
+            Some(Ok(Inbound::Send(bytes))) => {
                 if let Some((writer, _)) = &self.writer {
                     let _ = writer.send(WriteCmd::Raw(bytes));
                 }
             }
-            Ok(Inbound::Ready(ready)) => self.on_transport_ready(ready, ctx),
-            Err(error) if self.should_retry_v1(Some(&error)) => self.retry_v1(ctx),
-            Err(TransportError::Codec(error)) => {
+            Some(Ok(Inbound::Ready(ready))) => self.on_transport_ready(ready, ctx),
+            Some(Err(error)) if self.should_retry_v1(Some(&error)) => self.retry_v1(ctx),
+            Some(Err(TransportError::Codec(error))) => {
                 self.machine.on_stream_error(&error);
                 self.run_actions(ctx);
             }
-            Err(TransportError::V2(error)) => {
+            Some(Err(TransportError::V2(error))) => {
                 self.machine.disconnect(DisconnectReason::V2Transport(error));
+                self.run_actions(ctx);
+            }
+            None if self.should_retry_v1(None) => self.retry_v1(ctx),
+            None => {
+                self.machine.disconnect(DisconnectReason::ClosedByPeer);
                 self.run_actions(ctx);
             }
         }
     }
 
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        if self.should_retry_v1(None) {
-            return self.retry_v1(ctx);
-        }
-        self.machine.disconnect(DisconnectReason::ClosedByPeer);
-        self.run_actions(ctx);
-    }
+    // The end marker above does what `finished` would (and knows which stream ended).
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
