@@ -233,6 +233,8 @@ pub struct PeerSettings {
     pub request_transactions: bool,
     /// Send one `getaddr` after the handshake.
     pub getaddr: bool,
+    /// BIP324 v2 encrypted transport (Core's `-v2transport`).
+    pub v2_transport: bool,
 }
 
 /// SOCKS5 proxy (`[proxy]`).
@@ -319,6 +321,8 @@ impl Default for PeerSettings {
             max_send_queue_bytes: crate::peer::outbound::DEFAULT_MAX_SEND_QUEUE_BYTES,
             request_transactions: m.request_announced_txs,
             getaddr: m.send_getaddr,
+            // On, as in Core since v26; the library's own default is off (see PeerConfig).
+            v2_transport: true,
         }
     }
 }
@@ -586,6 +590,7 @@ impl Settings {
         };
         cfg.connect_timeout = Duration::from_secs(p.connect_timeout_secs);
         cfg.max_send_queue_bytes = p.max_send_queue_bytes;
+        cfg.v2_transport = p.v2_transport;
         cfg.proxy = self.proxy()?;
         Ok(cfg)
     }

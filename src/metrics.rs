@@ -21,6 +21,7 @@ pub struct Metrics {
     dials: IntCounterVec,
     ping: Histogram,
     handshake: HistogramVec,
+    v2_fallbacks: prometheus::IntCounter,
     /// Peers by direction and state (set at scrape time).
     pub peers: IntGaugeVec,
     /// Active bans (set at scrape time).
@@ -67,8 +68,11 @@ impl Metrics {
             "Wire bytes by direction and command.",
             &["direction", "command"],
         );
-        let connects =
-            counter("btcpeer_handshakes_total", "Completed handshakes by direction.", &["direction"]);
+        let connects = counter(
+            "btcpeer_handshakes_total",
+            "Completed handshakes by direction and transport (v1, v2).",
+            &["direction", "transport"],
+        );
         let disconnects = counter(
             "btcpeer_disconnects_total",
             "Ended connections by direction, reason and reason kind.",
@@ -84,7 +88,7 @@ impl Metrics {
         let handshake = HistogramVec::new(
             HistogramOpts::new("btcpeer_handshake_duration_seconds", "Connect to handshake completion.")
                 .buckets(buckets),
-            &["direction"],
+            &["direction", "transport"],
         )
         .expect("valid histogram");
         registry.register(Box::new(handshake.clone())).expect("metric names are unique");
@@ -102,6 +106,12 @@ impl Metrics {
             g
         };
         let bans = gauge("btcpeer_bans", "Active bans.");
+        let v2_fallbacks = prometheus::IntCounter::new(
+            "btcpeer_v2_fallbacks_total",
+            "Outbound BIP324 attempts closed before the handshake and retried with v1.",
+        )
+        .expect("valid metric definition");
+        registry.register(Box::new(v2_fallbacks.clone())).expect("metric names are unique");
         let subscriber_dropped = gauge(
             "btcpeer_subscriber_dropped",
             "Notifications dropped for full subscriber mailboxes (current peers).",
@@ -120,6 +130,7 @@ impl Metrics {
             dials,
             ping,
             handshake,
+            v2_fallbacks,
             peers,
             bans,
             addrbook,
@@ -134,10 +145,21 @@ impl Metrics {
         self.bytes.with_label_values(&[direction, command]).inc_by(bytes as u64);
     }
 
-    /// A handshake completed after `took`.
+    /// A handshake over v1 completed after `took`.
     pub fn handshake(&self, link: Link, took: Duration) {
-        self.connects.with_label_values(&[link_label(link)]).inc();
-        self.handshake.with_label_values(&[link_label(link)]).observe(took.as_secs_f64());
+        self.handshake_over(link, "v1", took);
+    }
+
+    /// A handshake over `transport` (`"v1"`, `"v2"`) completed after `took` (from connect, the
+    /// BIP324 handshake included).
+    pub fn handshake_over(&self, link: Link, transport: &str, took: Duration) {
+        self.connects.with_label_values(&[link_label(link), transport]).inc();
+        self.handshake.with_label_values(&[link_label(link), transport]).observe(took.as_secs_f64());
+    }
+
+    /// An outbound v2 attempt fell back to v1.
+    pub fn v2_fallback(&self) {
+        self.v2_fallbacks.inc();
     }
 
     /// A connection ended.
@@ -197,6 +219,7 @@ fn reason_name(reason: &DisconnectReason) -> &'static str {
         MissingServices { .. } => "missing_services",
         WrongNetwork => "wrong_network",
         SelfConnection => "self_connection",
+        V2Transport(_) => "v2_transport",
         Misbehaving(_) => "misbehaving",
     }
 }

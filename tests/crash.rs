@@ -84,14 +84,21 @@ fn terminate(child: &mut Child) {
 fn fake_peer() -> (SocketAddr, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local addr");
+    // The daemon tries BIP324 v2 first and retries with v1 on a new connection (we answer v2
+    // with a v1 `version`), so serve connections until one got its `addr`.
     let handle = std::thread::spawn(move || {
-        let Ok((mut stream, _)) = listener.accept() else { return };
-        let _ = serve(&mut stream);
+        for _ in 0..4 {
+            let Ok((mut stream, _)) = listener.accept() else { return };
+            if let Ok(true) = serve(&mut stream) {
+                return;
+            }
+        }
     });
     (addr, handle)
 }
 
-fn serve(stream: &mut TcpStream) -> std::io::Result<()> {
+/// Returns true once it answered a `getaddr`.
+fn serve(stream: &mut TcpStream) -> std::io::Result<bool> {
     stream.set_read_timeout(Some(WAIT))?;
     let mut codec = Codec::new(btcpeer::Network::Regtest.magic());
     let mut v = btcpeer::wire::version::build(
@@ -120,12 +127,12 @@ fn serve(stream: &mut TcpStream) -> std::io::Result<()> {
         while let Ok(Some(frame)) = codec.decode(&mut buf) {
             // Answer `getaddr`, then leave: headers come from the real node.
             if let Ok(Message::GetAddr) = frame.into_message() {
-                return send(stream, &codec, &Message::Addr(addrs));
+                return send(stream, &codec, &Message::Addr(addrs)).map(|()| true);
             }
         }
         let n = stream.read(&mut chunk)?;
         if n == 0 {
-            return Ok(());
+            return Ok(false);
         }
         buf.extend_from_slice(&chunk[..n]);
     }

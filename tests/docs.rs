@@ -19,7 +19,7 @@ fn keys_in_default_toml() -> Vec<(String, String)> {
             None => (false, line),
         };
         let Some((key, value)) = rest.split_once(" = ") else { continue };
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
             continue;
         }
         let full = if section.is_empty() { key.to_owned() } else { format!("{section}.{key}") };

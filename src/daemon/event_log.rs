@@ -245,6 +245,7 @@ impl Handler<PeerReady> for EventLog {
                 "start_height": i.start_height,
                 "relay": i.relay,
                 "features": i.features,
+                "transport": i.transport,
             }),
         );
     }

@@ -301,7 +301,11 @@ mod tests {
     fn daemon_defaults_are_the_library_defaults() {
         let settings = Settings::default();
         let daemon = group_config(&settings).expect("default settings build a group");
-        let library = GroupConfig::for_network(settings.network);
+        let mut library = GroupConfig::for_network(settings.network);
+        // The one deliberate difference: the daemon speaks BIP324 v2 by default as Core does;
+        // an embedding program opts in (PeerConfig::v2_transport).
+        assert!(daemon.peer.v2_transport && !library.peer.v2_transport);
+        library.peer.v2_transport = true;
         assert_eq!(format!("{:?}", daemon.policy), format!("{:?}", library.policy));
         assert_eq!(daemon.max_inbound, library.max_inbound);
         assert_eq!(daemon.max_inbound_per_ip, library.max_inbound_per_ip);

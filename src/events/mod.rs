@@ -410,10 +410,10 @@ impl Subscribers {
         b
     }
 
-    /// A full backpressure budget among these subscriptions: the peer stops reading its socket
-    /// until it has room.
-    pub(crate) fn congested(&self) -> Option<Budget> {
-        self.budgets.iter().find(|(_, b)| b.is_backpressure() && b.is_full()).map(|(_, b)| b.clone())
+    /// A full backpressure budget holding notifications of `peer`: that peer stops reading its
+    /// socket until it may read again (see [`Budget::backpressure`]).
+    pub(crate) fn congested(&self, peer: PeerId) -> Option<Budget> {
+        self.budgets.iter().find(|(_, b)| b.is_backpressure() && b.blocks(peer.0)).map(|(_, b)| b.clone())
     }
 
     /// No subscribers.

@@ -168,8 +168,8 @@ where
     }
 
     /// Returns true when the subscriber is gone.
-    fn deliver(&mut self, msg: M, weight: usize, kind: &'static str) -> bool {
-        if !self.budget.try_charge(weight, kind) {
+    fn deliver(&mut self, msg: M, weight: usize, kind: &'static str, source: Option<u64>) -> bool {
+        if !self.budget.try_charge(weight, kind, source) {
             self.dropped += 1;
             if !self.warned.swap(true, Ordering::Relaxed) {
                 warn!(
@@ -183,21 +183,21 @@ where
             return false;
         }
         let Some(pending) = self.target.send(msg) else {
-            self.budget.release(weight);
+            self.budget.release(weight, source);
             return true;
         };
         self.delivered += 1;
         let budget = self.budget.clone();
         let release = async move {
             pending.await;
-            budget.release(weight);
+            budget.release(weight, source);
         };
         // Outside a runtime (nothing can run the subscriber either) the bytes are returned at once.
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(release);
             }
-            Err(_) => self.budget.release(weight),
+            Err(_) => self.budget.release(weight, source),
         }
         false
     }
@@ -208,11 +208,12 @@ pub(crate) fn publish<M: Notification>(sinks: &mut Vec<Sink<M>>, make: impl FnOn
     let Some((last, rest)) = sinks.split_last_mut() else { return };
     let msg = make();
     let weight = msg.weight() + NOTICE_OVERHEAD;
+    let source = msg.source();
     let mut closed = false;
     for sink in rest {
-        closed |= sink.deliver(msg.clone(), weight, kind);
+        closed |= sink.deliver(msg.clone(), weight, kind, source);
     }
-    closed |= last.deliver(msg, weight, kind);
+    closed |= last.deliver(msg, weight, kind, source);
     if closed {
         sinks.retain(|s| s.target.connected());
     }
@@ -230,15 +231,16 @@ pub(crate) fn publish_split<M: Notification>(
     }
     let weighed = |m: M| {
         let w = m.weight() + NOTICE_OVERHEAD;
-        (m, w)
+        let source = m.source();
+        (m, w, source)
     };
     let light = sinks.iter().any(|s| !s.with_message).then(light).map(weighed);
     let full = sinks.iter().any(|s| s.with_message).then(full).map(weighed);
     let mut closed = false;
     for sink in sinks.iter_mut() {
         let msg = if sink.with_message { &full } else { &light };
-        if let Some((msg, weight)) = msg {
-            closed |= sink.deliver(msg.clone(), *weight, M::KIND);
+        if let Some((msg, weight, source)) = msg {
+            closed |= sink.deliver(msg.clone(), *weight, M::KIND, *source);
         }
     }
     if closed {

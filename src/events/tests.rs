@@ -170,10 +170,12 @@ async fn a_backpressure_budget_reports_congestion_until_the_subscriber_catches_u
     }
     // Nothing dropped, and the peer is told to stop reading.
     assert_eq!(subs.total_dropped(), 0);
-    assert!(subs.congested().is_some());
+    assert!(subs.congested(PeerId(1)).is_some());
+    // Another peer, with nothing waiting, reads on.
+    assert!(subs.congested(PeerId(2)).is_none());
     assert_eq!(probe.send(Counts).await.expect("probe alive"), 5);
     drained(&budget).await;
-    assert!(subs.congested().is_none());
+    assert!(subs.congested(PeerId(1)).is_none());
 }
 
 #[actix_rt::test]

@@ -36,21 +36,33 @@ fn message_weight(message: &Message) -> usize {
         }
 }
 
+/// Notifications without a payload: their own size. `peer` names the ones a peer publishes.
 macro_rules! fixed {
-    ($($ty:ty),*) => {$(
-        impl Weight for $ty {
+    ($($ty:ty),*; peer: $($pty:ty),*) => {
+        $(impl Weight for $ty {
             fn weight(&self) -> usize {
                 size_of::<Self>()
             }
-        }
-    )*};
+        })*
+        $(impl Weight for $pty {
+            fn weight(&self) -> usize {
+                size_of::<Self>()
+            }
+            fn source(&self) -> Option<u64> {
+                Some(self.peer.0)
+            }
+        })*
+    };
 }
 
-fixed!(PeerStateChanged, PeerReady, PeerDisconnected, AddressBanned, AddressUnbanned);
+fixed!(AddressBanned, AddressUnbanned; peer: PeerStateChanged, PeerReady, PeerDisconnected);
 
 impl Weight for InvReceived {
     fn weight(&self) -> usize {
         size_of::<Self>() + self.items.len() * size_of::<Inventory>()
+    }
+    fn source(&self) -> Option<u64> {
+        Some(self.peer.0)
     }
 }
 
@@ -58,11 +70,17 @@ impl Weight for GetDataReceived {
     fn weight(&self) -> usize {
         size_of::<Self>() + self.items.len() * size_of::<Inventory>()
     }
+    fn source(&self) -> Option<u64> {
+        Some(self.peer.0)
+    }
 }
 
 impl Weight for TxReceived {
     fn weight(&self) -> usize {
         size_of::<Self>() + tx_weight(&self.tx)
+    }
+    fn source(&self) -> Option<u64> {
+        Some(self.peer.0)
     }
 }
 
@@ -70,11 +88,17 @@ impl Weight for AddrReceived {
     fn weight(&self) -> usize {
         size_of::<Self>() + self.addrs.len() * size_of::<AddrV2Message>()
     }
+    fn source(&self) -> Option<u64> {
+        Some(self.peer.0)
+    }
 }
 
 impl Weight for HeadersReceived {
     fn weight(&self) -> usize {
         size_of::<Self>() + self.headers.len() * size_of::<bitcoin::block::Header>()
+    }
+    fn source(&self) -> Option<u64> {
+        Some(self.peer.0)
     }
 }
 
@@ -82,17 +106,26 @@ impl Weight for BlockReceived {
     fn weight(&self) -> usize {
         size_of::<Self>() + block_weight(&self.block)
     }
+    fn source(&self) -> Option<u64> {
+        Some(self.peer.0)
+    }
 }
 
 impl Weight for MessageSent {
     fn weight(&self) -> usize {
         size_of::<Self>() + self.message.as_deref().map_or(0, message_weight)
     }
+    fn source(&self) -> Option<u64> {
+        Some(self.peer.0)
+    }
 }
 
 impl Weight for MessageReceived {
     fn weight(&self) -> usize {
         size_of::<Self>() + message_weight(&self.message)
+    }
+    fn source(&self) -> Option<u64> {
+        Some(self.peer.0)
     }
 }
 

@@ -536,6 +536,8 @@ impl Actor for PeerGroup {
             self.owned_arbiters.push(arbiter);
         }
         ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+        // Before the first dial: a restart must not try v2 again with a remembered v1-only peer.
+        self.load_v1_only();
         self.run_policy(ctx);
         self.listen(ctx);
     }

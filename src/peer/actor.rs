@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use futures_util::future::{self, FutureExt};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -27,13 +27,24 @@ use super::outbound::{self, OutboundBudget, SendError, WriteCmd, WriteEvent};
 use super::reason::DisconnectReason;
 use super::requests::{RequestError, RequestId, Response};
 use super::stats::{PeerStats, StatsRecorder};
+use super::transport::{
+    Encoded, Inbound, Ready, Start, TransportDecoder, TransportEncoder, TransportError, TransportVersion,
+    V2Error,
+};
 use super::{Link, PeerAddr, PeerId, PeerState};
 use crate::events::{Gate, Gated, Subscribers};
 #[cfg(feature = "metrics")]
 use crate::metrics::Metrics;
 use crate::wire::{self, Codec, CodecError, Frame, Message, Payload};
 
+/// Most garbage we send after our key when we open a v2 connection. Core sends up to 4,095
+/// bytes (`net.cpp` `V2Transport` constructor, `MAX_GARBAGE_LEN`); we keep the initiator's
+/// short because a v1-only peer parses it as 24-byte headers and some score each bad one
+/// (bcoin: +10 per header, a ban at 100), which would spoil the v1 retry.
+const MAX_INITIATOR_GARBAGE: usize = 120;
+
 mod handlers;
+mod transport;
 
 pub use super::config::{PeerConfig, TipHeight};
 
@@ -46,7 +57,8 @@ struct Metrics;
 impl Metrics {
     fn dial(&self, _: bool) {}
     fn ping(&self, _: Duration) {}
-    fn handshake(&self, _: Link, _: Duration) {}
+    fn handshake_over(&self, _: Link, _: &str, _: Duration) {}
+    fn v2_fallback(&self) {}
     fn message(&self, _: bool, _: &str, _: usize) {}
     fn disconnect(&self, _: Link, _: &DisconnectReason) {}
 }
@@ -81,7 +93,23 @@ pub struct PeerActor {
     budget: OutboundBudget,
     writer: Option<(mpsc::UnboundedSender<WriteCmd>, tokio::task::JoinHandle<()>)>,
     stream: Option<(BoxStream, Option<SocketAddr>)>,
-    codec: Codec,
+    /// How the next stream starts (v1, v2 initiator, or inbound detection).
+    start: Start,
+    /// The writing half of the transport.
+    encoder: TransportEncoder,
+    /// The reader's stream, cancelled when a v2 attempt is retried with v1.
+    reader: Option<SpawnHandle>,
+    /// Set once the transport is settled.
+    transport: Option<TransportVersion>,
+    /// BIP324 session id (v2 only).
+    session_id: Option<[u8; 32]>,
+    /// Handshake bytes received while the transport settles (Core reconnects with v1 only when
+    /// nothing came back).
+    settle_received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The v2 attempt was already retried with v1.
+    fell_back: bool,
+    /// Number of the current stream's reader and writer (a replaced one's items are ignored).
+    writer_gen: u64,
     span: tracing::Span,
     connected_at: Option<Instant>,
     trickle_timer: Option<SpawnHandle>,
@@ -93,7 +121,16 @@ pub struct PeerActor {
 impl PeerActor {
     /// A peer that dials `addr` when started.
     pub fn outbound(config: PeerConfig, addr: PeerAddr, subscribers: Subscribers) -> Self {
-        Self::build(config, addr, Link::Outbound, None, subscribers)
+        // Whether the address is remembered v1-only is read again when the stream is up (the
+        // group may load that memory after it created this actor).
+        let v2 = config.v2_transport && !config.v1_only.contains(&addr);
+        let mut actor = Self::build(config, addr, Link::Outbound, None, subscribers);
+        if v2 {
+            actor.start = Start::V2Initiator;
+            actor.encoder = TransportEncoder::Settling(Vec::new());
+            actor.transport = None;
+        }
+        actor
     }
 
     /// A peer over an accepted inbound stream.
@@ -133,13 +170,33 @@ impl PeerActor {
         subscribers: Subscribers,
     ) -> Self {
         let id = PeerId::next();
-        let machine =
-            PeerMachine::new(config.machine.clone(), link, config.nonces.clone(), StdRng::from_entropy())
-                .with_network(config.network);
+        // Inbound links detect v1/v2 from their first bytes when v2 is on; outbound ones start
+        // v1 unless `outbound` chose v2 (streams handed in by the caller stay v1).
+        let start = if config.v2_transport && link == Link::Inbound { Start::Detect } else { Start::V1 };
+        let codec = Codec::new(config.network.magic());
+        let encoder = match start {
+            Start::V1 => TransportEncoder::V1(codec),
+            _ => TransportEncoder::Settling(Vec::new()),
+        };
+        let mut machine_config = config.machine.clone();
+        if config.v2_transport {
+            // Core advertises NODE_P2P_V2 whenever `-v2transport` is on (`init.cpp`,
+            // `g_local_services |= NODE_P2P_V2`).
+            machine_config.services |= wire::ServiceFlags::P2P_V2;
+        }
+        let machine = PeerMachine::new(machine_config, link, config.nonces.clone(), StdRng::from_entropy())
+            .with_network(config.network);
         let span = tracing::info_span!("peer", id = id.0, peer = %addr, link = ?link);
         PeerActor {
             id,
-            codec: Codec::new(config.network.magic()),
+            start,
+            encoder,
+            reader: None,
+            transport: (start == Start::V1).then_some(TransportVersion::V1),
+            session_id: None,
+            settle_received: Default::default(),
+            fell_back: false,
+            writer_gen: 0,
             budget: OutboundBudget::new(config.max_send_queue_bytes),
             addr,
             config,
@@ -191,12 +248,19 @@ impl PeerActor {
     fn dial(&mut self, ctx: &mut Context<Self>) {
         self.machine.connecting();
         self.run_actions(ctx);
+        self.open(false, ctx);
+    }
+
+    /// Dials; `retry` is the at-once v1 retry of a v2 attempt (the machine is already
+    /// handshaking and keeps its 60 s deadline).
+    fn open(&mut self, retry: bool, ctx: &mut Context<Self>) {
         let target = self.addr.clone();
         let proxy = self.config.proxy.clone();
         let timeout = self.config.connect_timeout;
         let fut = async move { dial::dial(&target, proxy.as_ref(), timeout).await };
         // spawn, not wait: the mailbox (Disconnect, GetStats) stays live while dialing.
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok((stream, remote)) if retry => act.attach_stream(stream, remote, ctx),
             Ok((stream, remote)) => {
                 act.count(|m| m.dial(true));
                 act.attach(stream, remote, ctx)
@@ -210,13 +274,7 @@ impl PeerActor {
     }
 
     fn attach(&mut self, stream: BoxStream, remote: Option<SocketAddr>, ctx: &mut Context<Self>) {
-        let (read, write) = tokio::io::split(stream);
-        ctx.add_stream(Gated::new(FramedRead::new(read, self.codec.clone()), self.gate.clone()));
-        let (tx, rx) = mpsc::unbounded_channel();
-        let me = ctx.address();
-        let task =
-            actix::spawn(outbound::run_writer(write, rx, move |event| me.do_send(WriterReport(event))));
-        self.writer = Some((tx, task));
+        self.attach_stream(stream, remote, ctx);
         self.stats.connected(SystemTime::now());
         self.connected_at = Some(Instant::now());
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
@@ -230,20 +288,37 @@ impl PeerActor {
         msg: &Message,
         done: Option<oneshot::Sender<Result<(), SendError>>>,
     ) -> Result<(), SendError> {
-        let Some((writer, _)) = &self.writer else { return Err(SendError::Disconnected) };
-        let bytes = self.codec.encode_to_bytes(msg);
-        if bytes.len() > wire::limits::HEADER_SIZE + wire::limits::MAX_PROTOCOL_MESSAGE_LENGTH {
-            return Err(SendError::Refused(SendRefused::TooLarge {
-                command: wire::message_command(msg).to_owned(),
-                len: bytes.len(),
-                max: wire::limits::HEADER_SIZE + wire::limits::MAX_PROTOCOL_MESSAGE_LENGTH,
-            }));
+        if self.writer.is_none() && !matches!(self.encoder, TransportEncoder::Settling(_)) {
+            return Err(SendError::Disconnected);
         }
+        // While the transport settles (v2 handshake, v1 retry) the machine's first messages wait.
+        // The size limit is the v1 frame's on both transports, checked before v2 encrypts (a
+        // packet encrypted and then dropped would desynchronise the session).
+        let max = wire::limits::HEADER_SIZE + wire::limits::MAX_PROTOCOL_MESSAGE_LENGTH;
+        let bytes = match self.encoder.encode(msg, max) {
+            Encoded::Queued => return Ok(()),
+            Encoded::TooLarge(len) => {
+                return Err(SendError::Refused(SendRefused::TooLarge {
+                    command: wire::message_command(msg).to_owned(),
+                    len,
+                    max,
+                }))
+            }
+            Encoded::Bytes(bytes) => bytes,
+        };
+        let Some((writer, _)) = &self.writer else { return Err(SendError::Disconnected) };
         self.budget.try_reserve(bytes.len())?;
         let command = wire::message_command(msg);
         {
             let _g = self.span.enter();
-            super::trace::message(super::trace::Direction::Send, command, &bytes, Some(msg));
+            let v2 = matches!(self.encoder, TransportEncoder::V2(..));
+            if v2 && super::trace::enabled() {
+                // The dump shows the v1 frame, not the ciphertext.
+                let frame = Codec::new(self.config.network.magic()).encode_to_bytes(msg);
+                super::trace::message(super::trace::Direction::Send, command, &frame, Some(msg));
+            } else {
+                super::trace::message(super::trace::Direction::Send, command, &bytes, Some(msg));
+            }
         }
         let len = bytes.len();
         writer.send(WriteCmd::Frame { bytes, command, done }).map_err(|_| SendError::Disconnected)?;
@@ -270,12 +345,14 @@ impl PeerActor {
                         let _ = tx.send(result);
                     }
                 }
-                Action::Ready(info) => {
+                Action::Ready(mut info) => {
                     let took = self.connected_at.map(|t| t.elapsed()).unwrap_or_default();
                     let link = self.machine.link();
-                    self.count(|m| m.handshake(link, took));
+                    info.transport = self.transport.unwrap_or(TransportVersion::V1);
+                    let transport = info.transport.as_str();
+                    self.count(|m| m.handshake_over(link, transport, took));
                     let _g = self.span.enter();
-                    info!(version = info.version, user_agent = %info.user_agent, services = info.services, start_height = info.start_height, "peer ready");
+                    info!(version = info.version, user_agent = %info.user_agent, services = info.services, start_height = info.start_height, transport, "peer ready");
                     self.subscribers.ready(self.id, &self.addr, info);
                 }
                 Action::Disconnect(reason) => {
@@ -423,7 +500,8 @@ impl PeerActor {
             start_height: info.map_or(0, |i| i.start_height),
             relay: info.is_some_and(|i| i.relay),
             features: info.map(|i| i.features.clone()).unwrap_or_default(),
-            transport: "v1",
+            transport: self.transport.unwrap_or(TransportVersion::V1).as_str(),
+            session_id: self.session_id.map(|id| super::transport::v2::hex(&id)),
             connected_since: None,
             last_send: None,
             last_recv: None,
@@ -463,27 +541,5 @@ impl Actor for PeerActor {
         self.machine.disconnect(DisconnectReason::Shutdown);
         self.run_actions(ctx);
         Running::Stop
-    }
-}
-
-impl StreamHandler<Result<Frame, CodecError>> for PeerActor {
-    fn handle(&mut self, item: Result<Frame, CodecError>, ctx: &mut Context<Self>) {
-        match item {
-            Ok(frame) => self.on_frame(frame, ctx),
-            Err(error) => {
-                self.machine.on_stream_error(&error);
-                self.run_actions(ctx);
-            }
-        }
-        // A lossless subscriber is behind: read no further until it catches up (TCP then slows
-        // the sender) instead of queueing without bound or dropping.
-        if let Some(budget) = self.subscribers.congested() {
-            self.gate.pause_for(budget);
-        }
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        self.machine.disconnect(DisconnectReason::ClosedByPeer);
-        self.run_actions(ctx);
     }
 }

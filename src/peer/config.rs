@@ -52,6 +52,14 @@ pub struct PeerConfig {
     pub tip: TipHeight,
     /// Shared set of our `version` nonces (self-connection detection).
     pub nonces: NonceSet,
+    /// BIP324 v2 transport (Core's `-v2transport`; off by default in the library so existing
+    /// embedders keep plain v1, on by default in `btcpeerd`): an outbound connection opens
+    /// with the v2 handshake (falling back to v1 once if the peer closes it), an inbound one
+    /// detects v1 or v2 from its first bytes. Off: v1 only, both ways. The group clears it
+    /// per dial for addresses not known to speak v2.
+    pub v2_transport: bool,
+    /// Addresses remembered as v1-only, shared with the group (see `peer::transport`).
+    pub(crate) v1_only: super::transport::V1OnlyPeers,
     /// Where to count traffic, handshakes and disconnects (none: not counted).
     // Private so that the public fields are the same with and without the feature.
     #[cfg(feature = "metrics")]
@@ -77,6 +85,8 @@ impl PeerConfig {
             max_send_queue_bytes: DEFAULT_MAX_SEND_QUEUE_BYTES,
             tip: TipHeight::default(),
             nonces: NonceSet::default(),
+            v2_transport: false,
+            v1_only: Default::default(),
             #[cfg(feature = "metrics")]
             metrics: None,
         }

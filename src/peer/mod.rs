@@ -17,6 +17,7 @@ pub(crate) mod relay;
 pub mod requests;
 pub(crate) mod stats;
 pub(crate) mod trace;
+pub(crate) mod transport;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ pub use outbound::{SendError, CLOSE_TIMEOUT};
 pub use reason::{CoreReaction, CoreRule, DisconnectReason, Misbehavior, ReasonKind};
 pub use relay::Announcement;
 pub use stats::{Counter, PeerStats};
+pub use transport::{TransportVersion, V2Error};
 
 /// Process-unique identifier of one connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

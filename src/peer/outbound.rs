@@ -97,6 +97,9 @@ pub enum WriteCmd {
         /// Confirmation for the sender, if it waits.
         done: Option<oneshot::Sender<Result<(), SendError>>>,
     },
+    /// Transport bytes that are no message (the BIP324 handshake): written in order, not
+    /// counted as a message nor against the budget (a few KB once per connection).
+    Raw(Bytes),
     /// Flush what is queued before this, then close the write side.
     Close,
 }
@@ -112,7 +115,13 @@ pub enum WriteEvent {
         len: usize,
     },
     /// The socket failed; nothing more will be written.
-    Failed(String),
+    Failed {
+        /// The OS error.
+        error: String,
+        /// Which of the connection's writers (0 from `run_writer`; the owner numbers them so
+        /// a report from a writer it already replaced, the v2 attempt's, is recognised).
+        writer: u64,
+    },
 }
 
 /// Writes frames in order until `Close`, the channel closes, or the socket fails.
@@ -131,13 +140,19 @@ where
                     }
                 }
                 Err(e) => {
-                    report(WriteEvent::Failed(e.to_string()));
+                    report(WriteEvent::Failed { error: e.to_string(), writer: 0 });
                     if let Some(done) = done {
                         let _ = done.send(Err(SendError::Disconnected));
                     }
                     break;
                 }
             },
+            WriteCmd::Raw(bytes) => {
+                if let Err(e) = writer.write_all(&bytes).await {
+                    report(WriteEvent::Failed { error: e.to_string(), writer: 0 });
+                    break;
+                }
+            }
             WriteCmd::Close => {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.shutdown()).await;
                 break;

@@ -89,6 +89,11 @@ pub enum DisconnectReason {
     /// node trying BIP324 first also looks like this, so it is not misbehaviour.
     #[error("peer is on another network (wrong magic)")]
     WrongNetwork,
+    /// The BIP324 v2 transport failed (no terminator, bad tag, oversize packet, truncated
+    /// handshake). Core just closes such sockets (`net.cpp` `V2Transport::ReceivedBytes`
+    /// returning false): never a ban by itself.
+    #[error("v2 transport: {0}")]
+    V2Transport(super::transport::V2Error),
     /// The remote is this process (its `version` nonce is one of ours).
     #[error("connected to self")]
     SelfConnection,
@@ -251,6 +256,10 @@ impl DisconnectReason {
             | InactivityTimeout { .. }
             | SendQueueFull { .. }
             | Stalled { .. } => ReasonKind::Network,
+            V2Transport(e) => match e {
+                super::transport::V2Error::Truncated => ReasonKind::Network,
+                _ => ReasonKind::Incompatible,
+            },
             ObsoleteVersion { .. } | MissingServices { .. } | SelfConnection | WrongNetwork => {
                 ReasonKind::Incompatible
             }

@@ -103,8 +103,11 @@ pub struct PeerStats {
     pub relay: bool,
     /// Negotiated features.
     pub features: Features,
-    /// Transport in use.
+    /// Transport in use: `"v1"` or `"v2"` (BIP324).
     pub transport: &'static str,
+    /// BIP324 session id in hex (v2 only), as Core's `getpeerinfo` shows it: equal at both ends
+    /// unless someone is in the middle.
+    pub session_id: Option<String>,
     /// Unix time (seconds) the stream came up.
     pub connected_since: Option<f64>,
     /// Unix time of the last frame written.

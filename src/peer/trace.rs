@@ -26,6 +26,11 @@ pub(crate) enum Direction {
     Recv,
 }
 
+/// True when per-message trace lines are on (their frame dumps cost an encoding on v2).
+pub(crate) fn enabled() -> bool {
+    tracing::enabled!(target: TARGET, Level::TRACE)
+}
+
 /// Logs one message: `frame` is its whole v1 frame (header and payload), `msg` the decoded
 /// message when there is one (a received block stays raw: its summary comes from the frame).
 pub(crate) fn message(dir: Direction, command: &'static str, frame: &[u8], msg: Option<&Message>) {

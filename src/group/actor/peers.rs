@@ -19,12 +19,23 @@ use crate::group::waiters::Want;
 use crate::peer::messages::{
     Disconnect, GetStats, SubscribeAs, SubscribePeer as PeerSubscribe, UnsubscribePeer as PeerUnsubscribe,
 };
+use crate::peer::transport::V1OnlySnapshot;
 use crate::peer::{DisconnectReason, Link, PeerAddr, PeerInfo, PeerState, PeerStats, ReasonKind};
 use crate::wire::{self, AddrV2};
+
+/// BIP324 support (`NODE_P2P_V2`, 1 << 11, `protocol.h`).
+const NODE_P2P_V2: u64 = 1 << 11;
 
 impl Handler<Notice<PeerReady>> for PeerGroup {
     type Result = ();
     fn handle(&mut self, Notice(msg): Notice<PeerReady>, _: &mut Context<Self>) {
+        // A peer remembered v1-only that now advertises BIP324 (it upgraded): try v2 again
+        // next time.
+        if msg.info.services & NODE_P2P_V2 != 0 {
+            self.config.peer.v1_only.remove(&msg.addr);
+        }
+        // A v2 attempt that fell back was just remembered by the peer: save it.
+        self.save_v1_only();
         self.mark_ready(msg.peer, msg.info);
     }
 }
@@ -33,6 +44,7 @@ impl Handler<Notice<PeerDisconnected>> for PeerGroup {
     type Result = ();
     fn handle(&mut self, Notice(msg): Notice<PeerDisconnected>, ctx: &mut Context<Self>) {
         let Some(entry) = self.forget(msg.peer) else { return };
+        self.save_v1_only();
         let unit: f64 = self.rng.gen();
         let verdict = match entry.link {
             Link::Outbound => self.policy.on_disconnected(msg.peer, &msg.reason, Instant::now(), unit),
@@ -71,8 +83,44 @@ impl Handler<Notice<AddrReceived>> for PeerGroup {
                 AddrV2::TorV3(_) => PeerAddr::Host(wire::addr_host(&a.addr).into(), a.port),
                 _ => continue,
             };
+            // Gossip saying the address speaks BIP324 again ends its v1-only memory.
+            if a.services.to_u64() & NODE_P2P_V2 != 0 {
+                self.config.peer.v1_only.remove(&addr);
+            }
             self.book.add(&addr, a.services.to_u64(), u64::from(a.time), Some(&msg.addr), unix);
         }
+        self.save_v1_only();
+    }
+}
+
+/// Where the addresses remembered v1-only are kept, in the data directory.
+pub const V1_ONLY_FILE: &str = "transport.json";
+
+impl PeerGroup {
+    /// Loads the addresses remembered v1-only (before the first dial reads them).
+    pub(in crate::group) fn load_v1_only(&self) {
+        let Some(dir) = &self.config.data_dir else { return };
+        let loaded = crate::persist::load_json::<V1OnlySnapshot>(&dir.join(V1_ONLY_FILE));
+        for problem in &loaded.problems {
+            tracing::warn!(%problem, "v1-only addresses");
+        }
+        if let Some(saved) = loaded.value.filter(|s| s.version == 1) {
+            let n = self.config.peer.v1_only.restore(&saved);
+            tracing::debug!(addresses = n, "loaded v1-only addresses");
+        }
+    }
+
+    /// Saves the v1-only addresses when they changed (in the background; saves are serialised).
+    fn save_v1_only(&self) {
+        let Some(dir) = self.config.data_dir.clone() else { return };
+        let Some(saved) = self.config.peer.v1_only.take_changes() else { return };
+        let lock = self.save_lock.clone();
+        tokio::task::spawn_blocking(move || {
+            let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = crate::persist::save_json(&dir.join(V1_ONLY_FILE), &saved) {
+                tracing::error!(error = %e, "cannot save the v1-only addresses");
+            }
+        });
     }
 }
 
@@ -130,6 +178,11 @@ fn info_of(stats: &PeerStats) -> PeerInfo {
         start_height: stats.start_height,
         relay: stats.relay,
         features: stats.features.clone(),
+        transport: if stats.transport == "v2" {
+            crate::peer::TransportVersion::V2
+        } else {
+            crate::peer::TransportVersion::V1
+        },
     }
 }
 

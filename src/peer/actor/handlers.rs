@@ -162,7 +162,11 @@ impl Handler<WriterReport> for PeerActor {
                 self.stats.sent(command, len, SystemTime::now());
                 self.count(|m| m.message(true, command, len));
             }
-            WriteEvent::Failed(error) => {
+            // A reset while our v2 key goes out is the v1 peer closing on us: retry with v1.
+            // The v2 attempt's writer, already replaced by the v1 retry's.
+            WriteEvent::Failed { writer, .. } if writer != self.writer_gen => {}
+            WriteEvent::Failed { .. } if self.should_retry_v1(None) => self.retry_v1(ctx),
+            WriteEvent::Failed { error, .. } => {
                 self.machine.disconnect(DisconnectReason::Io { error });
                 self.run_actions(ctx);
             }

@@ -97,6 +97,8 @@ impl PeerMachine {
             start_height: v.start_height,
             relay: v.relay,
             features: Features::default(),
+            // The machine knows no transport; the actor sets it before publishing.
+            transport: crate::peer::TransportVersion::V1,
         });
         if self.link == Link::Inbound {
             if let Some((unix_time, height, remote)) = self.pending_version.take() {

@@ -153,6 +153,8 @@ pub struct PeerInfo {
     pub relay: bool,
     /// Negotiated features.
     pub features: Features,
+    /// The transport the connection runs (v1 plaintext or BIP324 v2).
+    pub transport: crate::peer::TransportVersion,
 }
 
 /// What the actor must do.
