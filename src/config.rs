@@ -153,6 +153,8 @@ pub struct SyncSettings {
     pub stale_tip_timeout_secs: u64,
     /// Start from this trusted header instead of genesis: `HEIGHT:HEADER_HEX` (80 bytes).
     pub checkpoint: Option<String>,
+    /// Serve the chain to peers: answer `getheaders`, announce new tips (needs `headers`).
+    pub serve: bool,
 }
 
 impl Default for SyncSettings {
@@ -162,6 +164,7 @@ impl Default for SyncSettings {
             fetch_blocks: false,
             stale_tip_timeout_secs: 30 * 60,
             checkpoint: None,
+            serve: false,
         }
     }
 }
@@ -383,6 +386,9 @@ impl Settings {
                     return Err(ConfigError::new("seeds", format!("invalid seed host name {seed:?}")));
                 }
             }
+        }
+        if self.sync.serve && !(self.sync.headers || self.sync.fetch_blocks) {
+            return Err(ConfigError::new("sync.serve", "needs sync.headers (--sync-headers)"));
         }
         if self.group.max_outbound > 1_000 {
             return Err(ConfigError::new("group.max_outbound", "must be at most 1000"));

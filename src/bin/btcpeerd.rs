@@ -63,6 +63,10 @@ struct Cli {
     /// Once synced, fetch each new block and emit block events (implies --sync-headers).
     #[arg(long)]
     fetch_blocks: bool,
+    /// Serve the header chain to peers: answer getheaders, announce new tips (needs
+    /// --sync-headers).
+    #[arg(long)]
+    serve: bool,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         log_format: cli.log_format,
         sync_headers: cli.sync_headers,
         fetch_blocks: cli.fetch_blocks,
+        serve: cli.serve,
     };
     let settings = match daemon::settings::load(&overrides, std::env::vars()) {
         Ok(s) => s,

@@ -69,6 +69,7 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         },
         tip: config.peer.tip.clone(),
         fetch_blocks: settings.sync.fetch_blocks,
+        serve: settings.sync.serve,
     });
     let event_log_settings = settings.event_log.clone();
     let system = System::new();

@@ -66,6 +66,8 @@ pub struct Overrides {
     pub sync_headers: bool,
     /// `--fetch-blocks`.
     pub fetch_blocks: bool,
+    /// `--serve`.
+    pub serve: bool,
 }
 
 /// Loads and validates the settings. `env` is the process environment (passed in so tests can
@@ -179,6 +181,9 @@ fn build(overrides: &Overrides, env: &Env, network: Option<Network>) -> Result<C
     }
     if overrides.fetch_blocks {
         b = b.set_override("sync.fetch_blocks", true).map_err(err)?;
+    }
+    if overrides.serve {
+        b = b.set_override("sync.serve", true).map_err(err)?;
     }
     for (key, list) in [("addnode", &overrides.addnode), ("seeds", &overrides.seeds)] {
         if !list.is_empty() {

@@ -364,3 +364,14 @@ pub struct Fetched {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub(crate) struct BlockConnected(pub std::sync::Arc<bitcoin::Block>);
+
+/// Sends one message to one ready peer, if it is still there (the chain sync's answers to a
+/// downstream peer's `getheaders`, and its announcements).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub(crate) struct SendToPeer {
+    /// The peer.
+    pub peer: PeerId,
+    /// The message.
+    pub message: WireMessage,
+}

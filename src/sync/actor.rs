@@ -13,12 +13,16 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+mod serve;
+
 pub use super::events::ChainEvent;
 use super::machine::blocks::{BlockFeed, Cursor, FeedAction};
 use super::machine::{HeaderSync, SyncAction, SyncConfig};
 use crate::chain::HeaderStore;
 use crate::chain::{Checkpoint, HeaderChain};
-use crate::events::{HeadersReceived, InvReceived, Notice, PeerDisconnected, PeerReady, Subscription};
+use crate::events::{
+    HeadersReceived, InvReceived, MessageReceived, Notice, PeerDisconnected, PeerReady, Subscription,
+};
 use crate::group::{DisconnectPeerWith, Fetch, PeerGroup, Subscribe};
 use crate::peer::actor::TipHeight;
 use crate::peer::requests::{Request, Response};
@@ -48,6 +52,9 @@ pub struct ChainSyncConfig {
     /// `data_dir/blocks.json`; on a first start, from the tip once synced), with an undo
     /// event for each delivered block a reorg removes.
     pub fetch_blocks: bool,
+    /// Serve the chain to peers: answer their `getheaders` and announce new tips with
+    /// `headers` (to peers that sent `sendheaders`) or `inv`, as Bitcoin Core does.
+    pub serve: bool,
 }
 
 impl ChainSyncConfig {
@@ -60,6 +67,7 @@ impl ChainSyncConfig {
             sync: SyncConfig::default(),
             tip: TipHeight::default(),
             fetch_blocks: false,
+            serve: false,
         }
     }
 }
@@ -148,6 +156,8 @@ pub struct ChainSync {
     /// at a time (`sending`) so order holds and a slow consumer slows the feed.
     outbox: VecDeque<(ChainEvent, Cursor)>,
     sending: bool,
+    /// Peers served (`serve`).
+    server: Option<serve::Server>,
 }
 
 fn unix_now() -> u64 {
@@ -194,7 +204,6 @@ impl ChainSync {
             BlockFeed::new(cursor, config.sync.retry_delay)
         });
         Ok(ChainSync {
-            config,
             group,
             machine,
             store,
@@ -207,6 +216,8 @@ impl ChainSync {
             block_hint: None,
             outbox: VecDeque::new(),
             sending: false,
+            server: config.serve.then(serve::Server::default),
+            config,
         })
     }
 
@@ -277,6 +288,7 @@ impl ChainSync {
                     if !disconnected.is_empty() {
                         info!(depth = disconnected.len(), height = tip.height, tip = %tip.hash, "reorganized to more work");
                     }
+                    self.announce_tip(&connected);
                     self.publish(ChainEvent::Headers {
                         height: tip.height,
                         tip: tip.hash,
@@ -414,6 +426,9 @@ impl Actor for ChainSync {
         for s in subs {
             self.group.do_send(Subscribe(s));
         }
+        if self.server.is_some() {
+            self.group.do_send(Subscribe(Subscription::internal::<MessageReceived, _>(&me)));
+        }
         // Peers that became ready before we subscribed announce nothing again: ask for them.
         self.group
             .send(crate::group::GetPeers)
@@ -422,6 +437,9 @@ impl Actor for ChainSync {
                 let now = Instant::now();
                 for p in peers.unwrap_or_default() {
                     if p.state == crate::peer::PeerState::Ready {
+                        if let Some(server) = this.server.as_mut() {
+                            server.ready(p.id);
+                        }
                         this.machine.peer_ready(now, p.id, p.start_height);
                     }
                 }
@@ -446,6 +464,9 @@ impl Actor for ChainSync {
 impl Handler<Notice<PeerReady>> for ChainSync {
     type Result = ();
     fn handle(&mut self, Notice(m): Notice<PeerReady>, ctx: &mut Context<Self>) {
+        if let Some(server) = self.server.as_mut() {
+            server.ready(m.peer);
+        }
         self.machine.peer_ready(Instant::now(), m.peer, m.info.start_height);
         self.run(ctx);
     }
@@ -454,6 +475,9 @@ impl Handler<Notice<PeerReady>> for ChainSync {
 impl Handler<Notice<PeerDisconnected>> for ChainSync {
     type Result = ();
     fn handle(&mut self, Notice(m): Notice<PeerDisconnected>, ctx: &mut Context<Self>) {
+        if let Some(server) = self.server.as_mut() {
+            server.gone(m.peer);
+        }
         self.machine.peer_gone(m.peer);
         self.run(ctx);
     }

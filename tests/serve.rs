@@ -1,0 +1,214 @@
+//! Serving the header chain (`ChainSyncConfig::serve`, btcpeerd `--serve`): a node syncs
+//! headers from bcoin and serves them. A second btcpeer node syncs the whole chain through it
+//! (continuation past 2,000 headers) and follows new tips from its announcements; scripted raw
+//! clients get Bitcoin Core's answers (`net_processing.cpp` `ProcessMessage` GETHEADERS and
+//! `SendMessages`) to bogus locators, unknown stop hashes and the rest.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bitcoin::block::Header;
+use bitcoin::hashes::Hash;
+use bitcoin::BlockHash;
+use btcpeer::group::*;
+use btcpeer::peer::{PeerAddr, TipHeight};
+use btcpeer::sync::*;
+use btcpeer::wire::{Codec, GetHeadersMessage, Inventory, Message};
+use common::*;
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+
+const WAIT: Duration = Duration::from_secs(60);
+const BLOCKS: u32 = 2_100;
+
+fn best(node: &Bcoin) -> (u32, BlockHash) {
+    let height = node.rpc("getblockcount", json!([])).as_u64().unwrap() as u32;
+    let hash = BlockHash::from_str(node.rpc("getbestblockhash", json!([])).as_str().unwrap()).unwrap();
+    (height, hash)
+}
+
+/// A group (listening when `listen`) connected only to `peer`, with a chain sync.
+fn node(peer: SocketAddr, listen: bool, serve: bool) -> (Addr<PeerGroup>, Addr<ChainSync>) {
+    let tip = TipHeight::default();
+    let mut peer_cfg = regtest_config();
+    peer_cfg.tip = tip.clone();
+    let mut cfg = group_config(peer_cfg, listen);
+    cfg.policy.static_peers = vec![PeerAddr::Ip(peer)];
+    cfg.policy.connect_only = true;
+    let group = PeerGroup::new(cfg, Vec::new()).start();
+    let mut sync = ChainSyncConfig::new(btcpeer::Network::Regtest);
+    sync.tip = tip;
+    sync.serve = serve;
+    let sync = ChainSync::new(sync, group.clone()).unwrap().start();
+    (group, sync)
+}
+
+async fn wait_for_tip(sync: &Addr<ChainSync>, want: (u32, BlockHash), what: &str) {
+    wait_for!(WAIT, what, {
+        let s = sync.send(GetChainStatus).await.unwrap();
+        (s.height, s.tip) == want
+    });
+}
+
+/// The whole best chain after genesis, from the serving node's chain sync.
+async fn all_headers(sync: &Addr<ChainSync>) -> Vec<Header> {
+    let mut out: Vec<Header> = Vec::new();
+    loop {
+        let locator = out.last().map(|h| vec![h.block_hash()]).unwrap_or_default();
+        let page = sync.send(GetHeadersAfter { locator, max: 2_000 }).await.unwrap();
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+type Frames = FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>;
+
+/// A scripted downstream peer speaking raw v1 messages.
+struct Client {
+    w: tokio::net::tcp::OwnedWriteHalf,
+    frames: Frames,
+}
+
+impl Client {
+    async fn connect(target: SocketAddr, nonce: u64) -> Client {
+        let (read, w) = TcpStream::connect(target).await.unwrap().into_split();
+        let frames = FramedRead::new(read, Codec::new(btcpeer::Network::Regtest.magic()));
+        let mut c = Client { w, frames };
+        let v = btcpeer::wire::version::build(
+            &btcpeer::wire::version::LocalVersion { nonce, ..Default::default() },
+            None,
+        );
+        c.send(Message::Version(v)).await;
+        c.next_where("version", |m| matches!(m, Message::Version(_))).await;
+        c.next_where("verack", |m| matches!(m, Message::Verack)).await;
+        c.send(Message::Verack).await;
+        c
+    }
+
+    async fn send(&mut self, m: Message) {
+        let bytes = Codec::new(btcpeer::Network::Regtest.magic()).encode_to_bytes(&m);
+        self.w.write_all(&bytes).await.unwrap();
+    }
+
+    /// The next message that `want` accepts (others are skipped).
+    async fn next_where(&mut self, what: &str, want: impl Fn(&Message) -> bool) -> Message {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.frames.next())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+            let frame = next.unwrap_or_else(|| panic!("closed while waiting for {what}")).unwrap();
+            if let Ok(m) = frame.into_message() {
+                if want(&m) {
+                    return m;
+                }
+            }
+        }
+    }
+
+    async fn getheaders(&mut self, locator: Vec<BlockHash>, stop: BlockHash) {
+        self.send(Message::GetHeaders(GetHeadersMessage::new(locator, stop))).await;
+    }
+
+    async fn headers(&mut self) -> Vec<Header> {
+        match self.next_where("headers", |m| matches!(m, Message::Headers(_))).await {
+            Message::Headers(h) => h,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Waits until we close the connection.
+    async fn closed(mut self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.frames.next()).await {
+                Err(_) => panic!("the connection is still open"),
+                Ok(None) | Ok(Some(Err(_))) => return,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn headers_are_served_and_announced_as_core_does() {
+    let bcoin = Bcoin::start();
+    bcoin.mine(BLOCKS as u64);
+    let tip = best(&bcoin);
+    assert_eq!(tip.0, BLOCKS);
+
+    let (server_group, server) = node(bcoin.p2p, true, true);
+    wait_for_tip(&server, tip, "the serving node to sync from bcoin").await;
+    let listen = {
+        let mut listen;
+        wait_for!(WAIT, "listener bound", {
+            listen = server_group.send(GetListenAddrs).await.unwrap();
+            !listen.is_empty()
+        });
+        listen[0]
+    };
+    let chain = all_headers(&server).await;
+    assert_eq!(chain.len(), BLOCKS as usize);
+    let hash = |height: u32| chain[height as usize - 1].block_hash();
+
+    // A btcpeer node whose only peer is the serving node syncs the whole chain through it:
+    // 2,000 headers, then the continuation.
+    let (down_group, down) = node(listen, false, false);
+    wait_for_tip(&down, tip, "the downstream node to sync through the serving node").await;
+
+    // Scripted clients: one asked for `sendheaders`, one did not.
+    let mut a = Client::connect(listen, 1).await;
+    a.send(Message::SendHeaders).await;
+    let mut b = Client::connect(listen, 2).await;
+
+    // A locator of unknown hashes: Core starts after genesis (`FindForkInGlobalIndex` falls back
+    // to it) and sends at most MAX_HEADERS_RESULTS.
+    a.getheaders(
+        vec![BlockHash::from_byte_array([7; 32]), BlockHash::from_byte_array([8; 32])],
+        BlockHash::all_zeros(),
+    )
+    .await;
+    assert_eq!(a.headers().await, chain[..2_000]);
+    // The continuation from the last one received.
+    a.getheaders(vec![hash(2_000)], BlockHash::all_zeros()).await;
+    assert_eq!(a.headers().await, chain[2_000..]);
+    // The first known hash is the fork point; the stop hash ends the answer.
+    a.getheaders(vec![BlockHash::from_byte_array([9; 32]), hash(1_000), hash(10)], hash(1_005)).await;
+    assert_eq!(a.headers().await, chain[1_000..1_005]);
+    // An empty locator with an unknown stop hash gets no answer at all; with a known one, that
+    // header alone (the next `headers` to arrive).
+    a.getheaders(vec![], BlockHash::from_byte_array([5; 32])).await;
+    a.getheaders(vec![], hash(7)).await;
+    assert_eq!(a.headers().await, vec![chain[6]]);
+    // At our tip: an empty `headers`, and the tip counts as sent to the peer.
+    a.getheaders(vec![tip.1], BlockHash::all_zeros()).await;
+    assert_eq!(a.headers().await, Vec::<Header>::new());
+    b.getheaders(vec![tip.1], BlockHash::all_zeros()).await;
+    assert_eq!(b.headers().await, Vec::<Header>::new());
+
+    // A new block: the `sendheaders` client gets its header, the other an `inv`, and the
+    // downstream node (which sent `sendheaders`, as btcpeer does) follows.
+    bcoin.mine(1);
+    let new_tip = best(&bcoin);
+    let announced = a.headers().await;
+    assert_eq!(announced.iter().map(Header::block_hash).collect::<Vec<_>>(), vec![new_tip.1]);
+    let inv = b.next_where("inv", |m| matches!(m, Message::Inv(_))).await;
+    assert_eq!(inv, Message::Inv(vec![Inventory::Block(new_tip.1)]));
+    wait_for_tip(&down, new_tip, "the downstream node to follow the announcement").await;
+
+    // An over-long locator (102 hashes): Core disconnects.
+    b.getheaders(vec![hash(1); 102], BlockHash::all_zeros()).await;
+    b.closed().await;
+
+    down_group.send(Shutdown).await.unwrap();
+    server_group.send(Shutdown).await.unwrap();
+}
