@@ -153,7 +153,7 @@ pub struct SyncSettings {
     pub stale_tip_timeout_secs: u64,
     /// Start from this trusted header instead of genesis: `HEIGHT:HEADER_HEX` (80 bytes).
     pub checkpoint: Option<String>,
-    /// Serve the chain to peers: answer `getheaders`, announce new tips (needs `headers`).
+    /// Serve peers: answer `getheaders`, announce new tips, proxy blocks (needs `headers`).
     pub serve: bool,
 }
 

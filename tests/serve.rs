@@ -17,7 +17,7 @@ use bitcoin::BlockHash;
 use btcpeer::group::*;
 use btcpeer::peer::{PeerAddr, TipHeight};
 use btcpeer::sync::*;
-use btcpeer::wire::{Codec, GetHeadersMessage, Inventory, Message};
+use btcpeer::wire::{Codec, GetHeadersMessage, Inventory, Message, ServiceFlags};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -76,19 +76,23 @@ type Frames = FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>;
 struct Client {
     w: tokio::net::tcp::OwnedWriteHalf,
     frames: Frames,
+    /// The service bits of the node's `version`.
+    services: ServiceFlags,
 }
 
 impl Client {
     async fn connect(target: SocketAddr, nonce: u64) -> Client {
         let (read, w) = TcpStream::connect(target).await.unwrap().into_split();
         let frames = FramedRead::new(read, Codec::new(btcpeer::Network::Regtest.magic()));
-        let mut c = Client { w, frames };
+        let mut c = Client { w, frames, services: ServiceFlags::NONE };
         let v = btcpeer::wire::version::build(
             &btcpeer::wire::version::LocalVersion { nonce, ..Default::default() },
             None,
         );
         c.send(Message::Version(v)).await;
-        c.next_where("version", |m| matches!(m, Message::Version(_))).await;
+        if let Message::Version(v) = c.next_where("version", |m| matches!(m, Message::Version(_))).await {
+            c.services = v.services;
+        }
         c.next_where("verack", |m| matches!(m, Message::Verack)).await;
         c.send(Message::Verack).await;
         c
@@ -122,6 +126,13 @@ impl Client {
     async fn headers(&mut self) -> Vec<Header> {
         match self.next_where("headers", |m| matches!(m, Message::Headers(_))).await {
             Message::Headers(h) => h,
+            _ => unreachable!(),
+        }
+    }
+
+    async fn block(&mut self) -> bitcoin::Block {
+        match self.next_where("block", |m| matches!(m, Message::Block(_))).await {
+            Message::Block(b) => b,
             _ => unreachable!(),
         }
     }
@@ -204,6 +215,32 @@ async fn headers_are_served_and_announced_as_core_does() {
     let inv = b.next_where("inv", |m| matches!(m, Message::Inv(_))).await;
     assert_eq!(inv, Message::Inv(vec![Inventory::Block(new_tip.1)]));
     wait_for_tip(&down, new_tip, "the downstream node to follow the announcement").await;
+
+    // Blocks: fetched from bcoin through the serving node, which advertises what it serves.
+    assert!(a.services.has(ServiceFlags::NETWORK | ServiceFlags::WITNESS), "{}", a.services);
+    // Unknown blocks are ignored (Core's `ProcessGetBlockData`); the next block to arrive is
+    // the one asked for after them, without witnesses as `MSG_BLOCK` asks.
+    a.send(Message::GetData(vec![Inventory::Block(BlockHash::from_byte_array([4; 32]))])).await;
+    a.send(Message::GetData(vec![Inventory::Block(hash(100))])).await;
+    let b100 = a.block().await;
+    assert_eq!(b100.block_hash(), hash(100));
+    assert!(b100.txdata.iter().all(|tx| tx.input.iter().all(|i| i.witness.is_empty())));
+    // Many at once: every one arrives, fetched at most 16 at a time for this peer.
+    let many: Vec<Inventory> = (1..=500).map(|h| Inventory::WitnessBlock(hash(h))).collect();
+    a.send(Message::GetData(many)).await;
+    let mut got = std::collections::HashSet::new();
+    while got.len() < 500 {
+        got.insert(a.block().await.block_hash());
+    }
+    assert_eq!(got, (1..=500).map(hash).collect());
+    // A btcpeer client fetches blocks through it too.
+    let blocks: Vec<_> = btcpeer::sync::block_stream(down_group.clone(), vec![hash(5), new_tip.1], 2)
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(
+        blocks.iter().map(|b| b.as_ref().unwrap().block_hash()).collect::<Vec<_>>(),
+        vec![hash(5), new_tip.1]
+    );
 
     // An over-long locator (102 hashes): Core disconnects.
     b.getheaders(vec![hash(1); 102], BlockHash::all_zeros()).await;

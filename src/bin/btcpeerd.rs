@@ -63,8 +63,8 @@ struct Cli {
     /// Once synced, fetch each new block and emit block events (implies --sync-headers).
     #[arg(long)]
     fetch_blocks: bool,
-    /// Serve the header chain to peers: answer getheaders, announce new tips (needs
-    /// --sync-headers).
+    /// Serve peers: answer getheaders, announce new tips, serve blocks fetched from upstream
+    /// full nodes (needs --sync-headers).
     #[arg(long)]
     serve: bool,
 }

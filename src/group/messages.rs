@@ -375,3 +375,14 @@ pub(crate) struct SendToPeer {
     /// The message.
     pub message: WireMessage,
 }
+
+/// Changes the service bits our `version` advertises to peers connected from now on (the
+/// chain sync advertises `NODE_NETWORK` only while it can fetch blocks from upstream).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub(crate) struct SetServiceBits {
+    /// Bits to set.
+    pub add: crate::wire::ServiceFlags,
+    /// Bits to clear.
+    pub remove: crate::wire::ServiceFlags,
+}

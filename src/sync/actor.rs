@@ -21,7 +21,8 @@ use super::machine::{HeaderSync, SyncAction, SyncConfig};
 use crate::chain::HeaderStore;
 use crate::chain::{Checkpoint, HeaderChain};
 use crate::events::{
-    HeadersReceived, InvReceived, MessageReceived, Notice, PeerDisconnected, PeerReady, Subscription,
+    GetDataReceived, HeadersReceived, InvReceived, MessageReceived, Notice, PeerDisconnected, PeerReady,
+    Subscription,
 };
 use crate::group::{DisconnectPeerWith, Fetch, PeerGroup, Subscribe};
 use crate::peer::actor::TipHeight;
@@ -52,8 +53,10 @@ pub struct ChainSyncConfig {
     /// `data_dir/blocks.json`; on a first start, from the tip once synced), with an undo
     /// event for each delivered block a reorg removes.
     pub fetch_blocks: bool,
-    /// Serve the chain to peers: answer their `getheaders` and announce new tips with
-    /// `headers` (to peers that sent `sendheaders`) or `inv`, as Bitcoin Core does.
+    /// Serve peers as Bitcoin Core does: answer their `getheaders`, announce new tips with
+    /// `headers` (to peers that sent `sendheaders`) or `inv`, and answer `getdata` for blocks
+    /// by fetching them from upstream peers; `NODE_NETWORK | NODE_WITNESS` is advertised
+    /// while a full-node peer is connected.
     pub serve: bool,
 }
 
@@ -428,6 +431,7 @@ impl Actor for ChainSync {
         }
         if self.server.is_some() {
             self.group.do_send(Subscribe(Subscription::internal::<MessageReceived, _>(&me)));
+            self.group.do_send(Subscribe(Subscription::internal::<GetDataReceived, _>(&me)));
         }
         // Peers that became ready before we subscribed announce nothing again: ask for them.
         self.group
@@ -438,11 +442,12 @@ impl Actor for ChainSync {
                 for p in peers.unwrap_or_default() {
                     if p.state == crate::peer::PeerState::Ready {
                         if let Some(server) = this.server.as_mut() {
-                            server.ready(p.id);
+                            server.ready(p.id, p.services);
                         }
                         this.machine.peer_ready(now, p.id, p.start_height);
                     }
                 }
+                this.update_services();
                 this.run(ctx);
             })
             .wait(ctx);
@@ -465,8 +470,9 @@ impl Handler<Notice<PeerReady>> for ChainSync {
     type Result = ();
     fn handle(&mut self, Notice(m): Notice<PeerReady>, ctx: &mut Context<Self>) {
         if let Some(server) = self.server.as_mut() {
-            server.ready(m.peer);
+            server.ready(m.peer, m.info.services);
         }
+        self.update_services();
         self.machine.peer_ready(Instant::now(), m.peer, m.info.start_height);
         self.run(ctx);
     }
@@ -478,6 +484,7 @@ impl Handler<Notice<PeerDisconnected>> for ChainSync {
         if let Some(server) = self.server.as_mut() {
             server.gone(m.peer);
         }
+        self.update_services();
         self.machine.peer_gone(m.peer);
         self.run(ctx);
     }

@@ -100,3 +100,12 @@ impl Handler<SendToPeer> for PeerGroup {
         }
     }
 }
+
+impl Handler<SetServiceBits> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, msg: SetServiceBits, _: &mut Context<Self>) {
+        let services = &mut self.config.peer.machine.services;
+        services.add(msg.add);
+        services.remove(msg.remove);
+    }
+}
