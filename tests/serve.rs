@@ -21,9 +21,10 @@ use btcpeer::wire::{Codec, GetHeadersMessage, Inventory, Message, ServiceFlags};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
+use ws_stream_tungstenite::WsStream;
 
 const WAIT: Duration = Duration::from_secs(60);
 const BLOCKS: u32 = 2_100;
@@ -70,11 +71,25 @@ async fn all_headers(sync: &Addr<ChainSync>) -> Vec<Header> {
     }
 }
 
-type Frames = FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>;
+type WsClientStream = WsStream<async_tungstenite::tokio::TokioAdapter<TcpStream>>;
 
-/// A scripted downstream peer speaking raw v1 messages.
+/// A WebSocket connection to `target` as a byte stream (`Err`: the handshake was refused).
+async fn ws_connect(target: SocketAddr, origin: Option<&str>) -> Result<WsClientStream, String> {
+    use async_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{target}/").into_client_request().unwrap();
+    if let Some(o) = origin {
+        request.headers_mut().insert("origin", o.parse().unwrap());
+    }
+    let tcp = TcpStream::connect(target).await.map_err(|e| e.to_string())?;
+    let (ws, _) = async_tungstenite::tokio::client_async(request, tcp).await.map_err(|e| e.to_string())?;
+    Ok(WsStream::new(ws))
+}
+
+type Frames = FramedRead<Box<dyn AsyncRead + Unpin + Send>, Codec>;
+
+/// A scripted downstream peer speaking raw v1 messages, over TCP or WebSocket.
 struct Client {
-    w: tokio::net::tcp::OwnedWriteHalf,
+    w: Box<dyn AsyncWrite + Unpin + Send>,
     frames: Frames,
     /// The service bits of the node's `version`.
     services: ServiceFlags,
@@ -83,6 +98,22 @@ struct Client {
 impl Client {
     async fn connect(target: SocketAddr, nonce: u64) -> Client {
         let (read, w) = TcpStream::connect(target).await.unwrap().into_split();
+        Self::handshake(Box::new(read), Box::new(w), nonce).await
+    }
+
+    /// Over WebSocket, sending `origin` as a browser would; `Err` when the WebSocket handshake
+    /// is refused.
+    async fn connect_ws(target: SocketAddr, origin: Option<&str>, nonce: u64) -> Result<Client, String> {
+        let ws = ws_connect(target, origin).await?;
+        let (read, w) = tokio::io::split(ws);
+        Ok(Self::handshake(Box::new(read), Box::new(w), nonce).await)
+    }
+
+    async fn handshake(
+        read: Box<dyn AsyncRead + Unpin + Send>,
+        w: Box<dyn AsyncWrite + Unpin + Send>,
+        nonce: u64,
+    ) -> Client {
         let frames = FramedRead::new(read, Codec::new(btcpeer::Network::Regtest.magic()));
         let mut c = Client { w, frames, services: ServiceFlags::NONE };
         let v = btcpeer::wire::version::build(
@@ -101,6 +132,7 @@ impl Client {
     async fn send(&mut self, m: Message) {
         let bytes = Codec::new(btcpeer::Network::Regtest.magic()).encode_to_bytes(&m);
         self.w.write_all(&bytes).await.unwrap();
+        self.w.flush().await.unwrap();
     }
 
     /// The next message that `want` accepts (others are skipped).
@@ -241,6 +273,27 @@ async fn headers_are_served_and_announced_as_core_does() {
         blocks.iter().map(|b| b.as_ref().unwrap().block_hash()).collect::<Vec<_>>(),
         vec![hash(5), new_tip.1]
     );
+
+    // WebSocket peers get the same service; limits: allowed origins, a cap on connections.
+    let ws_config = WsConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        max_peers: 2,
+        allowed_origins: vec!["http://allowed.test".into()],
+        ..WsConfig::default()
+    };
+    let ws = server_group.send(ListenWebSocket(ws_config)).await.unwrap().unwrap()[0];
+    let mut w1 = Client::connect_ws(ws, Some("http://allowed.test"), 11).await.unwrap();
+    assert!(w1.services.has(ServiceFlags::NETWORK));
+    w1.getheaders(vec![BlockHash::from_byte_array([7; 32])], BlockHash::all_zeros()).await;
+    assert_eq!(w1.headers().await, chain[..2_000]);
+    w1.send(Message::GetData(vec![Inventory::WitnessBlock(hash(42))])).await;
+    assert_eq!(w1.block().await.block_hash(), hash(42));
+    let refused = ws_connect(ws, Some("http://evil.test")).await.expect_err("other origins are refused");
+    assert!(refused.contains("403"), "{refused}");
+    let w2 = Client::connect_ws(ws, None, 12).await.expect("clients without an Origin are accepted");
+    assert!(ws_connect(ws, None).await.is_err(), "a third WebSocket connection is over the cap");
+    drop(w2);
+    wait_for!(WAIT, "the closed connection's slot to be free", { ws_connect(ws, None).await.is_ok() });
 
     // An over-long locator (102 hashes): Core disconnects.
     b.getheaders(vec![hash(1); 102], BlockHash::all_zeros()).await;

@@ -67,6 +67,10 @@ struct Cli {
     /// full nodes (needs --sync-headers).
     #[arg(long)]
     serve: bool,
+    /// Accept WebSocket peers (the v1 byte stream in binary frames, as bitcoin-net's browser
+    /// transport) on IP:PORT (repeatable).
+    #[arg(long, value_name = "IP:PORT")]
+    listen_ws: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         sync_headers: cli.sync_headers,
         fetch_blocks: cli.fetch_blocks,
         serve: cli.serve,
+        listen_ws: cli.listen_ws,
     };
     let settings = match daemon::settings::load(&overrides, std::env::vars()) {
         Ok(s) => s,

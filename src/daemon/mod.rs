@@ -54,6 +54,7 @@ pub fn run(settings: Settings) -> Result<(), Error> {
     };
     let network = settings.network;
     let http_addr = settings.http_addr()?;
+    let websocket = settings.websocket()?;
     // Metrics are counted when someone can read them.
     let metrics = http_addr.map(|_| crate::metrics::Metrics::new());
     let mut config = config;
@@ -122,6 +123,16 @@ pub fn run(settings: Settings) -> Result<(), Error> {
             }
             sync
         });
+        if !websocket.listen.is_empty() {
+            match group.send(crate::group::ListenWebSocket(websocket)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    let _ = group.send(Shutdown).await;
+                    return Err(Error::Io { context: format!("cannot listen for websocket peers on {}", e.addr), source: e.source });
+                }
+                Err(_) => {}
+            }
+        }
         let api = match http_addr {
             Some(bind) => match http::start(bind, group.clone(), chain.clone(), network, metrics) {
                 Ok((server, addr)) => {

@@ -12,7 +12,7 @@ const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// Keys whose value is a list: the environment gives them comma-separated, and an empty value
 /// means the empty list.
-const LIST_KEYS: [&str; 4] = ["connect", "addnode", "seeds", "listen"];
+const LIST_KEYS: [&str; 5] = ["connect", "addnode", "seeds", "listen", "listen_ws"];
 
 /// Every name `Network::from_str` accepts, canonical name first, for error messages.
 /// (`network_names_are_the_parsers` keeps this in step with `src/network.rs`.)
@@ -68,6 +68,8 @@ pub struct Overrides {
     pub fetch_blocks: bool,
     /// `--serve`.
     pub serve: bool,
+    /// `--listen-ws` (replaces the configured list when given).
+    pub listen_ws: Vec<String>,
 }
 
 /// Loads and validates the settings. `env` is the process environment (passed in so tests can
@@ -192,6 +194,9 @@ fn build(overrides: &Overrides, env: &Env, network: Option<Network>) -> Result<C
     }
     if !overrides.connect.is_empty() {
         b = b.set_override("connect", overrides.connect.clone()).map_err(err)?;
+    }
+    if !overrides.listen_ws.is_empty() {
+        b = b.set_override("listen_ws", overrides.listen_ws.clone()).map_err(err)?;
     }
     if !overrides.listen.is_empty() {
         b = b.set_override("listen", overrides.listen.clone()).map_err(err)?;
