@@ -302,3 +302,68 @@ async fn headers_are_served_and_announced_as_core_does() {
     down_group.send(Shutdown).await.unwrap();
     server_group.send(Shutdown).await.unwrap();
 }
+
+/// Runs `tests/support/light-clients/client.js` and returns what it printed (it fails the test
+/// when the client reports an error). Node.js and the npm packages are required.
+fn light_client(args: &[&str]) -> serde_json::Value {
+    let dir = repo_root().join("tests/support/light-clients");
+    assert!(
+        dir.join("node_modules/bitcoin-net").exists() && dir.join("node_modules/bitcore-p2p").exists(),
+        "light clients are not installed: run `npm ci` in {}",
+        dir.display()
+    );
+    let out = std::process::Command::new("node")
+        .arg(dir.join("client.js"))
+        .args(args)
+        .output()
+        .expect("cannot run `node` (Node.js is required for the light-client tests)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: no result ({e}); stdout {stdout:?}, stderr {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success() && v.get("error").is_none(), "{args:?}: {v}");
+    eprintln!("{args:?}: {v}");
+    v
+}
+
+#[test]
+fn light_clients_sync_headers_and_get_blocks_from_btcpeerd() {
+    let bcoin = Bcoin::start();
+    bcoin.mine(BLOCKS as u64);
+    let (height, tip) = best(&bcoin);
+    let block = BlockHash::from_str(bcoin.rpc("getblockhash", json!([100])).as_str().unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ws = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let upstream = bcoin.p2p.to_string();
+    let env = [
+        ("BTCPEER_CONNECT", upstream.as_str()),
+        ("BTCPEER_SYNC__HEADERS", "true"),
+        ("BTCPEER_SYNC__SERVE", "true"),
+        ("BTCPEER_LISTEN_WS", ws.as_str()),
+    ];
+    let (mut daemon, listen) = daemon_with_events(dir.path(), &env);
+    let events = dir.path().join("events.jsonl");
+    wait_until_blocking(WAIT, "btcpeerd to sync from bcoin", || {
+        std::fs::read_to_string(&events).is_ok_and(|log| {
+            log.lines().any(|l| l.contains("\"synced\"") && l.contains(&format!("\"height\":{height}")))
+        })
+    });
+    let tip = tip.to_string();
+    let block = block.to_string();
+    for transport in [("tcp", &listen), ("ws", &ws)] {
+        let got = light_client(&["bitcoin-net", transport.0, transport.1, &block]);
+        assert_eq!(got["headers"], height, "bitcoin-net over {}: {got}", transport.0);
+        assert_eq!(got["tip"], tip.as_str(), "bitcoin-net over {}", transport.0);
+        assert_eq!(got["block"], block.as_str(), "bitcoin-net over {}", transport.0);
+        assert_eq!(got["services"]["NODE_NETWORK"], true);
+    }
+    let got = light_client(&["bitcore-p2p", "tcp", &listen]);
+    assert_eq!(got["headers"], height, "bitcore-p2p: {got}");
+    assert_eq!(got["tip"], tip.as_str());
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
