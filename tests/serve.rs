@@ -367,3 +367,106 @@ fn light_clients_sync_headers_and_get_blocks_from_btcpeerd() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
+
+/// Serves `browser.html` at `/` on loopback and hands the body of the page's `POST /result` to
+/// the returned channel.
+fn serve_test_page() -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let page = std::fs::read(repo_root().join("tests/support/light-clients/browser.html")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let (status, body): (&str, &[u8]) =
+                if request.starts_with("GET / ") || request.starts_with("GET /?") {
+                    ("200 OK", &page)
+                } else if request.starts_with("POST /result") {
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+                    ("200 OK", b"")
+                } else {
+                    ("404 Not Found", b"")
+                };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body));
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn a_browser_gets_headers_over_websocket() {
+    let bcoin = Bcoin::start();
+    bcoin.mine(BLOCKS as u64);
+    let (height, tip) = best(&bcoin);
+    let dir = tempfile::tempdir().unwrap();
+    let ws = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let upstream = bcoin.p2p.to_string();
+    let env = [
+        ("BTCPEER_CONNECT", upstream.as_str()),
+        ("BTCPEER_SYNC__HEADERS", "true"),
+        ("BTCPEER_SYNC__SERVE", "true"),
+        ("BTCPEER_LISTEN_WS", ws.as_str()),
+    ];
+    let (mut daemon, _) = daemon_with_events(dir.path(), &env);
+    let events = dir.path().join("events.jsonl");
+    wait_until_blocking(WAIT, "btcpeerd to sync from bcoin", || {
+        std::fs::read_to_string(&events).is_ok_and(|log| {
+            log.lines().any(|l| l.contains("\"synced\"") && l.contains(&format!("\"height\":{height}")))
+        })
+    });
+    let (page, results) = serve_test_page();
+    // Headless, loading only the loopback page: no first-run, sync, component or other traffic.
+    let profile = tempfile::tempdir().unwrap();
+    let mut browser = std::process::Command::new("chromium")
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--disable-default-apps",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://{page}/?ws={ws}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot run `chromium` (Debian's chromium package is required for the browser test)");
+    let result = results.recv_timeout(WAIT);
+    let _ = browser.kill();
+    let _ = browser.wait();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let result: serde_json::Value =
+        serde_json::from_str(&result.expect("the page reported nothing in time")).unwrap();
+    assert_eq!(result["headers"], height, "{result}");
+    assert_eq!(result["tip"], tip.to_string().as_str(), "{result}");
+    let services = ServiceFlags::from(result["services"].as_u64().unwrap());
+    assert!(services.has(ServiceFlags::NETWORK | ServiceFlags::WITNESS), "{result}");
+}
