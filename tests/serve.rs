@@ -470,3 +470,19 @@ fn a_browser_gets_headers_over_websocket() {
     let services = ServiceFlags::from(result["services"].as_u64().unwrap());
     assert!(services.has(ServiceFlags::NETWORK | ServiceFlags::WITNESS), "{result}");
 }
+
+/// btcpeerd refuses serving settings it cannot honour: exit 2, one line naming the key.
+#[test]
+fn serving_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, key) in [(&["--serve"][..], "sync.serve"), (&["--listen-ws", "localhost:1"][..], "listen_ws")]
+    {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_btcpeerd"));
+        cmd.args(["--network", "regtest", "--data-dir"]).arg(dir.path()).args(args);
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(key), "{key} not named: {stderr}");
+    }
+}
