@@ -5,7 +5,8 @@
 //
 // Connects, completes the handshake, pages through every header from genesis (locator: the
 // last header received) and, for bitcoin-net, downloads BLOCK_HASH. Prints one JSON line with
-// what it got ({"services":..,"headers":N,"tip":HASH,"block":HASH}) and exits 0, or prints
+// what it got ({"services":..,"headers":N,"tip":HASH,"block":HASH}, with the milliseconds the
+// headers and the block took) and exits 0, or prints
 // {"error":..} and exits 1. Hashes are in display (RPC) byte order.
 'use strict'
 
@@ -40,13 +41,17 @@ function bitcoinNet () {
   socket.once('connect', start)
   peer.once('ready', () => {
     const result = { services: peer.services, headers: 0 }
+    const started = Date.now()
     const page = (locator) => peer.getHeaders(locator, { timeout: 20000 }, (err, headers) => {
       if (err) return done({ error: `getheaders: ${err.message}` })
       if (headers.length === 0) {
+        result.headers_ms = Date.now() - started
+        const asked = Date.now()
         return peer.getBlocks([fromHex(blockHash)], { timeout: 20000 }, (err, blocks) => {
           if (err) return done({ error: `getdata: ${err.message}` })
           result.block = toHex(utils.getBlockHash(blocks[0].header))
           result.txs = blocks[0].transactions.length
+          result.block_ms = Date.now() - asked
           done(result)
         })
       }
