@@ -61,6 +61,10 @@ pub struct Settings {
     pub data_dir: Option<String>,
     /// Addresses to accept inbound peers on (`IP:PORT`).
     pub listen: Vec<String>,
+    /// Addresses to accept WebSocket peers on (`IP:PORT`).
+    pub listen_ws: Vec<String>,
+    /// WebSocket peers (`[websocket]`).
+    pub websocket: WebSocketSettings,
     /// Where to write the JSON event log: a path, `-` for stdout; unset for none.
     pub events: Option<String>,
     /// How the event log keeps up (`[event_log]`).
@@ -153,6 +157,8 @@ pub struct SyncSettings {
     pub stale_tip_timeout_secs: u64,
     /// Start from this trusted header instead of genesis: `HEIGHT:HEADER_HEX` (80 bytes).
     pub checkpoint: Option<String>,
+    /// Serve peers: answer `getheaders`, announce new tips, proxy blocks (needs `headers`).
+    pub serve: bool,
 }
 
 impl Default for SyncSettings {
@@ -162,6 +168,7 @@ impl Default for SyncSettings {
             fetch_blocks: false,
             stale_tip_timeout_secs: 30 * 60,
             checkpoint: None,
+            serve: false,
         }
     }
 }
@@ -279,6 +286,28 @@ pub struct InboundSettings {
     pub max_per_ip: usize,
 }
 
+/// WebSocket peers (`[websocket]`; listeners in `listen_ws`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketSettings {
+    /// Most WebSocket connections at once.
+    pub max_peers: usize,
+    /// Largest WebSocket frame or message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// `Origin`s a browser page may connect from; empty: any.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        WebSocketSettings {
+            max_peers: crate::group::DEFAULT_MAX_WS_PEERS,
+            max_message_bytes: crate::group::DEFAULT_MAX_WS_MESSAGE_BYTES,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -289,6 +318,8 @@ impl Default for Settings {
             dns_server: None,
             data_dir: None,
             listen: Vec::new(),
+            listen_ws: Vec::new(),
+            websocket: WebSocketSettings::default(),
             events: None,
             event_log: EventLogSettings::default(),
             http: None,
@@ -376,6 +407,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.static_peers()?;
         self.listen_addrs()?;
+        self.websocket()?;
         self.dns_server()?;
         self.http_addr()?;
         if let Some(seeds) = &self.seeds {
@@ -387,6 +419,9 @@ impl Settings {
                     return Err(ConfigError::new("seeds", format!("invalid seed host name {seed:?}")));
                 }
             }
+        }
+        if self.sync.serve && !(self.sync.headers || self.sync.fetch_blocks) {
+            return Err(ConfigError::new("sync.serve", "needs sync.headers (--sync-headers)"));
         }
         if self.group.max_outbound > 1_000 {
             return Err(ConfigError::new("group.max_outbound", "must be at most 1000"));
@@ -548,6 +583,28 @@ impl Settings {
                 })
             })
             .collect()
+    }
+
+    /// The WebSocket listener settings (`listen_ws` and `[websocket]`).
+    pub fn websocket(&self) -> Result<crate::group::WsConfig, ConfigError> {
+        let listen = self
+            .listen_ws
+            .iter()
+            .map(|s| {
+                s.parse::<SocketAddr>().map_err(|_| {
+                    ConfigError::new("listen_ws", format!("invalid address {s:?} (expected IP:PORT)"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if self.websocket.max_message_bytes < 1024 {
+            return Err(ConfigError::new("websocket.max_message_bytes", "must be at least 1024"));
+        }
+        Ok(crate::group::WsConfig {
+            listen,
+            max_peers: self.websocket.max_peers,
+            max_message_bytes: self.websocket.max_message_bytes,
+            allowed_origins: self.websocket.allowed_origins.clone(),
+        })
     }
 
     /// The proxy, if configured.

@@ -72,6 +72,14 @@ struct Cli {
     /// Subject prefix for the NATS sink (default btcpeer.<network>).
     #[arg(long, value_name = "PREFIX")]
     nats_subject_prefix: Option<String>,
+    /// Serve peers: answer getheaders, announce new tips, serve blocks fetched from upstream
+    /// full nodes (needs --sync-headers).
+    #[arg(long)]
+    serve: bool,
+    /// Accept WebSocket peers (the v1 byte stream in binary frames, as bitcoin-net's browser
+    /// transport) on IP:PORT (repeatable).
+    #[arg(long, value_name = "IP:PORT")]
+    listen_ws: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +102,8 @@ fn main() -> ExitCode {
         log_format: cli.log_format,
         sync_headers: cli.sync_headers,
         fetch_blocks: cli.fetch_blocks,
+        serve: cli.serve,
+        listen_ws: cli.listen_ws,
     };
     let sink_overrides = daemon::settings::SinkOverrides {
         nats_servers: cli.nats,

@@ -14,10 +14,12 @@
 //! - `validate`: Core's consensus rules for headers as free functions (`pow.cpp`,
 //!   `validation.cpp`).
 //! - `store`: `<data_dir>/headers.dat`, its record format and its recovery rules.
+//! - `serve`: answering downstream peers' `getheaders` and announcing new tips, as Core does.
 
 mod best;
 mod hashed;
 mod headers;
+pub(crate) mod serve;
 mod store;
 mod validate;
 

@@ -62,6 +62,7 @@ pub fn run_with_sinks(settings: Settings, sinks: nats::SinkSettings) -> Result<(
     };
     let network = settings.network;
     let http_addr = settings.http_addr()?;
+    let websocket = settings.websocket()?;
     // Metrics are counted when someone can read them.
     let metrics = http_addr.map(|_| crate::metrics::Metrics::new());
     let mut config = config;
@@ -77,6 +78,7 @@ pub fn run_with_sinks(settings: Settings, sinks: nats::SinkSettings) -> Result<(
         },
         tip: config.peer.tip.clone(),
         fetch_blocks: settings.sync.fetch_blocks,
+        serve: settings.sync.serve,
     });
     let event_log_settings = settings.event_log.clone();
     let data_dir = config.data_dir.clone().unwrap_or_else(|| default_data_dir(network));
@@ -157,6 +159,16 @@ pub fn run_with_sinks(settings: Settings, sinks: nats::SinkSettings) -> Result<(
             }
             sync
         });
+        if !websocket.listen.is_empty() {
+            match group.send(crate::group::ListenWebSocket(websocket)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    let _ = group.send(Shutdown).await;
+                    return Err(Error::Io { context: format!("cannot listen for websocket peers on {}", e.addr), source: e.source });
+                }
+                Err(_) => {}
+            }
+        }
         let api = match http_addr {
             Some(bind) => match http::start_with_sinks(bind, group.clone(), chain.clone(), network, metrics, nats_status)
             {

@@ -14,7 +14,7 @@ const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// Keys whose value is a list: the environment gives them comma-separated, and an empty value
 /// means the empty list.
-const LIST_KEYS: [&str; 4] = ["connect", "addnode", "seeds", "listen"];
+const LIST_KEYS: [&str; 5] = ["connect", "addnode", "seeds", "listen", "listen_ws"];
 
 /// `[sink.nats]` keys whose value is a list (comma-separated in the environment).
 const SINK_LIST_KEYS: [&str; 2] = ["sink.nats.servers", "sink.nats.events"];
@@ -71,6 +71,10 @@ pub struct Overrides {
     pub sync_headers: bool,
     /// `--fetch-blocks`.
     pub fetch_blocks: bool,
+    /// `--serve`.
+    pub serve: bool,
+    /// `--listen-ws` (replaces the configured list when given).
+    pub listen_ws: Vec<String>,
 }
 
 /// Command-line values for the `[sink]` tables; they win over every other layer.
@@ -228,6 +232,9 @@ fn build(
     if overrides.fetch_blocks {
         b = b.set_override("sync.fetch_blocks", true).map_err(err)?;
     }
+    if overrides.serve {
+        b = b.set_override("sync.serve", true).map_err(err)?;
+    }
     for (key, list) in [("addnode", &overrides.addnode), ("seeds", &overrides.seeds)] {
         if !list.is_empty() {
             b = b.set_override(key, list.clone()).map_err(err)?;
@@ -235,6 +242,9 @@ fn build(
     }
     if !overrides.connect.is_empty() {
         b = b.set_override("connect", overrides.connect.clone()).map_err(err)?;
+    }
+    if !overrides.listen_ws.is_empty() {
+        b = b.set_override("listen_ws", overrides.listen_ws.clone()).map_err(err)?;
     }
     if !overrides.listen.is_empty() {
         b = b.set_override("listen", overrides.listen.clone()).map_err(err)?;

@@ -364,3 +364,25 @@ pub struct Fetched {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub(crate) struct BlockConnected(pub std::sync::Arc<bitcoin::Block>);
+
+/// Sends one message to one ready peer, if it is still there (the chain sync's answers to a
+/// downstream peer's `getheaders`, and its announcements).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub(crate) struct SendToPeer {
+    /// The peer.
+    pub peer: PeerId,
+    /// The message.
+    pub message: WireMessage,
+}
+
+/// Changes the service bits our `version` advertises to peers connected from now on (the
+/// chain sync advertises `NODE_NETWORK` only while it can fetch blocks from upstream).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub(crate) struct SetServiceBits {
+    /// Bits to set.
+    pub add: crate::wire::ServiceFlags,
+    /// Bits to clear.
+    pub remove: crate::wire::ServiceFlags,
+}

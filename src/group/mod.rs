@@ -28,6 +28,7 @@ pub(crate) mod requests;
 mod state;
 pub(crate) mod txrequest;
 pub(crate) mod waiters;
+mod ws_listener;
 
 pub use actor::{GroupConfig, PeerGroup};
 pub use bans::{Ban, BanTarget};
@@ -40,3 +41,7 @@ pub use messages::*;
 pub use policy::PolicyConfig;
 pub use state::{ADDRBOOK_FILE, BANS_FILE};
 pub use waiters::MAX_READY_WAITERS;
+pub use ws_listener::{
+    ListenWebSocket, WsConfig, WsListenError, DEFAULT_MAX_WS_MESSAGE_BYTES, DEFAULT_MAX_WS_PEERS,
+    WS_HANDSHAKE_TIMEOUT,
+};

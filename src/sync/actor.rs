@@ -13,12 +13,17 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+mod serve;
+
 pub use super::events::ChainEvent;
 use super::machine::blocks::{BlockFeed, Cursor, FeedAction};
 use super::machine::{HeaderSync, SyncAction, SyncConfig};
 use crate::chain::HeaderStore;
 use crate::chain::{Checkpoint, HeaderChain};
-use crate::events::{HeadersReceived, InvReceived, Notice, PeerDisconnected, PeerReady, Subscription};
+use crate::events::{
+    GetDataReceived, HeadersReceived, InvReceived, MessageReceived, Notice, PeerDisconnected, PeerReady,
+    Subscription,
+};
 use crate::group::{DisconnectPeerWith, Fetch, PeerGroup, Subscribe};
 use crate::peer::actor::TipHeight;
 use crate::peer::requests::{Request, Response};
@@ -48,6 +53,11 @@ pub struct ChainSyncConfig {
     /// `data_dir/blocks.json`; on a first start, from the tip once synced), with an undo
     /// event for each delivered block a reorg removes.
     pub fetch_blocks: bool,
+    /// Serve peers as Bitcoin Core does: answer their `getheaders`, announce new tips with
+    /// `headers` (to peers that sent `sendheaders`) or `inv`, and answer `getdata` for blocks
+    /// by fetching them from upstream peers; `NODE_NETWORK | NODE_WITNESS` is advertised
+    /// while a full-node peer is connected.
+    pub serve: bool,
 }
 
 impl ChainSyncConfig {
@@ -60,6 +70,7 @@ impl ChainSyncConfig {
             sync: SyncConfig::default(),
             tip: TipHeight::default(),
             fetch_blocks: false,
+            serve: false,
         }
     }
 }
@@ -148,6 +159,8 @@ pub struct ChainSync {
     /// at a time (`sending`) so order holds and a slow consumer slows the feed.
     outbox: VecDeque<(ChainEvent, Cursor)>,
     sending: bool,
+    /// Peers served (`serve`).
+    server: Option<serve::Server>,
 }
 
 /// Task turns [`ChainSync::settle_soon`] leaves the thread before checking a batch: the hops
@@ -198,7 +211,6 @@ impl ChainSync {
             BlockFeed::new(cursor, config.sync.retry_delay)
         });
         Ok(ChainSync {
-            config,
             group,
             machine,
             store,
@@ -211,6 +223,8 @@ impl ChainSync {
             block_hint: None,
             outbox: VecDeque::new(),
             sending: false,
+            server: config.serve.then(serve::Server::default),
+            config,
         })
     }
 
@@ -286,6 +300,7 @@ impl ChainSync {
                     if !disconnected.is_empty() {
                         info!(depth = disconnected.len(), height = tip.height, tip = %tip.hash, "reorganized to more work");
                     }
+                    self.announce_tip(&connected);
                     self.publish(ChainEvent::Headers {
                         height: tip.height,
                         tip: tip.hash,
@@ -442,6 +457,10 @@ impl Actor for ChainSync {
         for s in subs {
             self.group.do_send(Subscribe(s));
         }
+        if self.server.is_some() {
+            self.group.do_send(Subscribe(Subscription::internal::<MessageReceived, _>(&me)));
+            self.group.do_send(Subscribe(Subscription::internal::<GetDataReceived, _>(&me)));
+        }
         // Peers that became ready before we subscribed announce nothing again: ask for them.
         self.group
             .send(crate::group::GetPeers)
@@ -450,9 +469,13 @@ impl Actor for ChainSync {
                 let now = Instant::now();
                 for p in peers.unwrap_or_default() {
                     if p.state == crate::peer::PeerState::Ready {
+                        if let Some(server) = this.server.as_mut() {
+                            server.ready(p.id, p.services);
+                        }
                         this.machine.peer_ready(now, p.id, p.start_height);
                     }
                 }
+                this.update_services();
                 this.run(ctx);
             })
             .wait(ctx);
@@ -477,6 +500,10 @@ impl Actor for ChainSync {
 impl Handler<Notice<PeerReady>> for ChainSync {
     type Result = ();
     fn handle(&mut self, Notice(m): Notice<PeerReady>, ctx: &mut Context<Self>) {
+        if let Some(server) = self.server.as_mut() {
+            server.ready(m.peer, m.info.services);
+        }
+        self.update_services();
         self.machine.peer_ready(Instant::now(), m.peer, m.info.start_height);
         self.run(ctx);
     }
@@ -485,6 +512,10 @@ impl Handler<Notice<PeerReady>> for ChainSync {
 impl Handler<Notice<PeerDisconnected>> for ChainSync {
     type Result = ();
     fn handle(&mut self, Notice(m): Notice<PeerDisconnected>, ctx: &mut Context<Self>) {
+        if let Some(server) = self.server.as_mut() {
+            server.gone(m.peer);
+        }
+        self.update_services();
         self.machine.peer_gone(m.peer);
         self.run(ctx);
     }

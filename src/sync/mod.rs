@@ -10,6 +10,7 @@ pub(crate) mod actor;
 mod cursor;
 pub(crate) mod events;
 pub(crate) mod machine;
+pub(crate) mod proxy;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! Handlers an operator uses: bans, accepting, status, addresses and shutdown.
+//! Handlers an operator uses: bans, accepting, status, addresses and shutdown; and
+//! `SendToPeer` for the chain sync's serving of downstream peers.
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -6,7 +7,7 @@ use tokio::sync::oneshot;
 use super::{deliver, unix_now, PeerGroup, SHUTDOWN_GRACE};
 use crate::group::bans::BanTarget;
 use crate::group::messages::*;
-use crate::peer::messages::Disconnect;
+use crate::peer::messages::{Disconnect, SendMessage};
 use crate::peer::DisconnectReason;
 
 impl Handler<BanAddr> for PeerGroup {
@@ -88,5 +89,23 @@ impl Handler<Shutdown> for PeerGroup {
         Box::pin(async move {
             let _ = rx.await;
         })
+    }
+}
+
+impl Handler<SendToPeer> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, msg: SendToPeer, _: &mut Context<Self>) {
+        if let Some(entry) = self.peers.get(&msg.peer).filter(|e| e.ready) {
+            entry.actor.do_send(SendMessage(msg.message));
+        }
+    }
+}
+
+impl Handler<SetServiceBits> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, msg: SetServiceBits, _: &mut Context<Self>) {
+        let services = &mut self.config.peer.machine.services;
+        services.add(msg.add);
+        services.remove(msg.remove);
     }
 }

@@ -1,0 +1,93 @@
+// A light client run by tests/serve.rs against btcpeerd --serve on regtest.
+//
+//   node client.js bitcoin-net tcp|ws HOST:PORT BLOCK_HASH
+//   node client.js bitcore-p2p tcp HOST:PORT
+//
+// Connects, completes the handshake, pages through every header from genesis (locator: the
+// last header received) and, for bitcoin-net, downloads BLOCK_HASH. Prints one JSON line with
+// what it got ({"services":..,"headers":N,"tip":HASH,"block":HASH}, with the milliseconds the
+// headers and the block took) and exits 0, or prints
+// {"error":..} and exits 1. Hashes are in display (RPC) byte order.
+'use strict'
+
+const net = require('net')
+
+const [client, transport, target, blockHash] = process.argv.slice(2)
+const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))]
+
+function done (result) {
+  process.stdout.write(JSON.stringify(result) + '\n')
+  process.exit(result.error ? 1 : 0)
+}
+setTimeout(() => done({ error: 'timed out' }), 60000)
+
+const reverse = (buf) => Buffer.from(buf).reverse()
+const toHex = (internal) => reverse(internal).toString('hex')
+const fromHex = (display) => reverse(Buffer.from(display, 'hex'))
+// An empty locator asks for the stop header alone: start from regtest's genesis instead.
+const GENESIS = '0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206'
+
+function bitcoinNet () {
+  const { Peer } = require('bitcoin-net')
+  const utils = require('bitcoin-net/src/utils.js')
+  // Regtest: the magic bytes fa bf b5 da read as a little-endian number.
+  const params = { magic: 0xdab5bffa, defaultPort: 18444 }
+  const socket = transport === 'ws'
+    ? require('websocket-stream')(`ws://${host}:${port}`, { binary: true })
+    : net.connect(port, host)
+  const peer = new Peer(params, { handshakeTimeout: 20000 })
+  peer.on('error', (err) => done({ error: err.message }))
+  const start = () => peer.connect(socket)
+  socket.once('connect', start)
+  peer.once('ready', () => {
+    const result = { services: peer.services, headers: 0 }
+    const started = Date.now()
+    const page = (locator) => peer.getHeaders(locator, { timeout: 20000 }, (err, headers) => {
+      if (err) return done({ error: `getheaders: ${err.message}` })
+      if (headers.length === 0) {
+        result.headers_ms = Date.now() - started
+        const asked = Date.now()
+        return peer.getBlocks([fromHex(blockHash)], { timeout: 20000 }, (err, blocks) => {
+          if (err) return done({ error: `getdata: ${err.message}` })
+          result.block = toHex(utils.getBlockHash(blocks[0].header))
+          result.txs = blocks[0].transactions.length
+          result.block_ms = Date.now() - asked
+          done(result)
+        })
+      }
+      result.headers += headers.length
+      const last = utils.getBlockHash(headers[headers.length - 1].header || headers[headers.length - 1])
+      result.tip = toHex(last)
+      page([last])
+    })
+    page([fromHex(GENESIS)])
+  })
+}
+
+function bitcoreP2p () {
+  const p2p = require('bitcore-p2p')
+  const peer = new p2p.Peer({ host, port, network: 'regtest' })
+  const result = { headers: 0 }
+  peer.on('error', (err) => done({ error: err.message }))
+  peer.on('disconnect', () => done({ error: 'disconnected' }))
+  const ask = (starts) => peer.sendMessage(peer.messages.GetHeaders({ starts, stop: '00'.repeat(32) }))
+  peer.on('headers', (message) => {
+    if (message.headers.length === 0) {
+      peer.removeAllListeners('disconnect')
+      peer.disconnect()
+      return done(result)
+    }
+    result.headers += message.headers.length
+    result.tip = message.headers[message.headers.length - 1].hash
+    ask([result.tip])
+  })
+  peer.on('ready', () => {
+    result.version = peer.version
+    ask([GENESIS])
+  })
+  peer.connect()
+}
+
+if (client === 'bitcoin-net') bitcoinNet()
+else if (client === 'bitcore-p2p') bitcoreP2p()
+else done({ error: `unknown client ${client}` })
