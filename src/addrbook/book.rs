@@ -15,6 +15,7 @@
 //! source), and a tried-slot collision evicts the old entry back to new at once (Core first
 //! tests the old one with a feeler connection).
 
+mod slots;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::netgroup::{canonical, netgroup, reach, NetGroup, Reach};
 use crate::peer::PeerAddr;
+use slots::Slots;
 
 pub use snapshot::Snapshot;
 
@@ -186,8 +188,8 @@ pub struct AddrBook {
     config: AddrBookConfig,
     key: [u8; 32],
     entries: HashMap<PeerAddr, AddrInfo>,
-    new_slots: Vec<Option<PeerAddr>>,
-    tried_slots: Vec<Option<PeerAddr>>,
+    new_slots: Slots,
+    tried_slots: Slots,
     new_len: usize,
     tried_len: usize,
     /// Time of the last `good()` on any address (Core's `m_last_good`; 1 so that the first
@@ -212,8 +214,10 @@ impl AddrBook {
     pub fn new(config: AddrBookConfig, key: [u8; 32]) -> AddrBook {
         let config = config.clamped();
         AddrBook {
-            new_slots: vec![None; config.new_capacity()],
-            tried_slots: vec![None; config.tried_capacity()],
+            // Buckets are allocated when first used: filling all 82k slots was ~16% of the
+            // daemon's start-up before its first dial.
+            new_slots: Slots::new(config.new_buckets as usize, config.bucket_size as usize),
+            tried_slots: Slots::new(config.tried_buckets as usize, config.bucket_size as usize),
             config,
             key,
             entries: HashMap::new(),
@@ -438,7 +442,7 @@ impl AddrBook {
         // probability chance / total.
         let mut total = 0.0f64;
         let mut pick = None;
-        for addr in slots.iter().flatten().filter(usable) {
+        for addr in slots.occupied().filter(usable) {
             let weight = self.entries.get(addr).map_or(0.0, |e| e.chance(now));
             total += weight;
             if pick.is_none() || rng.gen::<f64>() * total < weight {
