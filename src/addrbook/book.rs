@@ -234,7 +234,8 @@ impl AddrBook {
     /// own configuration). Ignores port 0, unusable addresses, and local ones unless
     /// [`AddrBookConfig::accept_local`]. For a known address, merges the service bits and
     /// refreshes `last_seen` when the advertisement is clearly newer. A new address whose slot
-    /// is taken replaces the occupant only if that one is terrible.
+    /// is taken replaces the occupant only if that one is terrible; one from a seed or our
+    /// configuration (no `source`) otherwise takes a free slot of the same bucket.
     pub fn add(
         &mut self,
         addr: &PeerAddr,
@@ -262,13 +263,19 @@ impl AddrBook {
             return false;
         }
         let source_group = netgroup(source.as_ref().unwrap_or(&addr));
-        let slot = self.new_slot(&addr, &source_group);
+        let mut slot = self.new_slot(&addr, &source_group);
         if let Some(occupant) = self.new_slots[slot].clone() {
             let terrible = self.entries.get(&occupant).is_none_or(|e| e.is_terrible(now));
-            if !terrible {
+            if terrible {
+                self.take(&occupant);
+            } else if let Some(free) = source.is_none().then(|| self.free_in_bucket(slot)).flatten() {
+                // A seed's or our configuration's address: all of one /16 share a bucket, so
+                // a slot collision would drop one of a few nodes for good. Core's `AddSingle`
+                // (addrman.cpp) drops it; we take a free slot of the same bucket first.
+                slot = free;
+            } else {
                 return false;
             }
-            self.take(&occupant);
         }
         let info = AddrInfo {
             addr,
@@ -503,6 +510,13 @@ impl AddrBook {
         });
         let bucket = below(bucket, self.config.new_buckets as usize);
         bucket * self.config.bucket_size as usize + self.position(b'P', bucket, addr)
+    }
+
+    /// The first free slot of `slot`'s new-table bucket, looking after `slot` (wrapping).
+    fn free_in_bucket(&self, slot: usize) -> Option<usize> {
+        let size = self.config.bucket_size as usize;
+        let start = slot - slot % size;
+        (1..size).map(|i| start + (slot - start + i) % size).find(|&s| self.new_slots[s].is_none())
     }
 
     /// Slot index of `addr` in the tried table.
