@@ -11,8 +11,9 @@
 //! - chainwork: one 32-byte `Work` every [`WORK_MARK_EVERY`] heights: 0.5 bytes per header.
 //!
 //! So about 61 bytes per header (≈ 56 MB for mainnet today, down from ~110). Lookups by hash
-//! verify the index hit against the recomputed hash; two chain hashes sharing their first 4
-//! bytes (about a hundred pairs at mainnet size) go to a small exact `overflow` map.
+//! verify each index hit against the recomputed hash. Short ids repeat (about a hundred pairs
+//! at mainnet size): the sorted array keeps repeats, and a hash whose id is already among the
+//! recent entries goes to a small exact `overflow` map.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -110,47 +111,44 @@ struct Chunk {
     marks: Vec<BlockHash>,
 }
 
-/// Hash index: short id → height. Keys are unique across `sorted` and `recent` (a second hash
-/// with a known short id goes to the caller's overflow map).
+/// Hash index: short id → heights. Ids repeat (about a hundred pairs at mainnet size), so a
+/// lookup yields candidates to verify. Adding costs one hash-map insert: `sorted` is only read
+/// by lookups, not to check an id is free.
 #[derive(Clone, Default)]
 struct Index {
-    /// `(short id, height)` sorted by short id; height [`GONE`] once truncated away.
+    /// `(short id, height)` sorted by short id (repeats allowed); height [`GONE`] once
+    /// truncated away.
     sorted: Vec<(ShortId, u32)>,
     /// `dir[p]` = the first position in `sorted` whose key's top [`DIR_BITS`] are ≥ `p`
     /// (empty until the first merge).
     dir: Vec<u32>,
-    /// The latest entries, merged into `sorted` at [`MERGE_AT`].
+    /// The latest entries, merged into `sorted` at [`MERGE_AT`]; an id already here sends the
+    /// second hash to the caller's exact overflow map.
     recent: IdMap,
 }
 
 impl Index {
-    fn position(&self, id: ShortId) -> Option<usize> {
+    /// Positions in `sorted` holding `id`.
+    fn run(&self, id: ShortId) -> std::ops::Range<usize> {
         let p = (id >> (32 - DIR_BITS)) as usize;
-        let (lo, hi) = (*self.dir.get(p)? as usize, *self.dir.get(p + 1)? as usize);
-        let run = self.sorted.get(lo..hi)?;
-        run.binary_search_by_key(&id, |e| e.0).ok().map(|i| lo + i)
+        let (Some(&lo), Some(&hi)) = (self.dir.get(p), self.dir.get(p + 1)) else { return 0..0 };
+        let (lo, hi) = (lo as usize, hi as usize);
+        let Some(bucket) = self.sorted.get(lo..hi) else { return 0..0 };
+        let start = bucket.partition_point(|e| e.0 < id);
+        let end = start + bucket[start..].iter().take_while(|e| e.0 == id).count();
+        lo + start..lo + end
     }
 
-    fn get(&self, id: ShortId) -> Option<u32> {
-        if let Some(&h) = self.recent.get(&id) {
-            return Some(h);
-        }
-        let h = self.sorted[self.position(id)?].1;
-        (h != GONE).then_some(h)
+    /// Heights whose hash may have this id, to verify.
+    fn candidates(&self, id: ShortId) -> impl Iterator<Item = u32> + '_ {
+        let sorted = self.sorted[self.run(id)].iter().map(|e| e.1).filter(|&h| h != GONE);
+        self.recent.get(&id).copied().into_iter().chain(sorted)
     }
 
-    /// Adds `id → height`; false (nothing added) when `id` is taken.
+    /// Adds `id → height`; false (nothing added) when `recent` already holds `id`.
     fn insert(&mut self, id: ShortId, height: u32) -> bool {
         if self.recent.contains_key(&id) {
             return false;
-        }
-        if let Some(i) = self.position(id) {
-            let entry = &mut self.sorted[i].1;
-            if *entry != GONE {
-                return false;
-            }
-            *entry = height;
-            return true;
         }
         self.recent.insert(id, height);
         if self.recent.len() >= MERGE_AT {
@@ -165,20 +163,42 @@ impl Index {
             self.recent.remove(&id);
             return true;
         }
-        match self.position(id) {
-            Some(i) if self.sorted[i].1 == height => {
-                self.sorted[i].1 = GONE;
+        let run = self.run(id);
+        match self.sorted[run].iter_mut().find(|e| e.1 == height) {
+            Some(e) => {
+                e.1 = GONE;
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
-    /// Moves `recent` into `sorted`, merging in place from the back (no second array).
+    /// Moves `recent` into `sorted`: a counting sort of the new entries by their top
+    /// [`DIR_BITS`], a merge in place from the back (no second array), and the directory moved
+    /// by the new entries' counts (no pass over the old ones but the merge's).
     fn merge(&mut self) {
-        let mut new: Vec<(ShortId, u32)> = self.recent.drain().collect();
+        let buckets = 1usize << DIR_BITS;
+        let top = |id: ShortId| (id >> (32 - DIR_BITS)) as usize;
+        // `below[p]` = new entries whose top bits are < p.
+        let mut below = vec![0u32; buckets + 1];
+        for &id in self.recent.keys() {
+            below[top(id) + 1] += 1;
+        }
+        for p in 0..buckets {
+            below[p + 1] += below[p];
+        }
+        let mut new = vec![(0, 0); self.recent.len()];
+        let mut next = below.clone();
+        for (id, height) in self.recent.drain() {
+            let slot = &mut next[top(id)];
+            new[*slot as usize] = (id, height);
+            *slot += 1;
+        }
+        // Within one directory entry (a few ids at most) the order is the hash map's.
+        for p in 0..buckets {
+            new[below[p] as usize..below[p + 1] as usize].sort_unstable_by_key(|e| e.0);
+        }
         self.recent.shrink_to(MERGE_AT);
-        new.sort_unstable_by_key(|e| e.0);
         let old = self.sorted.len();
         self.sorted.reserve_exact(new.len());
         self.sorted.resize(old + new.len(), (0, 0));
@@ -193,18 +213,13 @@ impl Index {
                 new.pop();
             }
         }
-        let mut dir = std::mem::take(&mut self.dir);
-        dir.clear();
-        dir.reserve_exact((1 << DIR_BITS) + 1);
-        let mut pos = 0usize;
-        for p in 0..=(1u32 << DIR_BITS) {
-            while pos < self.sorted.len() && u64::from(self.sorted[pos].0 >> (32 - DIR_BITS)) < u64::from(p) {
-                pos += 1;
+        if self.dir.is_empty() {
+            self.dir = below;
+        } else {
+            for (d, b) in self.dir.iter_mut().zip(&below) {
+                *d += b;
             }
-            // Positions fit u32: heights do, and there is one entry per height at most.
-            dir.push(pos as u32);
         }
-        self.dir = dir;
     }
 }
 
@@ -325,7 +340,7 @@ impl BestChain {
     }
 
     pub fn height_of(&self, hash: &BlockHash) -> Option<u32> {
-        if let Some(h) = self.index.get(short_id(hash)) {
+        for h in self.index.candidates(short_id(hash)) {
             if self.hash_at(h) == Some(*hash) {
                 return Some(h);
             }
