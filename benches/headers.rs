@@ -11,6 +11,10 @@
 //!   validate).
 //!
 //! Each iteration starts from a fresh chain (made in criterion's untimed setup).
+//!
+//! The `lookups` group reads a connected 200,000-header chain, 1,000 lookups per iteration:
+//! `height_of` (hits), `contains` (misses), `hash_at`, `header_at`, and one `locator` (what
+//! the sync asks before each batch).
 //! Run with `cargo bench --bench headers`; throughput is in headers per second.
 
 #[path = "support/regtest_chain.rs"]
@@ -112,6 +116,35 @@ fn bench_headers(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    g.finish();
+
+    let mut chain = HeaderChain::new(Network::Regtest);
+    for batch in &hashed {
+        chain.connect_hashed(batch, NOW).expect("valid chain");
+    }
+    const LOOKUPS: u32 = 1_000;
+    let step = HEADERS / LOOKUPS;
+    let known: Vec<_> = (0..LOOKUPS).map(|i| headers[(i * step + i % 7) as usize].block_hash()).collect();
+    let unknown: Vec<_> = (0..LOOKUPS)
+        .map(|i| {
+            let mut h = headers[(i * step) as usize];
+            h.nonce ^= 0x5555_5555;
+            h.block_hash()
+        })
+        .collect();
+    let mut g = c.benchmark_group("lookups");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(u64::from(LOOKUPS)));
+    g.bench_function("height_of", |b| b.iter(|| known.iter().filter_map(|h| chain.height_of(h)).count()));
+    g.bench_function("contains_miss", |b| b.iter(|| unknown.iter().filter(|h| chain.contains(h)).count()));
+    g.bench_function("hash_at", |b| {
+        b.iter(|| (0..LOOKUPS).filter_map(|i| chain.hash_at(i * step + i % 7)).count())
+    });
+    g.bench_function("header_at", |b| {
+        b.iter(|| (0..LOOKUPS).filter_map(|i| chain.header_at(i * step + i % 7)).count())
+    });
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("locator", |b| b.iter(|| black_box(chain.locator())));
     g.finish();
 }
 

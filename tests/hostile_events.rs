@@ -90,7 +90,7 @@ async fn fetch_answers_reach_the_requester_only() {
     remote.recv_cmd("getheaders").await;
     remote.send(Message::Headers(vec![])).await;
     let answer = fetch.await.unwrap().unwrap().unwrap();
-    assert_eq!(answer, Response::Headers(vec![]));
+    assert_eq!(answer, Response::Headers(Default::default()));
     // Then an unsolicited announcement: published.
     remote.send(Message::Headers(vec![genesis.header])).await;
     events

@@ -39,8 +39,9 @@ async fn headers_blocks_and_transactions_come_back_from_bcoin() {
     let Response::Headers(headers) = peer.send(FetchFromPeer(request)).await.unwrap().unwrap() else {
         panic!()
     };
+    assert_eq!(headers.hashes(), mined, "all 12 headers, in chain order");
     let hashes: Vec<BlockHash> = headers.iter().map(|h| h.block_hash()).collect();
-    assert_eq!(hashes, mined, "all 12 headers, in chain order");
+    assert_eq!(hashes, mined, "the hashes that came with them are theirs");
     assert_eq!(headers[0].prev_blockhash, genesis);
 
     // Headers up to a stop hash.

@@ -15,6 +15,7 @@
 //! source), and a tried-slot collision evicts the old entry back to new at once (Core first
 //! tests the old one with a feeler connection).
 
+mod slots;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::netgroup::{canonical, netgroup, reach, NetGroup, Reach};
 use crate::peer::PeerAddr;
+use slots::Slots;
 
 pub use snapshot::Snapshot;
 
@@ -186,8 +188,8 @@ pub struct AddrBook {
     config: AddrBookConfig,
     key: [u8; 32],
     entries: HashMap<PeerAddr, AddrInfo>,
-    new_slots: Vec<Option<PeerAddr>>,
-    tried_slots: Vec<Option<PeerAddr>>,
+    new_slots: Slots,
+    tried_slots: Slots,
     new_len: usize,
     tried_len: usize,
     /// Time of the last `good()` on any address (Core's `m_last_good`; 1 so that the first
@@ -212,8 +214,10 @@ impl AddrBook {
     pub fn new(config: AddrBookConfig, key: [u8; 32]) -> AddrBook {
         let config = config.clamped();
         AddrBook {
-            new_slots: vec![None; config.new_capacity()],
-            tried_slots: vec![None; config.tried_capacity()],
+            // Buckets are allocated when first used: filling all 82k slots was ~16% of the
+            // daemon's start-up before its first dial.
+            new_slots: Slots::new(config.new_buckets as usize, config.bucket_size as usize),
+            tried_slots: Slots::new(config.tried_buckets as usize, config.bucket_size as usize),
             config,
             key,
             entries: HashMap::new(),
@@ -230,7 +234,8 @@ impl AddrBook {
     /// own configuration). Ignores port 0, unusable addresses, and local ones unless
     /// [`AddrBookConfig::accept_local`]. For a known address, merges the service bits and
     /// refreshes `last_seen` when the advertisement is clearly newer. A new address whose slot
-    /// is taken replaces the occupant only if that one is terrible.
+    /// is taken replaces the occupant only if that one is terrible; one from a seed or our
+    /// configuration (no `source`) otherwise takes a free slot of the same bucket.
     pub fn add(
         &mut self,
         addr: &PeerAddr,
@@ -258,13 +263,19 @@ impl AddrBook {
             return false;
         }
         let source_group = netgroup(source.as_ref().unwrap_or(&addr));
-        let slot = self.new_slot(&addr, &source_group);
+        let mut slot = self.new_slot(&addr, &source_group);
         if let Some(occupant) = self.new_slots[slot].clone() {
             let terrible = self.entries.get(&occupant).is_none_or(|e| e.is_terrible(now));
-            if !terrible {
+            if terrible {
+                self.take(&occupant);
+            } else if let Some(free) = source.is_none().then(|| self.free_in_bucket(slot)).flatten() {
+                // A seed's or our configuration's address: all of one /16 share a bucket, so
+                // a slot collision would drop one of a few nodes for good. Core's `AddSingle`
+                // (addrman.cpp) drops it; we take a free slot of the same bucket first.
+                slot = free;
+            } else {
                 return false;
             }
-            self.take(&occupant);
         }
         let info = AddrInfo {
             addr,
@@ -438,7 +449,7 @@ impl AddrBook {
         // probability chance / total.
         let mut total = 0.0f64;
         let mut pick = None;
-        for addr in slots.iter().flatten().filter(usable) {
+        for addr in slots.occupied().filter(usable) {
             let weight = self.entries.get(addr).map_or(0.0, |e| e.chance(now));
             total += weight;
             if pick.is_none() || rng.gen::<f64>() * total < weight {
@@ -499,6 +510,13 @@ impl AddrBook {
         });
         let bucket = below(bucket, self.config.new_buckets as usize);
         bucket * self.config.bucket_size as usize + self.position(b'P', bucket, addr)
+    }
+
+    /// The first free slot of `slot`'s new-table bucket, looking after `slot` (wrapping).
+    fn free_in_bucket(&self, slot: usize) -> Option<usize> {
+        let size = self.config.bucket_size as usize;
+        let start = slot - slot % size;
+        (1..size).map(|i| start + (slot - start + i) % size).find(|&s| self.new_slots[s].is_none())
     }
 
     /// Slot index of `addr` in the tried table.

@@ -1,6 +1,6 @@
 //! [`HashedHeaders`]: headers with their block hashes, computed once on the way in.
 
-use std::ops::Range;
+use std::ops::{Deref, Range};
 
 use bitcoin::block::Header;
 use bitcoin::BlockHash;
@@ -10,7 +10,9 @@ use bitcoin::BlockHash;
 /// [`HeaderStore::append_hashed`] so no step hashes a header again (a sha256d per header was
 /// most of a sync's cost when each step hashed for itself).
 ///
-/// The fields are private so a hash can only come from hashing its header.
+/// The fields are private so a hash can only come from hashing its header (here, or in the
+/// peer's proof-of-work check, which must hash anyway). It derefs to `[Header]` and iterates
+/// as headers, for users who do not need the hashes.
 ///
 /// [`HeaderChain::connect_hashed`]: super::HeaderChain::connect_hashed
 /// [`HeaderStore::append_hashed`]: super::HeaderStore::append_hashed
@@ -24,6 +26,14 @@ impl HashedHeaders {
     /// Hashes each header (one sha256d each).
     pub fn new(headers: Vec<Header>) -> Self {
         let hashes = headers.iter().map(Header::block_hash).collect();
+        HashedHeaders { headers, hashes }
+    }
+
+    /// Headers with the hashes a check already computed for them (`hashes[i]` is
+    /// `headers[i].block_hash()`), so they need not be hashed again.
+    pub(crate) fn from_parts(headers: Vec<Header>, hashes: Vec<BlockHash>) -> Self {
+        debug_assert_eq!(headers.len(), hashes.len());
+        debug_assert!(headers.first().map(Header::block_hash) == hashes.first().copied());
         HashedHeaders { headers, hashes }
     }
 
@@ -64,8 +74,52 @@ impl HashedHeaders {
         }
     }
 
+    /// Each header with its hash.
+    pub fn with_hashes(&self) -> impl ExactSizeIterator<Item = (&Header, BlockHash)> + '_ {
+        self.headers.iter().zip(self.hashes.iter().copied())
+    }
+
     /// The headers, without their hashes.
     pub fn into_headers(self) -> Vec<Header> {
         self.headers
+    }
+}
+
+impl Deref for HashedHeaders {
+    type Target = [Header];
+
+    fn deref(&self) -> &[Header] {
+        &self.headers
+    }
+}
+
+impl<'a> IntoIterator for &'a HashedHeaders {
+    type Item = &'a Header;
+    type IntoIter = std::slice::Iter<'a, Header>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.headers.iter()
+    }
+}
+
+impl IntoIterator for HashedHeaders {
+    type Item = Header;
+    type IntoIter = std::vec::IntoIter<Header>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.headers.into_iter()
+    }
+}
+
+impl From<Vec<Header>> for HashedHeaders {
+    /// Hashes each header ([`HashedHeaders::new`]).
+    fn from(headers: Vec<Header>) -> Self {
+        HashedHeaders::new(headers)
+    }
+}
+
+impl From<HashedHeaders> for Vec<Header> {
+    fn from(headers: HashedHeaders) -> Self {
+        headers.headers
     }
 }

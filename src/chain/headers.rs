@@ -98,9 +98,17 @@ struct View<'a> {
 impl Ancestors for View<'_> {
     fn get(&self, height: u32) -> Option<Header> {
         if height <= self.path.base {
-            self.best.header_at(height).copied()
+            self.best.header_at(height)
         } else {
             self.path.branch.get((height - self.path.base - 1) as usize).copied()
+        }
+    }
+
+    fn bits_time(&self, height: u32) -> Option<(u32, u32)> {
+        if height <= self.path.base {
+            self.best.bits_time(height)
+        } else {
+            self.get(height).map(|h| (h.bits.to_consensus(), h.time))
         }
     }
 
@@ -225,17 +233,18 @@ impl HeaderChain {
     /// A stored header and its height, on any branch.
     pub fn header(&self, hash: &BlockHash) -> Option<(Header, u32)> {
         match self.best.height_of(hash) {
-            Some(h) => self.best.header_at(h).map(|hdr| (*hdr, h)),
+            Some(h) => self.best.header_at(h).map(|hdr| (hdr, h)),
             None => self.side.get(hash).map(|e| (e.header, e.height)),
         }
     }
 
     /// The best chain's header at `height`.
     pub fn header_at(&self, height: u32) -> Option<Header> {
-        self.best.header_at(height).copied()
+        self.best.header_at(height)
     }
 
-    /// The best chain's hash at `height` (no hashing: read from the child's `prev_blockhash`).
+    /// The best chain's hash at `height` (rebuilt from the nearest stored hash below: a few
+    /// sha256d at most).
     pub fn hash_at(&self, height: u32) -> Option<BlockHash> {
         self.best.hash_at(height)
     }
@@ -287,9 +296,9 @@ impl HeaderChain {
         }
         let fork = locator.iter().find_map(|h| self.best.height_of(h)).unwrap_or(self.best.start());
         let mut out = Vec::new();
-        for (h, header) in (fork + 1..).zip(self.best.iter_from(fork + 1)) {
-            out.push(*header);
-            if out.len() >= max || self.best.hash_at(h) == Some(stop) {
+        for (header, hash) in self.best.iter_from(fork + 1) {
+            out.push(header);
+            if out.len() >= max || hash == stop {
                 break;
             }
         }
@@ -301,7 +310,7 @@ impl HeaderChain {
     pub fn stored_headers(&self) -> impl Iterator<Item = Header> + '_ {
         let mut side: Vec<&SideEntry> = self.side.values().collect();
         side.sort_unstable_by_key(|e| (e.height, e.seq));
-        self.best.iter_from(self.best.start() + 1).copied().chain(side.into_iter().map(|e| e.header))
+        self.best.iter_from(self.best.start() + 1).map(|(h, _)| h).chain(side.into_iter().map(|e| e.header))
     }
 
     /// Validates and adds headers (a `headers` message, in order). Headers already known are

@@ -33,6 +33,12 @@ pub(crate) trait Ancestors {
     /// The header at `height`, or `None` below the chain's start or above its end.
     fn get(&self, height: u32) -> Option<Header>;
 
+    /// The `(bits, time)` of the header at `height`: all the difficulty and time rules read
+    /// of ancestors. The best chain answers without rebuilding the header's parent hash.
+    fn bits_time(&self, height: u32) -> Option<(u32, u32)> {
+        self.get(height).map(|h| (h.bits.to_consensus(), h.time))
+    }
+
     /// [`median_time_past`] for `prev` at `prev_height`; a caller that keeps the recent
     /// timestamps as it goes answers without reading 11 headers.
     fn median_time_past(&self, prev_height: u32, prev: &Header) -> (u32, usize)
@@ -60,9 +66,9 @@ impl TimeWindow {
         let mut h = prev_height;
         while len < MEDIAN_TIME_SPAN && h > 0 {
             h -= 1;
-            match anc.get(h) {
-                Some(header) => {
-                    newest_first[len] = header.time;
+            match anc.bits_time(h) {
+                Some((_, time)) => {
+                    newest_first[len] = time;
                     len += 1;
                 }
                 None => break,
@@ -219,8 +225,8 @@ pub(crate) fn next_work_required(
         }
         return Some(prev.bits.to_consensus());
     }
-    let first = anc.get(prev_height.checked_sub(rules.interval - 1)?)?;
-    Some(calculate_next_work_required(rules, prev, first.time, first.bits.to_consensus()))
+    let (first_bits, first_time) = anc.bits_time(prev_height.checked_sub(rules.interval - 1)?)?;
+    Some(calculate_next_work_required(rules, prev, first_time, first_bits))
 }
 
 /// The walk in Core's `GetNextWorkRequired`: from `header` (at `height`) back over
@@ -232,14 +238,13 @@ pub(crate) fn last_non_min_difficulty_bits(
     height: u32,
     header: Header,
 ) -> u32 {
-    let (mut h, mut hdr) = (height, header);
+    let (mut h, mut bits) = (height, header.bits.to_consensus());
     loop {
-        let bits = hdr.bits.to_consensus();
         if h <= rules.start_height || h % rules.interval == 0 || bits != rules.pow_limit_bits {
             return bits;
         }
-        match anc.get(h - 1) {
-            Some(parent) => (h, hdr) = (h - 1, parent),
+        match anc.bits_time(h - 1) {
+            Some((parent_bits, _)) => (h, bits) = (h - 1, parent_bits),
             None => return bits,
         }
     }
@@ -265,9 +270,9 @@ pub(crate) fn median_time_past(anc: &impl Ancestors, prev_height: u32, prev: &He
     let mut h = prev_height;
     while n < MEDIAN_TIME_SPAN && h > 0 {
         h -= 1;
-        match anc.get(h) {
-            Some(header) => {
-                times[n] = header.time;
+        match anc.bits_time(h) {
+            Some((_, time)) => {
+                times[n] = time;
                 n += 1;
             }
             None => break,

@@ -202,17 +202,17 @@ impl HeaderSync {
     /// followed by [`settle`](Self::settle) (which the actor runs apart).
     #[cfg(test)]
     pub fn on_answer(&mut self, now: Instant, unix: u64, peer: PeerId, headers: &[Header]) {
-        self.receive(now, unix, peer, headers.to_vec());
+        self.receive(now, unix, peer, HashedHeaders::new(headers.to_vec()));
         self.settle();
     }
 
-    /// The first half of [`on_answer`](Self::on_answer): hashes the headers (the only time they
-    /// are hashed on the way in) and, when the answer is full and the peer claims more beyond
+    /// The first half of [`on_answer`](Self::on_answer): takes the headers with the hashes the
+    /// peer's checks computed (never hashed again on the way in) and, when the answer is full and the peer claims more beyond
     /// it, asks for the next batch right away (its locator starts at the answer's last header,
     /// so nothing is fetched twice). Validating and storing the batch waits for
     /// [`settle`](Self::settle), so the next batch travels while this one is checked; a bad
     /// batch is still punished and discarded there.
-    pub fn receive(&mut self, now: Instant, unix: u64, peer: PeerId, headers: Vec<Header>) {
+    pub fn receive(&mut self, now: Instant, unix: u64, peer: PeerId, headers: HashedHeaders) {
         self.settle();
         if let Some(Some(preferred)) = self.in_flight.take() {
             if preferred != peer {
@@ -221,7 +221,6 @@ impl HeaderSync {
             }
         }
         self.answered = true;
-        let headers = HashedHeaders::new(headers);
         let last = headers.last_hash();
         let mut pipelined = false;
         if headers.len() >= MAX_HEADERS_RESULTS && last != self.last_full_end {

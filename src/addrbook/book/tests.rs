@@ -55,6 +55,7 @@ fn check(book: &AddrBook) {
     assert!(book.new_len <= book.config.new_capacity());
     assert!(book.tried_len <= book.config.tried_capacity());
     let mut seen = 0;
+    let bucket = book.config.bucket_size as usize;
     for (table, slots) in [(Table::New, &book.new_slots), (Table::Tried, &book.tried_slots)] {
         for (i, cell) in slots.iter().enumerate() {
             let Some(addr) = cell else { continue };
@@ -64,7 +65,11 @@ fn check(book: &AddrBook) {
                 Table::New => book.new_slot(addr, &e.source_group),
                 Table::Tried => book.tried_slot(addr),
             };
-            assert_eq!(home, i, "{addr} is not in its hashed slot");
+            // A seed's or configuration's address may take another slot of its bucket.
+            match table {
+                Table::New => assert_eq!(home / bucket, i / bucket, "{addr} is not in its hashed bucket"),
+                Table::Tried => assert_eq!(home, i, "{addr} is not in its hashed slot"),
+            }
             seen += 1;
         }
     }
@@ -443,4 +448,23 @@ fn corrupted_snapshot_json_never_panics() {
         let text = format!("{{\"version\":1,\"key\":{key},\"entries\":[]}}");
         assert!(serde_json::from_str::<Snapshot>(&text).is_err(), "{key}");
     }
+}
+
+#[test]
+fn seed_and_config_addresses_of_one_group_take_the_other_slots_of_their_bucket() {
+    // All of one /16 heard from a seed (no source) share one new bucket of 64 slots.
+    let one_group = |i: u32| pa(&format!("1.2.{}.{}:8333", i / 200, i % 200 + 1));
+    let mut seeded = AddrBook::new(AddrBookConfig::default(), [3; 32]);
+    for i in 0..64 {
+        assert!(seeded.add(&one_group(i), 0, NOW, None, NOW), "address {i} dropped");
+    }
+    assert_eq!(seeded.new_len(), 64);
+    assert!(!seeded.add(&one_group(64), 0, NOW, None, NOW), "the bucket is full");
+    check(&seeded);
+    // Gossip from a peer keeps Core's rule: a collision drops the newcomer.
+    let mut gossiped = AddrBook::new(AddrBookConfig::default(), [3; 32]);
+    let peer = pa("5.6.7.8:8333");
+    let added = (0..64).filter(|&i| gossiped.add(&one_group(i), 0, NOW, Some(&peer), NOW)).count();
+    assert!(added < 64, "{added}");
+    check(&gossiped);
 }

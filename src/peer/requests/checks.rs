@@ -94,21 +94,26 @@ fn display<T: std::fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok
 }
 
 /// Checks a list of headers on its own: each follows the one before it and meets its own
-/// target (Core's `CheckHeadersPoW` in `net_processing.cpp`).
-pub fn check_headers(headers: &[Header]) -> Result<(), InvalidData> {
+/// target (Core's `CheckHeadersPoW` in `net_processing.cpp`). Returns their hashes, which the
+/// proof-of-work check computes anyway: they travel with the headers
+/// ([`HashedHeaders`](crate::chain::HashedHeaders)) so nothing downstream hashes them again.
+pub fn check_headers(headers: &[Header]) -> Result<Vec<BlockHash>, InvalidData> {
     check_headers_within(headers, any_network_pow_limit())
 }
 
 /// [`check_headers`] with `pow_limit` as the network's proof-of-work limit.
-pub(crate) fn check_headers_within(headers: &[Header], pow_limit: Target) -> Result<(), InvalidData> {
-    let mut prev: Option<BlockHash> = None;
+pub(crate) fn check_headers_within(
+    headers: &[Header],
+    pow_limit: Target,
+) -> Result<Vec<BlockHash>, InvalidData> {
+    let mut hashes: Vec<BlockHash> = Vec::with_capacity(headers.len());
     for (index, header) in headers.iter().enumerate() {
-        if prev.is_some_and(|p| header.prev_blockhash != p) {
+        if hashes.last().is_some_and(|p| header.prev_blockhash != *p) {
             return Err(InvalidData::UnchainedHeaders { index });
         }
-        prev = Some(check_pow(header, pow_limit)?);
+        hashes.push(check_pow(header, pow_limit)?);
     }
-    Ok(())
+    Ok(hashes)
 }
 
 /// Core's `CheckProofOfWork` (`pow.cpp`): the bits derive a target within `pow_limit`

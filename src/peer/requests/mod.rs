@@ -23,6 +23,7 @@ use bitcoin::{Block, BlockHash, Transaction, Txid};
 use tokio::time::Instant;
 
 use super::reason::DisconnectReason;
+use crate::chain::HashedHeaders;
 use crate::wire::Inventory;
 use block_queue::{BlockKind, BlockQueue};
 pub use checks::InvalidData;
@@ -383,26 +384,31 @@ impl PeerRequests {
     /// announcement. Headers that are not chained to each other or fail their own proof of work
     /// are misbehaviour either way (Core's `CheckHeadersPoW`).
     pub fn on_headers(&mut self, headers: &[Header]) {
-        if let Err(invalid) = check_headers(headers) {
-            if let Some(wait) = self.headers.take() {
-                self.events
-                    .push_back(RequestEvent::Done(wait.id, Err(RequestError::Invalid(invalid.clone()))));
+        let hashes = match check_headers(headers) {
+            Ok(hashes) => hashes,
+            Err(invalid) => {
+                if let Some(wait) = self.headers.take() {
+                    self.events
+                        .push_back(RequestEvent::Done(wait.id, Err(RequestError::Invalid(invalid.clone()))));
+                }
+                self.events.push_back(RequestEvent::Misbehaved(invalid));
+                return;
             }
-            self.events.push_back(RequestEvent::Misbehaved(invalid));
-            return;
-        }
+        };
         let answers = match (&self.headers, headers.first()) {
             (None, _) => false,
             (Some(_), None) => true,
             (Some(wait), Some(first)) => {
                 wait.locator.contains(&first.prev_blockhash)
-                    || (wait.locator.is_empty() && first.block_hash() == wait.stop)
+                    || (wait.locator.is_empty() && hashes.first() == Some(&wait.stop))
             }
         };
         if answers {
             if let Some(wait) = self.headers.take() {
                 self.timeouts_in_a_row = 0;
-                self.events.push_back(RequestEvent::Done(wait.id, Ok(Response::Headers(headers.to_vec()))));
+                // The hashes the check computed travel with the headers: hashed once.
+                let headers = HashedHeaders::from_parts(headers.to_vec(), hashes);
+                self.events.push_back(RequestEvent::Done(wait.id, Ok(Response::Headers(headers))));
             }
         }
     }

@@ -6,6 +6,8 @@ use bitcoin::block::Header;
 use bitcoin::hashes::Hash as _;
 use bitcoin::{Block, BlockHash, Transaction, Txid};
 
+use crate::chain::HashedHeaders;
+
 /// What to ask a peer for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -59,8 +61,11 @@ impl Request {
 /// A request's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
-    /// Headers in chain order (empty: the peer has nothing after the locator).
-    Headers(Vec<Header>),
+    /// Headers in chain order (empty: the peer has nothing after the locator), with the block
+    /// hashes the peer's checks computed. Derefs to `[Header]`, so `headers.len()`,
+    /// `headers.iter()` and `headers[0]` work as on a `Vec<Header>`; `headers.hashes()` saves
+    /// hashing them again.
+    Headers(HashedHeaders),
     /// Blocks in the order asked.
     Blocks(Vec<Arc<Block>>),
     /// Transactions in the order asked.

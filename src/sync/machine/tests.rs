@@ -282,7 +282,7 @@ fn the_next_batch_is_asked_for_before_this_one_is_checked() {
     let chain = mine_on(&genesis(), 4_100, 20);
     s.peer_ready(now, PeerId(1), 4_100);
     actions(&mut s);
-    s.receive(now, UNIX, PeerId(1), chain[..2_000].to_vec());
+    s.receive(now, UNIX, PeerId(1), chain[..2_000].to_vec().into());
     let a = actions(&mut s);
     let [SyncAction::GetHeaders { locator, preferred }] = &a[..] else { panic!("{a:?}") };
     assert_eq!(*preferred, Some(PeerId(1)));
@@ -315,7 +315,7 @@ fn a_bad_pipelined_batch_is_punished_and_discarded() {
     actions(&mut s);
     let mut bad = chain[..2_000].to_vec();
     bad[1_500].bits = CompactTarget::from_consensus(0x1d00_ffff);
-    s.receive(now, UNIX, PeerId(1), bad);
+    s.receive(now, UNIX, PeerId(1), bad.into());
     assert_eq!(requests(&actions(&mut s)), vec![Some(PeerId(1))], "asked before checking");
     s.settle();
     let a = actions(&mut s);
@@ -340,7 +340,7 @@ fn a_full_batch_reaching_the_peers_claim_is_confirmed_from_its_end_s_parent() {
     let chain = mine_on(&genesis(), 2_000, 22);
     s.peer_ready(now, PeerId(1), 2_000);
     actions(&mut s);
-    s.receive(now, UNIX, PeerId(1), chain.clone());
+    s.receive(now, UNIX, PeerId(1), chain.clone().into());
     assert!(requests(&actions(&mut s)).is_empty());
     s.settle();
     let a = actions(&mut s);
