@@ -180,8 +180,13 @@ impl AddrBook {
             report.demoted += 1;
         }
         let slot = self.new_slot(&info.addr, &info.source_group);
+        // A seed's or configuration's address (its own group as source) may sit in another
+        // slot of its bucket (see `add`); restore it the same way.
+        let own_source = info.source_group == netgroup(&info.addr);
         if self.new_slots[slot].is_none() {
             self.put(info, Table::New, slot);
+        } else if let Some(free) = own_source.then(|| self.free_in_bucket(slot)).flatten() {
+            self.put(info, Table::New, free);
         } else {
             report.no_room += 1;
         }

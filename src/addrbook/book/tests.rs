@@ -461,6 +461,12 @@ fn seed_and_config_addresses_of_one_group_take_the_other_slots_of_their_bucket()
     assert_eq!(seeded.new_len(), 64);
     assert!(!seeded.add(&one_group(64), 0, NOW, None, NOW), "the bucket is full");
     check(&seeded);
+    // Saved and loaded, every one of them is kept (restored into the same other slots).
+    let (restored, report) =
+        AddrBook::restore(AddrBookConfig::default(), seeded.snapshot(), NOW).expect("loads");
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(restored.new_len(), 64);
+    check(&restored);
     // Gossip from a peer keeps Core's rule: a collision drops the newcomer.
     let mut gossiped = AddrBook::new(AddrBookConfig::default(), [3; 32]);
     let peer = pa("5.6.7.8:8333");
