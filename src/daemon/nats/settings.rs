@@ -72,7 +72,9 @@ pub struct NatsSettings {
     /// Most bytes the on-disk spool (`<data_dir>/nats-spool`) keeps while the server is
     /// unreachable; beyond it the oldest events are dropped.
     pub spool_max_bytes: u64,
-    /// Most publishes waiting for their JetStream ack at once.
+    /// Most publishes waiting for their JetStream ack at once. 1 (the default) keeps every
+    /// subject's order across an outage: with more, a publish lost on a dying connection can be
+    /// replayed after a later one that the client still delivered once it reconnected.
     pub max_in_flight: usize,
     /// How long a publish waits for its ack before the link counts as down, milliseconds.
     pub ack_timeout_ms: u64,
@@ -97,7 +99,7 @@ impl Default for NatsSettings {
             duplicate_window_secs: 120,
             max_age_secs: 7 * 24 * 3600,
             spool_max_bytes: 256 * 1024 * 1024,
-            max_in_flight: 256,
+            max_in_flight: 1,
             ack_timeout_ms: 5_000,
         }
     }
