@@ -69,7 +69,7 @@ struct Cli {
     /// JetStream stream for the NATS sink (default BTCPEER).
     #[arg(long, value_name = "NAME")]
     nats_stream: Option<String>,
-    /// Subject prefix for the NATS sink (default btcpeer.<network>).
+    /// Subject prefix for the NATS sink (default `btcpeer.<network>`).
     #[arg(long, value_name = "PREFIX")]
     nats_subject_prefix: Option<String>,
     /// Serve peers: answer getheaders, announce new tips, serve blocks fetched from upstream

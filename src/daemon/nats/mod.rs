@@ -2,10 +2,10 @@
 //! also published, as the same JSON plus a `daemon` field, on `<prefix>.<event>`, with a
 //! `Nats-Msg-Id` that lets JetStream store each transaction and block once however many
 //! daemons publish it. Publishes wait for their ack; while the server is unreachable events go
-//! to an on-disk [`spool`] and are flushed in order when it returns.
+//! to an on-disk `spool` and are flushed in order when it returns.
 //!
-//! Shape: the event log actor hands records to a [`Feed`] (non-blocking); the [`sink`] task, on
-//! its own arbiter, owns the client, the in-flight acks and the spool; [`status`] is what the
+//! Shape: the event log actor hands records to a `Feed` (non-blocking); the `sink` task, on
+//! its own arbiter, owns the client, the in-flight acks and the spool; `status` is what the
 //! HTTP API reads.
 
 pub mod settings;
