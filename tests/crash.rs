@@ -81,20 +81,20 @@ fn terminate(child: &mut Child) {
 
 /// A fake full node: answers btcpeerd's handshake and its `getaddr` with [`ADDRESSES`] routable
 /// addresses, which fills the address book, and hangs up. Serves one connection.
-fn fake_peer() -> (SocketAddr, std::thread::JoinHandle<()>) {
+/// Its accept thread is detached: it ends with the test process.
+fn fake_peer() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local addr");
     // The daemon tries BIP324 v2 first and retries with v1 on a new connection (we answer v2
-    // with a v1 `version`), so serve connections until one got its `addr`.
-    let handle = std::thread::spawn(move || {
-        for _ in 0..4 {
+    // with a v1 `version`): serve each connection on its own thread, so the v1 retry is served
+    // whatever becomes of the first, until one got its `addr`.
+    std::thread::spawn(move || {
+        for _ in 0..8 {
             let Ok((mut stream, _)) = listener.accept() else { return };
-            if let Ok(true) = serve(&mut stream) {
-                return;
-            }
+            std::thread::spawn(move || serve(&mut stream));
         }
     });
-    (addr, handle)
+    addr
 }
 
 /// Returns true once it answered a `getaddr`.
@@ -147,7 +147,7 @@ fn kill_9_during_saves_never_loses_the_saved_state() {
     let http: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse().expect("addr");
 
     // A good state: an address book from a peer's `addr`, bans, and 200 headers on disk.
-    let (fake, fake_thread) = fake_peer();
+    let fake = fake_peer();
     let mut daemon = btcpeerd(dir.path(), http, &[node.p2p, fake]);
     for ip in ["10.1.2.3", "10.1.2.4", "10.1.2.5"] {
         wait_until_blocking(WAIT, "a ban through the API", || {
@@ -165,7 +165,6 @@ fn kill_9_during_saves_never_loses_the_saved_state() {
         last = status(http);
     }
     terminate(&mut daemon);
-    let _ = fake_thread.join();
 
     // What a clean restart finds is the good state every later start must keep.
     let mut daemon = btcpeerd(dir.path(), http, &[node.p2p]);
