@@ -306,6 +306,9 @@ fn assert_blocks_once_in_order(msgs: &[Stored], hashes: &[String]) {
     assert!(heights.windows(2).all(|w| w[0] < w[1]), "block subject out of order: {heights:?}");
 }
 
+/// How long the server stays down in the outage test.
+const OUTAGE: Duration = Duration::from_secs(60);
+
 #[test]
 fn a_server_outage_loses_nothing_and_keeps_the_order() {
     let store = tempfile::tempdir().unwrap();
@@ -318,8 +321,15 @@ fn a_server_outage_loses_nothing_and_keeps_the_order() {
     daemon.wait_nats_state("live");
     let mut hashes = mine_seen(&node, &daemon, 2);
 
+    // The server is down for a minute while blocks keep arriving (as the issue asks: long
+    // enough for the client's reconnect backoff to grow).
     server.kill();
+    let killed = std::time::Instant::now();
     hashes.extend(mine_seen(&node, &daemon, 5));
+    while killed.elapsed() < OUTAGE {
+        hashes.extend(mine_seen(&node, &daemon, 1));
+        std::thread::sleep(Duration::from_secs(5)); // the outage itself, not synchronisation
+    }
     let status = daemon.wait_nats_state("spooling");
     wait_until_blocking(WAIT, "blocks spooled", || {
         daemon.status()["nats"]["spool_records"].as_u64() >= Some(1)
