@@ -15,6 +15,7 @@ use super::inbound::{self, Admission, Candidate};
 use super::messages::GetListenAddrs;
 use super::PeerGroup;
 use crate::addrbook::netgroup::netgroup;
+use crate::peer::dial::PeerStream;
 use crate::peer::messages::{Disconnect, GetStats};
 use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr, PeerId};
 
@@ -86,6 +87,16 @@ impl PeerGroup {
 
     fn accept(&mut self, stream: tokio::net::TcpStream, remote: SocketAddr, ctx: &mut Context<Self>) {
         let _ = stream.set_nodelay(true);
+        self.start_inbound(stream, remote, ctx);
+    }
+
+    /// Starts an admitted inbound peer over any stream (TCP here, WebSocket in `ws_listener`).
+    pub(super) fn start_inbound(
+        &mut self,
+        stream: impl PeerStream,
+        remote: SocketAddr,
+        ctx: &mut Context<Self>,
+    ) {
         *self.inbound_per_ip.entry(remote.ip()).or_default() += 1;
         let actor = PeerActor::inbound(self.config.peer.clone(), remote, stream, self.subscribers(ctx));
         let id = actor.id();

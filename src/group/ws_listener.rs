@@ -24,14 +24,13 @@ use async_tungstenite::tungstenite::http::StatusCode;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use ws_stream_tungstenite::WsStream;
 
-use super::actor::{unix_now, Entry};
+use super::actor::unix_now;
 use super::inbound::{self, Admission};
 use super::PeerGroup;
-use crate::peer::{Link, PeerActor, PeerAddr};
+use crate::peer::PeerAddr;
 
 /// Default cap on WebSocket connections.
 pub const DEFAULT_MAX_WS_PEERS: usize = 32;
@@ -271,21 +270,6 @@ impl Handler<WsAccepted> for PeerGroup {
             }
         }
         debug!(%remote, "websocket peer accepted");
-        *self.inbound_per_ip.entry(remote.ip()).or_default() += 1;
-        let actor = PeerActor::inbound(self.config.peer.clone(), remote, stream, self.subscribers(ctx));
-        let id = actor.id();
-        let addr = self.start_peer(actor);
-        self.peers.insert(
-            id,
-            Entry {
-                actor: addr,
-                addr: PeerAddr::Ip(remote),
-                link: Link::Inbound,
-                ready: false,
-                connected_at: Instant::now(),
-                info: None,
-            },
-        );
-        self.enforce_hard_limit();
+        self.start_inbound(stream, remote, ctx);
     }
 }
