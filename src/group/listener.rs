@@ -69,7 +69,8 @@ impl PeerGroup {
         }
     }
 
-    fn admission(&self, remote: SocketAddr) -> Admission {
+    /// Whether an inbound connection from `remote` may start (TCP and WebSocket alike).
+    pub(super) fn admission(&self, remote: SocketAddr) -> Admission {
         let limits = inbound::Limits {
             accepting: self.accepting && !self.closing,
             inbound: self.inbound_count(),

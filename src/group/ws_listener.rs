@@ -27,10 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 use ws_stream_tungstenite::WsStream;
 
-use super::actor::unix_now;
-use super::inbound::{self, Admission};
+use super::inbound::Admission;
 use super::PeerGroup;
-use crate::peer::PeerAddr;
 
 /// Default cap on WebSocket connections.
 pub const DEFAULT_MAX_WS_PEERS: usize = 32;
@@ -251,14 +249,7 @@ impl Handler<WsAccepted> for PeerGroup {
     /// Admits the peer as the TCP listener does (bans, per-IP and inbound limits, accepting),
     /// except that a full group refuses it rather than evicting.
     fn handle(&mut self, WsAccepted(stream, remote): WsAccepted, ctx: &mut Context<Self>) {
-        let limits = inbound::Limits {
-            accepting: self.accepting && !self.closing,
-            inbound: self.inbound_count(),
-            max_inbound: self.config.max_inbound,
-            max_per_ip: self.config.max_inbound_per_ip,
-        };
-        let banned = self.bans.is_banned(&PeerAddr::Ip(remote), unix_now());
-        match inbound::admit(remote.ip(), banned, &self.inbound_per_ip, limits) {
+        match self.admission(remote) {
             Admission::Accept => {}
             Admission::Refuse(why) => {
                 info!(%remote, ?why, "refusing websocket peer");
