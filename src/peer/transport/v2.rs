@@ -348,6 +348,7 @@ async fn run_handshake(
 ///
 /// The decrypted length is checked against [`MAX_CONTENTS_LEN`] before a byte of the packet is
 /// kept; the buffer grows only as bytes arrive (never reserved by the announced length).
+#[derive(Clone)]
 pub(crate) struct V2Decoder {
     cipher: InboundCipher,
     /// The current packet's decrypted length (header + contents + tag), once read: the length
@@ -465,6 +466,7 @@ fn v1_frame(magic: [u8; 4], raw_cmd: &[u8; MESSAGE_TYPE_SIZE], payload: &[u8]) -
 }
 
 /// Encrypts our messages as v2 packets.
+#[derive(Clone)]
 pub(crate) struct V2Encoder {
     cipher: OutboundCipher,
 }
