@@ -219,6 +219,16 @@ fn headers_dat() {
 }
 
 #[test]
+fn startup_probe() {
+    // Times btcpeerd from spawn to its first dial against a floor program (scripts/bench-startup).
+    let mut ex = Running::start("startup_probe", &["2", env!("CARGO_BIN_EXE_btcpeerd")]);
+    let line = ex.expect("\"over_floor_ms\"", LIMIT);
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert!(v["startup_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{line}");
+    assert!(ex.wait_exit(LIMIT), "startup_probe failed");
+}
+
+#[test]
 fn handshake_load() {
     let node = node_with(1);
     let mut ex = Running::start("handshake_load", &[&node.p2p.to_string(), "5"]);

@@ -116,6 +116,7 @@ pub fn load_with_sinks(
                 format!("unknown network {name:?} (expected one of {})", NETWORK_NAMES.join(", ")),
             )
         })?,
+        // The built-in default (`network` in config/default.toml).
         Err(_) => Network::Mainnet,
     };
     let err = |e| describe(e, overrides.config_file.as_deref());
@@ -190,9 +191,13 @@ fn build(
     env: &Env,
     network: Option<Network>,
 ) -> Result<Config, ConfigError> {
-    let mut b = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+    let mut b = Config::builder();
+    // The first pass only looks for `network`: the built-in defaults (a few hundred lines of
+    // TOML, a good part of the time before the first dial) join in the second pass only.
     if let Some(net) = network {
-        b = b.add_source(File::from_str(overlay(net), FileFormat::Toml));
+        b = b
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .add_source(File::from_str(overlay(net), FileFormat::Toml));
     }
     if let Some(path) = &overrides.config_file {
         b = b.add_source(File::from(path.as_path()).format(FileFormat::Toml).required(true));
@@ -306,6 +311,18 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// The first pass skips the built-in defaults and falls back to mainnet: that fallback must
+    /// be what config/default.toml says.
+    #[test]
+    fn network_fallback_is_the_built_in_default() {
+        let defaults =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml)).build().unwrap();
+        assert_eq!(defaults.get_string("network").unwrap().parse::<Network>().unwrap(), Network::Mainnet);
+        let (settings, _) =
+            load_with_sinks(&Overrides::default(), &SinkOverrides::default(), env(&[])).unwrap();
+        assert_eq!(settings.network, Network::Mainnet);
     }
 
     #[test]

@@ -530,8 +530,22 @@ impl Actor for PeerGroup {
         } else {
             self.config.arbiters
         };
-        for _ in 0..n {
-            let arbiter = Arbiter::new();
+        // Each `Arbiter::new` waits until its thread runs; started side by side, the first
+        // dial waits for one thread start instead of `n` in a row.
+        let system = actix::System::current();
+        let arbiters: Vec<Arbiter> = std::thread::scope(|scope| {
+            let starting: Vec<_> = (0..n)
+                .map(|_| {
+                    let system = system.clone();
+                    scope.spawn(move || {
+                        actix::System::set_current(system);
+                        Arbiter::new()
+                    })
+                })
+                .collect();
+            starting.into_iter().map(|s| s.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        });
+        for arbiter in arbiters {
             self.arbiters.push(arbiter.handle());
             self.owned_arbiters.push(arbiter);
         }
