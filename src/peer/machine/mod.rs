@@ -410,11 +410,11 @@ impl PeerMachine {
                 if let Some(verdict) = self.check_headers_limit(h) {
                     return verdict;
                 }
-                self.requests.on_headers(h);
-                // An answer to our own `getheaders` goes to the requester only: typed
-                // subscribers see what the peer sent unsolicited.
+                let took = self.requests.on_headers(now, h);
+                // An answer to our own `getheaders` (or its prefetch) goes to the requester
+                // only: typed subscribers see what the peer sent unsolicited.
                 match self.run_requests_answering() {
-                    (Verdict::Deliver, true) => Verdict::Consumed,
+                    (Verdict::Deliver, answered) if answered || took => Verdict::Consumed,
                     (verdict, _) => verdict,
                 }
             }

@@ -10,6 +10,7 @@ mod block_queue;
 mod checks;
 mod error;
 mod filtered;
+mod prefetch;
 mod request;
 mod timeouts;
 
@@ -30,6 +31,7 @@ pub use checks::InvalidData;
 pub(crate) use checks::{check_block, check_headers, check_merkleblock};
 pub use error::{ItemHash, RequestError};
 use filtered::FilteredAssembly;
+use prefetch::{Claim, HeadersPrefetch};
 pub use request::{FilteredBlock, Request, Response};
 pub use timeouts::RequestTimeouts;
 
@@ -79,6 +81,8 @@ pub(crate) enum RequestEvent {
 #[derive(Debug)]
 struct HeadersWait {
     id: RequestId,
+    /// It started where this peer's previous full answer ended (a sync going on).
+    continues: bool,
     locator: HashSet<BlockHash>,
     stop: BlockHash,
     deadline: Instant,
@@ -112,6 +116,8 @@ impl BlocksWait {
 pub(crate) struct PeerRequests {
     next_id: RequestId,
     headers: Option<HeadersWait>,
+    /// The batch after a full `headers` answer, asked for at once (see [`prefetch`]).
+    prefetch: HeadersPrefetch,
     blocks: BTreeMap<RequestId, BlocksWait>,
     full: BlockQueue,
     filtered: BlockQueue,
@@ -127,6 +133,7 @@ impl Default for PeerRequests {
         PeerRequests {
             next_id: 0,
             headers: None,
+            prefetch: HeadersPrefetch::default(),
             blocks: BTreeMap::new(),
             full: BlockQueue::new(BlockKind::Full),
             filtered: BlockQueue::new(BlockKind::Filtered),
@@ -205,8 +212,25 @@ impl PeerRequests {
                     });
                 }
                 let id = self.id();
+                let continues = self.prefetch.continues(&locator);
+                match self.prefetch.claim(&locator, stop) {
+                    Claim::Ready(headers) => {
+                        self.follow_up(now, &headers, timeout, true);
+                        self.events.push_back(RequestEvent::Done(id, Ok(Response::Headers(headers))));
+                        return Ok(id);
+                    }
+                    Claim::InFlight { after } => {
+                        // The answer to the prefetch's `getheaders` answers this request.
+                        let locator = HashSet::from([after]);
+                        self.headers =
+                            Some(HeadersWait { id, continues: true, locator, stop, deadline, timeout });
+                        return Ok(id);
+                    }
+                    Claim::No => {}
+                }
                 self.headers = Some(HeadersWait {
                     id,
+                    continues,
                     locator: locator.iter().copied().collect(),
                     stop,
                     deadline,
@@ -383,18 +407,25 @@ impl PeerRequests {
     /// `getheaders` when it connects to its locator (or is empty); otherwise it is an
     /// announcement. Headers that are not chained to each other or fail their own proof of work
     /// are misbehaviour either way (Core's `CheckHeadersPoW`).
-    pub fn on_headers(&mut self, headers: &[Header]) {
+    ///
+    /// Returns whether it answered a request or the prefetch (it is no announcement then).
+    pub fn on_headers(&mut self, now: Instant, headers: &[Header]) -> bool {
         let hashes = match check_headers(headers) {
             Ok(hashes) => hashes,
             Err(invalid) => {
+                self.prefetch.clear();
                 if let Some(wait) = self.headers.take() {
                     self.events
                         .push_back(RequestEvent::Done(wait.id, Err(RequestError::Invalid(invalid.clone()))));
                 }
                 self.events.push_back(RequestEvent::Misbehaved(invalid));
-                return;
+                return false;
             }
         };
+        if self.prefetch.answers(headers.first().map(|h| h.prev_blockhash)) {
+            self.prefetch.fill(now, HashedHeaders::from_parts(headers.to_vec(), hashes));
+            return true;
+        }
         let answers = match (&self.headers, headers.first()) {
             (None, _) => false,
             (Some(_), None) => true,
@@ -408,8 +439,25 @@ impl PeerRequests {
                 self.timeouts_in_a_row = 0;
                 // The hashes the check computed travel with the headers: hashed once.
                 let headers = HashedHeaders::from_parts(headers.to_vec(), hashes);
+                if wait.stop == BlockHash::all_zeros() {
+                    self.follow_up(now, &headers, wait.timeout, wait.continues);
+                }
                 self.events.push_back(RequestEvent::Done(wait.id, Ok(Response::Headers(headers))));
+                return true;
             }
+        }
+        false
+    }
+
+    /// After a full answer: the `getheaders` for the batch after it leaves now, before the
+    /// answer is delivered ([`prefetch`]).
+    fn follow_up(&mut self, now: Instant, headers: &HashedHeaders, timeout: Duration, continues: bool) {
+        if headers.len() < crate::wire::limits::MAX_HEADERS_RESULTS {
+            return;
+        }
+        let (Some(last), Some(first)) = (headers.last_hash(), headers.headers().first()) else { return };
+        if let Some(locator) = self.prefetch.follow(now, last, first.prev_blockhash, timeout, continues) {
+            self.events.push_back(RequestEvent::SendGetHeaders { locator, stop: BlockHash::all_zeros() });
         }
     }
 
@@ -468,6 +516,7 @@ impl PeerRequests {
 
     /// Expires requests past their deadline.
     pub fn tick(&mut self, now: Instant) {
+        self.prefetch.tick(now);
         let mut expired = None;
         if self.headers.as_ref().is_some_and(|w| now >= w.deadline) {
             if let Some(wait) = self.headers.take() {
@@ -500,6 +549,7 @@ impl PeerRequests {
     /// The connection ended: every request fails.
     pub fn close(&mut self, reason: &DisconnectReason) {
         let error = RequestError::Disconnected { reason: reason.clone() };
+        self.prefetch.clear();
         if let Some(wait) = self.headers.take() {
             self.events.push_back(RequestEvent::Done(wait.id, Err(error.clone())));
         }
@@ -542,5 +592,7 @@ fn finish_blocks(mut wait: BlocksWait) -> Result<Response, RequestError> {
     Ok(Response::Transactions(out))
 }
 
+#[cfg(test)]
+mod prefetch_tests;
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ fn mine(prev: BlockHash, time: u32, merkle_root: TxMerkleNode) -> Header {
     h
 }
 
-fn chain(n: usize) -> Vec<Header> {
+pub(super) fn chain(n: usize) -> Vec<Header> {
     let mut prev = crate::Network::Regtest.genesis_hash();
     (0..n)
         .map(|i| {
@@ -50,11 +50,11 @@ fn block(prev: BlockHash, tag: u8) -> Block {
     block
 }
 
-fn events(r: &mut PeerRequests) -> Vec<RequestEvent> {
+pub(super) fn events(r: &mut PeerRequests) -> Vec<RequestEvent> {
     std::iter::from_fn(|| r.poll_event()).collect()
 }
 
-const T: Duration = Duration::from_secs(10);
+pub(super) const T: Duration = Duration::from_secs(10);
 
 #[test]
 fn timeout_scales_with_latency_within_bounds() {
@@ -86,9 +86,9 @@ fn headers_answer_matches_locator_and_unrelated_headers_are_announcements() {
         Err(RequestError::Busy)
     );
     // An announcement of the third header alone does not connect to the locator.
-    r.on_headers(&hs[2..]);
+    r.on_headers(now, &hs[2..]);
     assert!(events(&mut r).is_empty());
-    r.on_headers(&hs);
+    r.on_headers(now, &hs);
     assert_eq!(events(&mut r), vec![RequestEvent::Done(id, Ok(Response::Headers(hs.clone().into())))]);
     assert_eq!(r.pending(), 0);
 }
@@ -108,7 +108,7 @@ fn empty_headers_answer_means_nothing_more() {
         )
         .unwrap();
     events(&mut r);
-    r.on_headers(&[]);
+    r.on_headers(now, &[]);
     assert_eq!(events(&mut r), vec![RequestEvent::Done(id, Ok(Response::Headers(Default::default())))]);
 }
 
@@ -129,7 +129,7 @@ fn unchained_or_bad_pow_headers_are_misbehaviour() {
         )
         .unwrap();
     events(&mut r);
-    r.on_headers(&hs);
+    r.on_headers(now, &hs);
     let unchained = InvalidData::UnchainedHeaders { index: 1 };
     assert_eq!(
         events(&mut r),
@@ -144,7 +144,7 @@ fn unchained_or_bad_pow_headers_are_misbehaviour() {
     while bad[0].validate_pow(bad[0].target()).is_ok() {
         bad[0].nonce += 1;
     }
-    r.on_headers(&bad);
+    r.on_headers(now, &bad);
     assert_eq!(
         events(&mut r),
         vec![RequestEvent::Misbehaved(InvalidData::HighHash { hash: bad[0].block_hash() })]
