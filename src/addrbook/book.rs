@@ -15,6 +15,7 @@
 //! source), and a tried-slot collision evicts the old entry back to new at once (Core first
 //! tests the old one with a feeler connection).
 
+mod placement;
 mod slots;
 mod snapshot;
 #[cfg(test)]
@@ -24,10 +25,8 @@ mod tests_services;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use bitcoin::hashes::siphash24;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -37,12 +36,6 @@ use slots::Slots;
 
 pub use snapshot::Snapshot;
 
-/// Over how many tried buckets the addresses of one group spread (Core's
-/// `ADDRMAN_TRIED_BUCKETS_PER_GROUP`, src/addrman.cpp).
-const TRIED_BUCKETS_PER_GROUP: u64 = 8;
-/// Over how many new buckets the addresses from one source group spread (Core's
-/// `ADDRMAN_NEW_BUCKETS_PER_SOURCE_GROUP`).
-const NEW_BUCKETS_PER_SOURCE_GROUP: u64 = 64;
 /// An address not advertised for this long is terrible (Core's `ADDRMAN_HORIZON`).
 const HORIZON: Duration = Duration::from_secs(30 * 24 * 3600);
 /// A never-reached address is terrible after this many failures (Core's `ADDRMAN_RETRIES`).
@@ -483,68 +476,6 @@ impl AddrBook {
         (port != 0 && allowed).then_some(addr)
     }
 
-    /// SipHash-2-4 of `parts` under the book's key (Core uses SHA-256 here; SipHash is the
-    /// standard keyed hash for exactly this job and much cheaper).
-    fn hash(&self, parts: impl FnOnce(&mut Vec<u8>)) -> u64 {
-        let mut buf = Vec::with_capacity(64);
-        parts(&mut buf);
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&self.key[i..i + 8]);
-            u64::from_le_bytes(w)
-        };
-        siphash24::Hash::hash_to_u64_with_keys(word(0) ^ word(16), word(8) ^ word(24), &buf)
-    }
-
-    /// Slot index of `addr` in the new table when heard from `source_group`.
-    fn new_slot(&self, addr: &PeerAddr, source_group: &NetGroup) -> usize {
-        let spread = self.hash(|b| {
-            b.push(b'N');
-            netgroup(addr).encode(b);
-            source_group.encode(b);
-        }) % NEW_BUCKETS_PER_SOURCE_GROUP;
-        let bucket = self.hash(|b| {
-            b.push(b'n');
-            source_group.encode(b);
-            b.extend(spread.to_le_bytes());
-        });
-        let bucket = below(bucket, self.config.new_buckets as usize);
-        bucket * self.config.bucket_size as usize + self.position(b'P', bucket, addr)
-    }
-
-    /// The first free slot of `slot`'s new-table bucket, looking after `slot` (wrapping).
-    fn free_in_bucket(&self, slot: usize) -> Option<usize> {
-        let size = self.config.bucket_size as usize;
-        let start = slot - slot % size;
-        (1..size).map(|i| start + (slot - start + i) % size).find(|&s| self.new_slots[s].is_none())
-    }
-
-    /// Slot index of `addr` in the tried table.
-    fn tried_slot(&self, addr: &PeerAddr) -> usize {
-        let spread = self.hash(|b| {
-            b.push(b'T');
-            encode_addr(addr, b);
-        }) % TRIED_BUCKETS_PER_GROUP;
-        let bucket = self.hash(|b| {
-            b.push(b't');
-            netgroup(addr).encode(b);
-            b.extend(spread.to_le_bytes());
-        });
-        let bucket = below(bucket, self.config.tried_buckets as usize);
-        bucket * self.config.bucket_size as usize + self.position(b'K', bucket, addr)
-    }
-
-    /// Position of `addr` inside `bucket` (`domain` tells the tables apart, like Core's
-    /// 'N'/'K').
-    fn position(&self, domain: u8, bucket: usize, addr: &PeerAddr) -> usize {
-        let hash = self.hash(|b| {
-            b.push(domain);
-            b.extend((bucket as u64).to_le_bytes());
-            encode_addr(addr, b);
-        });
-        below(hash, self.config.bucket_size as usize)
-    }
-
     /// Stores `info` in the free `slot` of `table`.
     fn put(&mut self, mut info: AddrInfo, table: Table, slot: usize) {
         let cell = match table {
@@ -594,33 +525,5 @@ fn clamp_time(time: u64, now: u64) -> u64 {
         now.saturating_sub(DEFAULT_AGE.as_secs())
     } else {
         time
-    }
-}
-
-/// `hash` reduced to `0..n` (`n` ≥ 1).
-fn below(hash: u64, n: usize) -> usize {
-    // The remainder is below `n`, a usize, so the cast cannot truncate.
-    (hash % n.max(1) as u64) as usize
-}
-
-/// Appends an unambiguous encoding of `addr` (tag, address bytes, port), for hashing.
-fn encode_addr(addr: &PeerAddr, out: &mut Vec<u8>) {
-    match addr {
-        PeerAddr::Ip(SocketAddr::V4(a)) => {
-            out.push(4);
-            out.extend(a.ip().octets());
-            out.extend(a.port().to_be_bytes());
-        }
-        PeerAddr::Ip(SocketAddr::V6(a)) => {
-            out.push(6);
-            out.extend(a.ip().octets());
-            out.extend(a.port().to_be_bytes());
-        }
-        PeerAddr::Host(name, port) => {
-            out.push(b'h');
-            out.extend((name.len() as u64).to_le_bytes());
-            out.extend(name.as_bytes());
-            out.extend(port.to_be_bytes());
-        }
     }
 }
