@@ -16,7 +16,7 @@ use super::messages::GetListenAddrs;
 use super::PeerGroup;
 use crate::addrbook::netgroup::netgroup;
 use crate::peer::dial::PeerStream;
-use crate::peer::messages::{Disconnect, GetStats};
+use crate::peer::messages::{Disconnect, GetStats, ServeFilteredBlock};
 use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr, PeerId};
 
 /// Pause after a failed `accept` (out of file descriptors and similar) instead of spinning.
@@ -187,5 +187,16 @@ impl Handler<Accepted> for PeerGroup {
                 None => info!(%remote, "inbound slots full and all protected: refusing"),
             }
         }))
+    }
+}
+
+// Serving a peer that connected to us: a filtered block goes to the peer itself, whose BIP37
+// filter builds the answer (the chain sync's `SendToPeer` carries finished messages only).
+impl Handler<ServeFilteredBlock> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, msg: ServeFilteredBlock, _: &mut Context<Self>) {
+        if let Some(entry) = self.peers.get(&msg.peer).filter(|e| e.ready) {
+            entry.actor.do_send(msg);
+        }
     }
 }
