@@ -471,6 +471,64 @@ fn a_browser_gets_headers_over_websocket() {
     assert!(services.has(ServiceFlags::NETWORK | ServiceFlags::WITNESS), "{result}");
 }
 
+/// A listening group without upstream peers, with a WebSocket listener: (group, tcp, ws).
+async fn inbound_group(max_inbound: usize, max_ws: usize) -> (Addr<PeerGroup>, SocketAddr, SocketAddr) {
+    let mut cfg = group_config(regtest_config(), true);
+    cfg.policy.connect_only = true;
+    cfg.max_inbound = max_inbound;
+    cfg.max_inbound_per_ip = 0;
+    let group = PeerGroup::new(cfg, Vec::new()).start();
+    let ws_config =
+        WsConfig { listen: vec!["127.0.0.1:0".parse().unwrap()], max_peers: max_ws, ..WsConfig::default() };
+    let ws = group.send(ListenWebSocket(ws_config)).await.unwrap().unwrap()[0];
+    let mut tcp;
+    wait_for!(WAIT, "listener bound", {
+        tcp = group.send(GetListenAddrs).await.unwrap();
+        !tcp.is_empty()
+    });
+    (group, tcp[0], ws)
+}
+
+/// The transports of the group's peers that completed their handshake.
+async fn ready_transports(group: &Addr<PeerGroup>) -> Vec<&'static str> {
+    let peers = group.send(GetPeers).await.unwrap();
+    peers.iter().filter(|p| p.state == btcpeer::peer::PeerState::Ready).map(|p| p.transport).collect()
+}
+
+/// A WebSocket newcomer gets what a TCP newcomer gets when the group is full (the inbound slots,
+/// or the WebSocket cap): Core's `SelectNodeToEvict` picks a peer to make room for it. With ten
+/// peers from one network group there is one to evict: one protected for its group, eight for
+/// their latency, the older half of the one left. With fewer, all are protected and the
+/// newcomer is refused (`headers_are_served_and_announced_as_core_does` checks that).
+#[actix_rt::test]
+async fn websocket_newcomers_go_through_eviction_as_tcp_ones_do() {
+    for (max_inbound, max_ws, full) in [(10, 100, "inbound slots"), (100, 10, "websocket cap")] {
+        let (group, tcp, ws) = inbound_group(max_inbound, max_ws).await;
+        let mut clients = Vec::new();
+        for n in 0..10 {
+            clients.push(Client::connect_ws(ws, None, 100 + n).await.unwrap());
+        }
+        wait_for!(WAIT, "ten websocket peers", { ready_transports(&group).await == vec!["ws"; 10] });
+        let _newcomer = Client::connect_ws(ws, None, 200)
+            .await
+            .unwrap_or_else(|e| panic!("{full} full: the websocket newcomer is refused: {e}"));
+        // One of the ten made room: still ten peers, the newcomer among them.
+        wait_for!(WAIT, format!("{full} full: one peer evicted for the websocket newcomer"), {
+            ready_transports(&group).await == vec!["ws"; 10]
+        });
+        if full == "inbound slots" {
+            // A TCP newcomer makes room the same way, among WebSocket peers too.
+            let _tcp = Client::connect(tcp, 300).await;
+            wait_for!(WAIT, "one peer evicted for the tcp newcomer", {
+                let mut t = ready_transports(&group).await;
+                t.sort();
+                t == [&["v1"][..], &["ws"; 9][..]].concat()
+            });
+        }
+        group.send(Shutdown).await.unwrap();
+    }
+}
+
 /// btcpeerd refuses serving settings it cannot honour: exit 2, one line naming the key.
 #[test]
 fn serving_settings_are_checked() {
