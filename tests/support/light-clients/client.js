@@ -2,7 +2,11 @@
 //
 //   node client.js bitcoin-net tcp|ws HOST:PORT BLOCK_HASH
 //   node client.js bitcoin-net-filtered tcp|ws HOST:PORT BLOCK_HASH FILTER_HEX HASH_FUNCS TWEAK TXID
+//   node client.js bitcoin-net-blocks tcp|ws HOST:PORT HASH[,HASH...]
 //   node client.js bitcore-p2p tcp HOST:PORT
+//
+// bitcoin-net-blocks (scripts/bench-serve) fetches the blocks one after the other and prints
+// {"block_ms":[..]}, the milliseconds each took from getdata to block.
 //
 // bitcoin-net-filtered asks for NODE_BLOOM (requireBloom), loads the BIP37 filter given
 // (BLOOM_UPDATE_NONE), asks for BLOCK_HASH as a filtered block and waits for the merkleblock and
@@ -34,13 +38,14 @@ const fromHex = (display) => reverse(Buffer.from(display, 'hex'))
 const GENESIS = '0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206'
 
 // A bitcoin-net Peer connecting over `transport`; `opts` go to the Peer.
-function bitcoinNetPeer (opts) {
+function bitcoinNetPeer (opts, { noDelay = false } = {}) {
   const { Peer } = require('bitcoin-net')
   // Regtest: the magic bytes fa bf b5 da read as a little-endian number.
   const params = { magic: 0xdab5bffa, defaultPort: 18444 }
   const socket = transport === 'ws'
     ? require('websocket-stream')(`ws://${host}:${port}`, { binary: true })
     : net.connect(port, host)
+  if (noDelay && transport === 'tcp') socket.setNoDelay(true)
   const peer = new Peer(params, { handshakeTimeout: 20000, ...opts })
   peer.on('error', (err) => done({ error: err.message }))
   socket.once('connect', () => peer.connect(socket))
@@ -74,6 +79,25 @@ function bitcoinNetFiltered () {
         done(result)
       })
     })
+  })
+}
+
+function bitcoinNetBlocks () {
+  // No Nagle: otherwise the kernel's delayed ACK (~40 ms) is most of the latency measured.
+  const peer = bitcoinNetPeer({}, { noDelay: true })
+  peer.once('ready', () => {
+    const hashes = blockHash.split(',')
+    const result = { block_ms: [] }
+    const next = (i) => {
+      if (i === hashes.length) return done(result)
+      const asked = process.hrtime.bigint()
+      peer.getBlocks([fromHex(hashes[i])], { timeout: 20000 }, (err) => {
+        if (err) return done({ error: `getdata: ${err.message}` })
+        result.block_ms.push(Number(process.hrtime.bigint() - asked) / 1e6)
+        next(i + 1)
+      })
+    }
+    next(0)
   })
 }
 
@@ -131,5 +155,6 @@ function bitcoreP2p () {
 
 if (client === 'bitcoin-net') bitcoinNet()
 else if (client === 'bitcoin-net-filtered') bitcoinNetFiltered()
+else if (client === 'bitcoin-net-blocks') bitcoinNetBlocks()
 else if (client === 'bitcore-p2p') bitcoreP2p()
 else done({ error: `unknown client ${client}` })
