@@ -159,6 +159,9 @@ pub struct SyncSettings {
     pub checkpoint: Option<String>,
     /// Serve peers: answer `getheaders`, announce new tips, proxy blocks (needs `headers`).
     pub serve: bool,
+    /// While serving blocks, offer `NODE_BLOOM` too: accept BIP37 filters and serve filtered
+    /// blocks (needs `serve`).
+    pub serve_bloom: bool,
 }
 
 impl Default for SyncSettings {
@@ -169,6 +172,7 @@ impl Default for SyncSettings {
             stale_tip_timeout_secs: 30 * 60,
             checkpoint: None,
             serve: false,
+            serve_bloom: false,
         }
     }
 }
@@ -422,6 +426,9 @@ impl Settings {
         }
         if self.sync.serve && !(self.sync.headers || self.sync.fetch_blocks) {
             return Err(ConfigError::new("sync.serve", "needs sync.headers (--sync-headers)"));
+        }
+        if self.sync.serve_bloom && !self.sync.serve {
+            return Err(ConfigError::new("sync.serve_bloom", "needs sync.serve (--serve)"));
         }
         if self.group.max_outbound > 1_000 {
             return Err(ConfigError::new("group.max_outbound", "must be at most 1000"));

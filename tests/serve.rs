@@ -368,6 +368,126 @@ fn light_clients_sync_headers_and_get_blocks_from_btcpeerd() {
     let _ = daemon.wait();
 }
 
+/// A BIP37 filter (`hash_funcs` functions, `tweak`) of 16 bytes holding `key`, built as BIP37
+/// (and Core's `CBloomFilter::insert`) does.
+fn bloom_filter(key: &[u8], hash_funcs: u32, tweak: u32) -> Vec<u8> {
+    let mut data = vec![0u8; 16];
+    for n in 0..hash_funcs {
+        let seed = n.wrapping_mul(0xFBA4_C795).wrapping_add(tweak);
+        let h =
+            murmur3::murmur3_32(&mut std::io::Cursor::new(key), seed).unwrap() as usize % (data.len() * 8);
+        data[h >> 3] |= 1 << (h & 7);
+    }
+    data
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// Filtered blocks (`sync.serve_bloom`), as Core's `ProcessGetBlockData` serves them:
+/// bitcoin-net, asking for NODE_BLOOM, loads a filter matching one transaction of a block bcoin
+/// mined and gets through btcpeerd the `merkleblock` whose matches are that transaction, then
+/// the transaction itself; a client without a filter gets no answer at all.
+#[test]
+fn filtered_blocks_are_built_with_the_peers_filter() {
+    use bitcoin::consensus::encode::{deserialize, serialize_hex};
+    let bcoin = Bcoin::start();
+    let hashes = bcoin.mine(SEGWIT_HEIGHT);
+    let coinbase = |hash: &str| -> bitcoin::Txid {
+        bcoin.rpc("getblock", json!([hash, true]))["tx"][0].as_str().unwrap().parse().unwrap()
+    };
+    let watched = spend_op_true(coinbase(&hashes[0]), 5_000_000_000, 2_000);
+    let other = spend_op_true(coinbase(&hashes[1]), 5_000_000_000, 3_000);
+    for tx in [&watched, &other] {
+        bcoin.rpc("sendrawtransaction", json!([serialize_hex(tx)]));
+    }
+    let block = bcoin.mine(1).remove(0);
+    let block_json = bcoin.rpc("getblock", json!([block, true]));
+    assert_eq!(block_json["tx"].as_array().unwrap().len(), 3, "the coinbase and both spends: {block_json}");
+    let (height, _) = best(&bcoin);
+
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = bcoin.p2p.to_string();
+    let env = [
+        ("BTCPEER_CONNECT", upstream.as_str()),
+        ("BTCPEER_SYNC__HEADERS", "true"),
+        ("BTCPEER_SYNC__SERVE", "true"),
+        ("BTCPEER_SYNC__SERVE_BLOOM", "true"),
+    ];
+    let (daemon, listen) = daemon_with_events(dir.path(), &env);
+    let _daemon = KillOnDrop(daemon);
+    let events = dir.path().join("events.jsonl");
+    wait_until_blocking(WAIT, "btcpeerd to sync from bcoin", || {
+        std::fs::read_to_string(&events).is_ok_and(|log| {
+            log.lines().any(|l| l.contains("\"synced\"") && l.contains(&format!("\"height\":{height}")))
+        })
+    });
+
+    // 5 of 128 bits: another key matches by chance with a probability of about 1e-7.
+    let (hash_funcs, tweak) = (5, 7);
+    let filter = bloom_filter(watched.compute_txid().as_byte_array(), hash_funcs, tweak);
+    let got = light_client(&[
+        "bitcoin-net-filtered",
+        "tcp",
+        &listen,
+        &block,
+        &hex(&filter),
+        &hash_funcs.to_string(),
+        &tweak.to_string(),
+        &watched.compute_txid().to_string(),
+    ]);
+    assert_eq!(got["services"]["NODE_BLOOM"], true, "{got}");
+    assert_eq!(got["block"], block.as_str(), "{got}");
+    // The partial merkle tree as it came: total, hashes (internal order), flags.
+    let mut tree = got["total"].as_u64().unwrap().to_le_bytes()[..4].to_vec();
+    let tree_hashes = got["hashes"].as_array().unwrap();
+    tree.push(u8::try_from(tree_hashes.len()).unwrap());
+    for h in tree_hashes {
+        tree.extend(unhex(h.as_str().unwrap()));
+    }
+    let flags = unhex(got["flags"].as_str().unwrap());
+    tree.push(u8::try_from(flags.len()).unwrap());
+    tree.extend(flags);
+    let tree: bitcoin::merkle_tree::PartialMerkleTree = deserialize(&tree).unwrap();
+    let (mut matches, mut indexes) = (Vec::new(), Vec::new());
+    let root = tree.extract_matches(&mut matches, &mut indexes).unwrap();
+    assert_eq!(root.to_string(), block_json["merkleroot"].as_str().unwrap());
+    assert_eq!(matches, vec![watched.compute_txid()], "{got}");
+    let txs: Vec<&str> = got["txs"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(txs, vec![watched.compute_txid().to_string()], "the matched transaction, nothing else");
+
+    // Without a filter: no answer (the next thing to arrive answers the `block` item after it).
+    let listen: SocketAddr = listen.parse().unwrap();
+    let block: BlockHash = block.parse().unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut c = Client::connect(listen, 3).await;
+        assert!(c.services.has(ServiceFlags::BLOOM), "{}", c.services);
+        let filtered = Inventory::Unknown { inv_type: 3, hash: block.to_byte_array() };
+        c.send(Message::GetData(vec![filtered, Inventory::Block(block)])).await;
+        let first = c
+            .next_where("an answer", |m| {
+                matches!(m, Message::MerkleBlock(_) | Message::Block(_) | Message::Tx(_))
+            })
+            .await;
+        assert!(matches!(&first, Message::Block(b) if b.block_hash() == block), "{first:?}");
+    });
+}
+
+/// Kills the daemon when the test ends, failed or not (it would hold the test's output open).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Serves `browser.html` at `/` on loopback and hands the body of the page's `POST /result` to
 /// the returned channel.
 fn serve_test_page() -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
@@ -471,14 +591,76 @@ fn a_browser_gets_headers_over_websocket() {
     assert!(services.has(ServiceFlags::NETWORK | ServiceFlags::WITNESS), "{result}");
 }
 
+/// A listening group without upstream peers, with a WebSocket listener: (group, tcp, ws).
+async fn inbound_group(max_inbound: usize, max_ws: usize) -> (Addr<PeerGroup>, SocketAddr, SocketAddr) {
+    let mut cfg = group_config(regtest_config(), true);
+    cfg.policy.connect_only = true;
+    cfg.max_inbound = max_inbound;
+    cfg.max_inbound_per_ip = 0;
+    let group = PeerGroup::new(cfg, Vec::new()).start();
+    let ws_config =
+        WsConfig { listen: vec!["127.0.0.1:0".parse().unwrap()], max_peers: max_ws, ..WsConfig::default() };
+    let ws = group.send(ListenWebSocket(ws_config)).await.unwrap().unwrap()[0];
+    let mut tcp;
+    wait_for!(WAIT, "listener bound", {
+        tcp = group.send(GetListenAddrs).await.unwrap();
+        !tcp.is_empty()
+    });
+    (group, tcp[0], ws)
+}
+
+/// The transports of the group's peers that completed their handshake.
+async fn ready_transports(group: &Addr<PeerGroup>) -> Vec<&'static str> {
+    let peers = group.send(GetPeers).await.unwrap();
+    peers.iter().filter(|p| p.state == btcpeer::peer::PeerState::Ready).map(|p| p.transport).collect()
+}
+
+/// A WebSocket newcomer gets what a TCP newcomer gets when the group is full (the inbound slots,
+/// or the WebSocket cap): Core's `SelectNodeToEvict` picks a peer to make room for it. With ten
+/// peers from one network group there is one to evict: one protected for its group, eight for
+/// their latency, the older half of the one left. With fewer, all are protected and the
+/// newcomer is refused (`headers_are_served_and_announced_as_core_does` checks that).
+#[actix_rt::test]
+async fn websocket_newcomers_go_through_eviction_as_tcp_ones_do() {
+    for (max_inbound, max_ws, full) in [(10, 100, "inbound slots"), (100, 10, "websocket cap")] {
+        let (group, tcp, ws) = inbound_group(max_inbound, max_ws).await;
+        let mut clients = Vec::new();
+        for n in 0..10 {
+            clients.push(Client::connect_ws(ws, None, 100 + n).await.unwrap());
+        }
+        wait_for!(WAIT, "ten websocket peers", { ready_transports(&group).await == vec!["ws"; 10] });
+        let _newcomer = Client::connect_ws(ws, None, 200)
+            .await
+            .unwrap_or_else(|e| panic!("{full} full: the websocket newcomer is refused: {e}"));
+        // One of the ten made room: still ten peers, the newcomer among them.
+        wait_for!(WAIT, format!("{full} full: one peer evicted for the websocket newcomer"), {
+            ready_transports(&group).await == vec!["ws"; 10]
+        });
+        if full == "inbound slots" {
+            // A TCP newcomer makes room the same way, among WebSocket peers too.
+            let _tcp = Client::connect(tcp, 300).await;
+            wait_for!(WAIT, "one peer evicted for the tcp newcomer", {
+                let mut t = ready_transports(&group).await;
+                t.sort();
+                t == [&["v1"][..], &["ws"; 9][..]].concat()
+            });
+        }
+        group.send(Shutdown).await.unwrap();
+    }
+}
+
 /// btcpeerd refuses serving settings it cannot honour: exit 2, one line naming the key.
 #[test]
 fn serving_settings_are_checked() {
     let dir = tempfile::tempdir().unwrap();
-    for (args, key) in [(&["--serve"][..], "sync.serve"), (&["--listen-ws", "localhost:1"][..], "listen_ws")]
-    {
+    let bloom_alone = [("BTCPEER_SYNC__HEADERS", "true"), ("BTCPEER_SYNC__SERVE_BLOOM", "true")];
+    for (args, env, key) in [
+        (&["--serve"][..], &[][..], "sync.serve"),
+        (&["--listen-ws", "localhost:1"][..], &[][..], "listen_ws"),
+        (&[][..], &bloom_alone[..], "sync.serve_bloom"),
+    ] {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_btcpeerd"));
-        cmd.args(["--network", "regtest", "--data-dir"]).arg(dir.path()).args(args);
+        cmd.args(["--network", "regtest", "--data-dir"]).arg(dir.path()).args(args).envs(env.iter().copied());
         let out = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");

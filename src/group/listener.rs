@@ -16,8 +16,8 @@ use super::messages::GetListenAddrs;
 use super::PeerGroup;
 use crate::addrbook::netgroup::netgroup;
 use crate::peer::dial::PeerStream;
-use crate::peer::messages::{Disconnect, GetStats};
-use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr, PeerId};
+use crate::peer::messages::{Disconnect, GetStats, ServeFilteredBlock};
+use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr};
 
 /// Pause after a failed `accept` (out of file descriptors and similar) instead of spinning.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -86,20 +86,18 @@ impl PeerGroup {
         self.inbound_per_ip.values().sum()
     }
 
-    fn accept(&mut self, stream: tokio::net::TcpStream, remote: SocketAddr, ctx: &mut Context<Self>) {
-        let _ = stream.set_nodelay(true);
-        self.start_inbound(stream, remote, ctx);
-    }
-
-    /// Starts an admitted inbound peer over any stream (TCP here, WebSocket in `ws_listener`).
+    /// Starts an admitted inbound peer over any stream (TCP here, WebSocket in `ws_listener`:
+    /// `websocket`, whose transport is then `ws`).
     pub(super) fn start_inbound(
         &mut self,
         stream: impl PeerStream,
         remote: SocketAddr,
+        websocket: bool,
         ctx: &mut Context<Self>,
     ) {
         *self.inbound_per_ip.entry(remote.ip()).or_default() += 1;
         let actor = PeerActor::inbound(self.config.peer.clone(), remote, stream, self.subscribers(ctx));
+        let actor = if websocket { actor.over_websocket() } else { actor };
         let id = actor.id();
         let addr = self.start_peer(actor);
         self.peers.insert(
@@ -114,6 +112,86 @@ impl PeerGroup {
             },
         );
         self.enforce_hard_limit();
+    }
+
+    /// Admits an inbound newcomer (TCP or WebSocket alike): started at once while there is
+    /// room; when the inbound slots are full, started only if eviction finds a peer to make
+    /// room (Core's `SelectNodeToEvict`); else closed.
+    pub(super) fn admit_inbound(
+        &mut self,
+        stream: impl PeerStream,
+        remote: SocketAddr,
+        websocket: bool,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, ()> {
+        let done = || -> ResponseActFuture<Self, ()> { Box::pin(actix::fut::ready(())) };
+        match self.admission(remote) {
+            Admission::Accept => {
+                self.start_inbound(stream, remote, websocket, ctx);
+                return done();
+            }
+            Admission::Refuse(why) => {
+                info!(%remote, ?why, websocket, "refusing inbound connection");
+                return done();
+            }
+            Admission::EvictFirst => {}
+        }
+        // Full: ask the inbound peers for their latency, then evict one or refuse the newcomer.
+        Box::pin(self.eviction_candidates(false).into_actor(self).map(move |candidates, act, ctx| {
+            // Things may have changed while the peers answered.
+            match act.admission(remote) {
+                Admission::Accept => return act.start_inbound(stream, remote, websocket, ctx),
+                Admission::Refuse(_) => return,
+                Admission::EvictFirst => {}
+            }
+            if act.evict_for(candidates, remote, "inbound slots full") {
+                act.start_inbound(stream, remote, websocket, ctx);
+            } else {
+                info!(%remote, websocket, "inbound slots full and all protected: refusing");
+            }
+        }))
+    }
+
+    /// The inbound peers eviction chooses from, each asked for its latency (`websocket_only`:
+    /// the WebSocket peers alone, when their own cap is what is full).
+    pub(super) fn eviction_candidates(
+        &self,
+        websocket_only: bool,
+    ) -> impl std::future::Future<Output = Vec<Candidate>> + 'static {
+        let asks: Vec<_> = self
+            .peers
+            .iter()
+            .filter(|(_, e)| e.link == Link::Inbound)
+            .map(|(id, e)| {
+                let group = netgroup(&e.addr);
+                let connected_at = e.connected_at;
+                let id = *id;
+                let ask = e.actor.send(GetStats);
+                async move {
+                    let stats = ask.await.ok();
+                    if websocket_only && stats.as_ref().map(|s| s.transport) != Some("ws") {
+                        return None;
+                    }
+                    let ping =
+                        stats.and_then(|s| s.ping_latency_ms).map(|ms| Duration::from_secs_f64(ms / 1000.0));
+                    Some(Candidate { id, group, connected_at, ping })
+                }
+            })
+            .collect();
+        async move { join_all(asks).await.into_iter().flatten().collect() }
+    }
+
+    /// Disconnects the peer eviction picks among `candidates` (those still here) to make room
+    /// for `newcomer`; false when every one is protected.
+    pub(super) fn evict_for(&mut self, candidates: Vec<Candidate>, newcomer: SocketAddr, why: &str) -> bool {
+        let candidates = candidates.into_iter().filter(|c| self.peers.contains_key(&c.id)).collect();
+        let Some(victim) = inbound::select_eviction(candidates) else { return false };
+        // Forget the victim now so the count never exceeds the limit while it closes.
+        if let Some(e) = self.forget(victim) {
+            info!(victim = %e.addr, %newcomer, why, "evicting an inbound peer");
+            e.actor.do_send(Disconnect(DisconnectReason::Evicted));
+        }
+        true
     }
 }
 
@@ -135,57 +213,18 @@ impl Handler<Accepted> for PeerGroup {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, Accepted(stream, remote): Accepted, ctx: &mut Context<Self>) -> Self::Result {
-        let done = || -> ResponseActFuture<Self, ()> { Box::pin(actix::fut::ready(())) };
-        match self.admission(remote) {
-            Admission::Accept => {
-                self.accept(stream, remote, ctx);
-                return done();
-            }
-            Admission::Refuse(why) => {
-                info!(%remote, ?why, "refusing inbound connection");
-                return done();
-            }
-            Admission::EvictFirst => {}
+        let _ = stream.set_nodelay(true);
+        self.admit_inbound(stream, remote, false, ctx)
+    }
+}
+
+// Serving a peer that connected to us: a filtered block goes to the peer itself, whose BIP37
+// filter builds the answer (the chain sync's `SendToPeer` carries finished messages only).
+impl Handler<ServeFilteredBlock> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, msg: ServeFilteredBlock, _: &mut Context<Self>) {
+        if let Some(entry) = self.peers.get(&msg.peer).filter(|e| e.ready) {
+            entry.actor.do_send(msg);
         }
-        // Full: ask the inbound peers for their latency, then evict one or refuse the newcomer.
-        let inbound: Vec<(PeerId, &Entry)> =
-            self.peers.iter().filter(|(_, e)| e.link == Link::Inbound).map(|(id, e)| (*id, e)).collect();
-        let asks: Vec<_> = inbound
-            .iter()
-            .map(|(id, e)| {
-                let group = netgroup(&e.addr);
-                let connected_at = e.connected_at;
-                let id = *id;
-                let ask = e.actor.send(GetStats);
-                async move {
-                    let ping = ask
-                        .await
-                        .ok()
-                        .and_then(|s| s.ping_latency_ms)
-                        .map(|ms| Duration::from_secs_f64(ms / 1000.0));
-                    Candidate { id, group, connected_at, ping }
-                }
-            })
-            .collect();
-        Box::pin(join_all(asks).into_actor(self).map(move |candidates, act, ctx| {
-            // Things may have changed while the peers answered.
-            match act.admission(remote) {
-                Admission::Accept => return act.accept(stream, remote, ctx),
-                Admission::Refuse(_) => return,
-                Admission::EvictFirst => {}
-            }
-            let candidates = candidates.into_iter().filter(|c| act.peers.contains_key(&c.id)).collect();
-            match inbound::select_eviction(candidates) {
-                Some(victim) => {
-                    // Forget the victim now so the count never exceeds the limit while it closes.
-                    if let Some(e) = act.forget(victim) {
-                        info!(victim = %e.addr, newcomer = %remote, "inbound slots full: evicting");
-                        e.actor.do_send(Disconnect(DisconnectReason::Evicted));
-                    }
-                    act.accept(stream, remote, ctx);
-                }
-                None => info!(%remote, "inbound slots full and all protected: refusing"),
-            }
-        }))
     }
 }

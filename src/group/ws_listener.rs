@@ -8,7 +8,10 @@
 //! frames and messages above [`WsConfig::max_message_bytes`] close the connection, at most
 //! [`WsConfig::max_peers`] WebSocket connections (handshaking or not) are open at once, and
 //! with [`WsConfig::allowed_origins`] set a browser page from another origin is refused (403).
-//! A full group refuses WebSocket newcomers instead of evicting a peer for them.
+//! When the inbound slots or the WebSocket cap are full, a newcomer gets what a TCP newcomer
+//! gets: eviction picks a peer to make room (Core's `SelectNodeToEvict`, among the inbound
+//! peers, or among the WebSocket ones when their cap is what is full), or the newcomer is
+//! closed when every candidate is protected.
 
 use std::io;
 use std::net::SocketAddr;
@@ -92,6 +95,12 @@ pub struct WsListenError {
 #[rtype(result = "()")]
 struct WsAccepted(WsPeerStream, SocketAddr);
 
+/// The WebSocket cap is full and a newcomer from this address arrived: evict a WebSocket peer
+/// for it, as the inbound slots do for TCP newcomers. Answers whether one was evicted.
+#[derive(Message)]
+#[rtype(result = "bool")]
+struct EvictWebSocketPeer(SocketAddr);
+
 /// The WebSocket as a byte stream, holding its slot in the connection count until dropped
 /// (when the peer actor stops).
 struct WsPeerStream {
@@ -106,6 +115,13 @@ impl Slot {
     fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
         count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
         Some(Slot(count.clone()))
+    }
+
+    /// Takes the slot of a peer evicted for the newcomer: the count is above `max` until the
+    /// victim's stream closes and frees its own.
+    fn take_over(count: &Arc<AtomicUsize>) -> Slot {
+        count.fetch_add(1, Ordering::AcqRel);
+        Slot(count.clone())
     }
 }
 
@@ -201,13 +217,20 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Some(slot) = Slot::take(&count, config.max_peers) else {
-            info!(%remote, max = config.max_peers, "websocket peers at their limit: refusing");
-            continue;
-        };
         if !group.connected() {
             return; // the group stopped
         }
+        let slot = match Slot::take(&count, config.max_peers) {
+            Some(slot) => slot,
+            // `send` waits for the group's choice: accepting pauses meanwhile, as for TCP.
+            None => match group.send(EvictWebSocketPeer(remote)).await {
+                Ok(true) => Slot::take_over(&count),
+                _ => {
+                    info!(%remote, max = config.max_peers, "websocket peers at their limit, all protected: refusing");
+                    continue;
+                }
+            },
+        };
         let (me, config) = (group.clone(), config.clone());
         actix::spawn(async move {
             if let Some(stream) = handshake(tcp, remote, config, slot).await {
@@ -244,23 +267,31 @@ impl Handler<ListenWebSocket> for PeerGroup {
 }
 
 impl Handler<WsAccepted> for PeerGroup {
-    type Result = ();
+    type Result = ResponseActFuture<Self, ()>;
 
-    /// Admits the peer as the TCP listener does (bans, per-IP and inbound limits, accepting),
-    /// except that a full group refuses it rather than evicting.
-    fn handle(&mut self, WsAccepted(stream, remote): WsAccepted, ctx: &mut Context<Self>) {
-        match self.admission(remote) {
-            Admission::Accept => {}
-            Admission::Refuse(why) => {
-                info!(%remote, ?why, "refusing websocket peer");
-                return;
-            }
-            Admission::EvictFirst => {
-                info!(%remote, "inbound slots full: refusing websocket peer");
-                return;
-            }
+    /// Admits the peer as the TCP listener does: bans, per-IP and inbound limits, accepting,
+    /// and eviction when the inbound slots are full.
+    fn handle(&mut self, WsAccepted(stream, remote): WsAccepted, ctx: &mut Context<Self>) -> Self::Result {
+        debug!(%remote, "websocket handshake done");
+        self.admit_inbound(stream, remote, true, ctx)
+    }
+}
+
+impl Handler<EvictWebSocketPeer> for PeerGroup {
+    type Result = ResponseActFuture<Self, bool>;
+
+    fn handle(
+        &mut self,
+        EvictWebSocketPeer(remote): EvictWebSocketPeer,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        // No room is made for a newcomer that would be refused anyway.
+        if let Admission::Refuse(why) = self.admission(remote) {
+            info!(%remote, ?why, "refusing websocket peer");
+            return Box::pin(actix::fut::ready(false));
         }
-        debug!(%remote, "websocket peer accepted");
-        self.start_inbound(stream, remote, ctx);
+        Box::pin(self.eviction_candidates(true).into_actor(self).map(move |candidates, act, _| {
+            act.evict_for(candidates, remote, "websocket peers at their limit")
+        }))
     }
 }

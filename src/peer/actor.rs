@@ -116,6 +116,8 @@ pub struct PeerActor {
     answers: HashMap<RequestId, oneshot::Sender<Result<Response, RequestError>>>,
     /// The group deciding our transaction requests, told of `notfound`s for transactions.
     tx_notfound: Option<Recipient<TxsNotFound>>,
+    /// The stream is a WebSocket (the v1 byte stream in binary frames): `transport` is `ws`.
+    websocket: bool,
 }
 
 impl PeerActor {
@@ -211,7 +213,26 @@ impl PeerActor {
             trickle_timer: None,
             answers: HashMap::new(),
             tx_notfound: None,
+            websocket: false,
         }
+    }
+
+    /// The stream is a WebSocket carrying the v1 byte stream (bitcoin-net's browser transport):
+    /// no v2 detection, and stats, events and metrics name the transport `ws`.
+    pub(crate) fn over_websocket(mut self) -> Self {
+        self.websocket = true;
+        self.start = Start::V1;
+        self.encoder = TransportEncoder::V1(Codec::new(self.config.network.magic()));
+        self.transport = Some(TransportVersion::V1);
+        self
+    }
+
+    /// The transport's name in stats, events and metrics: `v1`, `v2` or `ws`.
+    fn transport_name(&self) -> &'static str {
+        if self.websocket {
+            return "ws";
+        }
+        self.transport.unwrap_or(TransportVersion::V1).as_str()
     }
 
     /// This connection's id.
@@ -349,7 +370,7 @@ impl PeerActor {
                     let took = self.connected_at.map(|t| t.elapsed()).unwrap_or_default();
                     let link = self.machine.link();
                     info.transport = self.transport.unwrap_or(TransportVersion::V1);
-                    let transport = info.transport.as_str();
+                    let transport = self.transport_name();
                     self.count(|m| m.handshake_over(link, transport, took));
                     let _g = self.span.enter();
                     info!(version = info.version, user_agent = %info.user_agent, services = info.services, start_height = info.start_height, transport, "peer ready");
@@ -500,7 +521,7 @@ impl PeerActor {
             start_height: info.map_or(0, |i| i.start_height),
             relay: info.is_some_and(|i| i.relay),
             features: info.map(|i| i.features.clone()).unwrap_or_default(),
-            transport: self.transport.unwrap_or(TransportVersion::V1).as_str(),
+            transport: self.transport_name(),
             session_id: self.session_id.map(|id| super::transport::v2::hex(&id)),
             connected_since: None,
             last_send: None,

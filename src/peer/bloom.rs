@@ -58,6 +58,12 @@ impl BloomFilter {
         })
     }
 
+    /// The filter's bits (to build a `filterload` in tests).
+    #[cfg(test)]
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.data
+    }
+
     fn bit(&self, n: u32, key: &[u8]) -> usize {
         let seed = n.wrapping_mul(0xFBA4_C795).wrapping_add(self.tweak);
         // Reading from a slice cannot fail.

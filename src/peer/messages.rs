@@ -129,6 +129,20 @@ pub(crate) struct TxsNotFound {
 #[rtype(result = "()")]
 pub(crate) struct HandTxRequestsToGroup(pub actix::Recipient<TxsNotFound>);
 
+/// A block a peer asked for with `getdata(MSG_FILTERED_BLOCK)`, fetched for it by the chain
+/// sync's block proxy (internal). Sent to the [`PeerGroup`](crate::group::PeerGroup), which
+/// hands it to the ready peer `peer`; the peer answers with a `merkleblock` built with its
+/// BIP37 filter and the matched transactions, or nothing without a filter (Core's
+/// `ProcessGetBlockData`).
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+pub(crate) struct ServeFilteredBlock {
+    /// The peer that asked.
+    pub peer: super::PeerId,
+    /// The block.
+    pub block: std::sync::Arc<bitcoin::Block>,
+}
+
 /// Writer task report (internal).
 #[derive(Debug, ActixMessage)]
 #[rtype(result = "()")]

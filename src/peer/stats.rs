@@ -103,7 +103,8 @@ pub struct PeerStats {
     pub relay: bool,
     /// Negotiated features.
     pub features: Features,
-    /// Transport in use: `"v1"` or `"v2"` (BIP324).
+    /// Transport in use: `"v1"`, `"v2"` (BIP324), or `"ws"` for a WebSocket peer (the v1
+    /// byte stream in binary frames, as bitcoin-net's browser transport speaks it).
     pub transport: &'static str,
     /// BIP324 session id in hex (v2 only), as Core's `getpeerinfo` shows it: equal at both ends
     /// unless someone is in the middle.

@@ -1,6 +1,8 @@
 //! Serving blocks we do not keep: a downstream peer's `getdata` for blocks of our best chain
-//! is answered from a small cache of recent blocks, or by fetching the block from an upstream
-//! peer. Pure: the chain sync executes the [`ProxyAction`]s.
+//! (full, witness or BIP37 filtered) is answered from a small cache of recent blocks, or by
+//! fetching the block from an upstream peer. Pure: the chain sync executes the
+//! [`ProxyAction`]s. A filtered block is handed to the peer whole ([`Form::Filtered`]): its
+//! filter lives with the peer, which builds the `merkleblock`.
 //!
 //! Bounded so a downstream client cannot turn us into an amplifier: each peer has at most
 //! [`MAX_BLOCKS_IN_TRANSIT_PER_PEER`] blocks being fetched for it (Core's limit for what it
@@ -14,8 +16,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use bitcoin::hashes::Hash as _;
 use bitcoin::{Block, BlockHash};
 
+use crate::peer::requests::MSG_FILTERED_BLOCK;
 use crate::peer::PeerId;
 use crate::wire::Inventory;
 
@@ -29,17 +33,52 @@ pub(crate) const MAX_UPSTREAM_FETCHES: usize = 64;
 /// Bytes of recent blocks kept to answer repeated requests without fetching again.
 pub(crate) const CACHE_BYTES: usize = 32 << 20;
 
+/// The form a peer asked a block in (the `getdata` item's type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// `MSG_BLOCK`: without witness data.
+    Block,
+    /// `MSG_WITNESS_BLOCK`: with witness data.
+    Witness,
+    /// `MSG_FILTERED_BLOCK`: a `merkleblock` built with the peer's BIP37 filter, then the
+    /// matched transactions.
+    Filtered,
+}
+
+impl Form {
+    /// The form and hash a `getdata` item asks for, if it is a block.
+    fn of(item: &Inventory) -> Option<(BlockHash, Form)> {
+        match item {
+            Inventory::Block(h) => Some((*h, Form::Block)),
+            Inventory::WitnessBlock(h) => Some((*h, Form::Witness)),
+            Inventory::Unknown { inv_type: MSG_FILTERED_BLOCK, hash } => {
+                Some((BlockHash::from_byte_array(*hash), Form::Filtered))
+            }
+            _ => None,
+        }
+    }
+
+    /// The `getdata`/`notfound` item for `hash` in this form.
+    fn item(self, hash: BlockHash) -> Inventory {
+        match self {
+            Form::Block => Inventory::Block(hash),
+            Form::Witness => Inventory::WitnessBlock(hash),
+            Form::Filtered => Inventory::Unknown { inv_type: MSG_FILTERED_BLOCK, hash: hash.to_byte_array() },
+        }
+    }
+}
+
 /// What to do.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ProxyAction {
-    /// Send the block to the peer (`witness`: with witness data, as `MSG_WITNESS_BLOCK` asks).
+    /// Send the block to the peer in the form it asked for.
     Send {
         /// To whom.
         peer: PeerId,
         /// The block.
         block: Arc<Block>,
-        /// Serialize with witnesses.
-        witness: bool,
+        /// How.
+        form: Form,
     },
     /// Fetch the block from an upstream peer (not `exclude`: they asked for it); report with
     /// [`BlockProxy::on_fetched`].
@@ -60,8 +99,8 @@ pub(crate) enum ProxyAction {
 
 #[derive(Debug, Default)]
 struct PeerQueue {
-    /// Requests not yet started: (hash, witness).
-    waiting: VecDeque<(BlockHash, bool)>,
+    /// Requests not yet started.
+    waiting: VecDeque<(BlockHash, Form)>,
     /// Blocks being fetched for this peer.
     in_transit: usize,
 }
@@ -72,19 +111,11 @@ pub(crate) struct BlockProxy {
     cache: VecDeque<(BlockHash, Arc<Block>, usize)>,
     cache_bytes: usize,
     /// Fetches running: who waits for each block, and in which form.
-    fetching: HashMap<BlockHash, Vec<(PeerId, bool)>>,
+    fetching: HashMap<BlockHash, Vec<(PeerId, Form)>>,
     peers: HashMap<PeerId, PeerQueue>,
     /// Peers in the order their queues are served (round robin).
     order: VecDeque<PeerId>,
     actions: VecDeque<ProxyAction>,
-}
-
-fn item(hash: BlockHash, witness: bool) -> Inventory {
-    if witness {
-        Inventory::WitnessBlock(hash)
-    } else {
-        Inventory::Block(hash)
-    }
 }
 
 impl BlockProxy {
@@ -98,27 +129,23 @@ impl BlockProxy {
     ) {
         let mut refused = Vec::new();
         for i in items {
-            let (hash, witness) = match i {
-                Inventory::Block(h) => (*h, false),
-                Inventory::WitnessBlock(h) => (*h, true),
-                _ => continue,
-            };
+            let Some((hash, form)) = Form::of(i) else { continue };
             if !on_best_chain(&hash) {
                 continue;
             }
             if let Some(block) = self.cached(&hash) {
-                self.actions.push_back(ProxyAction::Send { peer, block, witness });
+                self.actions.push_back(ProxyAction::Send { peer, block, form });
                 continue;
             }
             let q = self.peers.entry(peer).or_default();
             if q.waiting.len() >= MAX_QUEUED_PER_PEER {
-                refused.push(item(hash, witness));
+                refused.push(form.item(hash));
                 continue;
             }
             if q.waiting.is_empty() && q.in_transit == 0 && !self.order.contains(&peer) {
                 self.order.push_back(peer);
             }
-            q.waiting.push_back((hash, witness));
+            q.waiting.push_back((hash, form));
         }
         if !refused.is_empty() {
             self.actions.push_back(ProxyAction::NotFound { peer, items: refused });
@@ -131,15 +158,15 @@ impl BlockProxy {
     pub(crate) fn on_fetched(&mut self, hash: BlockHash, block: Option<Arc<Block>>) {
         let waiters = self.fetching.remove(&hash).unwrap_or_default();
         let mut missing: HashMap<PeerId, Vec<Inventory>> = HashMap::new();
-        for (peer, witness) in waiters {
+        for (peer, form) in waiters {
             if let Some(q) = self.peers.get_mut(&peer) {
                 q.in_transit = q.in_transit.saturating_sub(1);
             } else {
                 continue; // gone meanwhile
             }
             match &block {
-                Some(b) => self.actions.push_back(ProxyAction::Send { peer, block: b.clone(), witness }),
-                None => missing.entry(peer).or_default().push(item(hash, witness)),
+                Some(b) => self.actions.push_back(ProxyAction::Send { peer, block: b.clone(), form }),
+                None => missing.entry(peer).or_default().push(form.item(hash)),
             }
         }
         for (peer, items) in missing {
@@ -197,7 +224,7 @@ impl BlockProxy {
             let Some(q) = self.peers.get_mut(&peer) else { continue };
             let busy = q.in_transit >= MAX_BLOCKS_IN_TRANSIT_PER_PEER;
             let pending = !q.waiting.is_empty() || q.in_transit > 0;
-            let Some((hash, witness)) = q.waiting.front().copied().filter(|_| !busy) else {
+            let Some((hash, form)) = q.waiting.front().copied().filter(|_| !busy) else {
                 if pending {
                     self.order.push_back(peer);
                 }
@@ -208,7 +235,7 @@ impl BlockProxy {
                 if let Some(q) = self.peers.get_mut(&peer) {
                     q.waiting.pop_front();
                 }
-                self.actions.push_back(ProxyAction::Send { peer, block, witness });
+                self.actions.push_back(ProxyAction::Send { peer, block, form });
                 self.order.push_front(peer);
                 idle = 0;
                 continue;
@@ -225,7 +252,7 @@ impl BlockProxy {
             self.order.push_back(peer);
             idle = 0;
             let waiters = self.fetching.entry(hash).or_default();
-            waiters.push((peer, witness));
+            waiters.push((peer, form));
             if !joining {
                 self.actions.push_back(ProxyAction::Fetch { hash, exclude: vec![peer] });
             }

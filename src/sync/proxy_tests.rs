@@ -47,7 +47,7 @@ fn fifty_thousand_requests_fetch_sixteen_at_a_time() {
     // Each delivery starts the next one, in order.
     p.on_fetched(hash(0), Some(block()));
     let next = drain(&mut p);
-    assert!(matches!(&next[0], ProxyAction::Send { peer: q, witness: false, .. } if *q == peer(1)));
+    assert!(matches!(&next[0], ProxyAction::Send { peer: q, form: Form::Block, .. } if *q == peer(1)));
     assert_eq!(fetches(&next), vec![hash(16)]);
     assert_eq!(p.fetching(), 16);
     // More than one getdata's worth waiting (49,983 wait now): the excess is refused.
@@ -78,11 +78,11 @@ fn one_block_is_fetched_once_for_every_peer_that_wants_it() {
     assert_eq!(fetches(&drain(&mut p)), vec![hash(5)]);
     p.on_fetched(hash(5), Some(block()));
     let sent = drain(&mut p);
-    assert!(sent.contains(&ProxyAction::Send { peer: peer(1), block: block(), witness: false }));
-    assert!(sent.contains(&ProxyAction::Send { peer: peer(2), block: block(), witness: true }));
+    assert!(sent.contains(&ProxyAction::Send { peer: peer(1), block: block(), form: Form::Block }));
+    assert!(sent.contains(&ProxyAction::Send { peer: peer(2), block: block(), form: Form::Witness }));
     // Now cached: a third peer is answered at once.
     p.on_getdata(peer(3), &[Inventory::Block(hash(5))], all);
-    assert_eq!(drain(&mut p), vec![ProxyAction::Send { peer: peer(3), block: block(), witness: false }]);
+    assert_eq!(drain(&mut p), vec![ProxyAction::Send { peer: peer(3), block: block(), form: Form::Block }]);
 }
 
 #[test]
@@ -102,4 +102,38 @@ fn a_departed_peer_gets_nothing_and_frees_its_share() {
     p.peer_gone(peer(1));
     p.on_fetched(hash(0), Some(block()));
     assert_eq!(drain(&mut p), vec![], "nothing sent, nothing more fetched");
+}
+
+fn filtered(n: u32) -> Inventory {
+    Inventory::Unknown { inv_type: MSG_FILTERED_BLOCK, hash: hash(n).to_byte_array() }
+}
+
+#[test]
+fn filtered_blocks_share_the_fetch_and_the_bounds_and_go_out_whole() {
+    let mut p = BlockProxy::default();
+    p.on_getdata(peer(1), &[filtered(5)], all);
+    p.on_getdata(peer(2), &[Inventory::Block(hash(5))], all);
+    assert_eq!(fetches(&drain(&mut p)), vec![hash(5)], "one fetch for both forms");
+    p.on_fetched(hash(5), Some(block()));
+    let sent = drain(&mut p);
+    assert!(sent.contains(&ProxyAction::Send { peer: peer(1), block: block(), form: Form::Filtered }));
+    assert!(sent.contains(&ProxyAction::Send { peer: peer(2), block: block(), form: Form::Block }));
+    // Cached now: answered at once, in the order asked.
+    p.on_getdata(peer(3), &[filtered(5), Inventory::Block(hash(5))], all);
+    assert_eq!(
+        drain(&mut p),
+        vec![
+            ProxyAction::Send { peer: peer(3), block: block(), form: Form::Filtered },
+            ProxyAction::Send { peer: peer(3), block: block(), form: Form::Block },
+        ]
+    );
+    // A block no upstream peer delivered: `notfound` with the item as asked.
+    p.on_getdata(peer(1), &[filtered(6)], all);
+    assert_eq!(fetches(&drain(&mut p)), vec![hash(6)]);
+    p.on_fetched(hash(6), None);
+    assert_eq!(drain(&mut p), vec![ProxyAction::NotFound { peer: peer(1), items: vec![filtered(6)] }]);
+    // Filtered requests count against the same per-peer limit.
+    let many: Vec<Inventory> = (100..150).map(filtered).collect();
+    p.on_getdata(peer(4), &many, all);
+    assert_eq!(fetches(&drain(&mut p)).len(), MAX_BLOCKS_IN_TRANSIT_PER_PEER);
 }

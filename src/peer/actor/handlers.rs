@@ -2,6 +2,7 @@
 //! machine or the writer.
 
 use super::*;
+use crate::peer::messages::ServeFilteredBlock;
 
 impl Handler<SendMessage> for PeerActor {
     type Result = ResponseFuture<Result<(), SendError>>;
@@ -19,6 +20,15 @@ impl Handler<SendMessage> for PeerActor {
             Ok(()) => Box::pin(rx.map(|r| r.unwrap_or(Err(SendError::Disconnected)))),
             Err(e) => Box::pin(future::ready(Err(e))),
         }
+    }
+}
+
+impl Handler<ServeFilteredBlock> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ServeFilteredBlock, ctx: &mut Context<Self>) {
+        self.machine.serve_filtered_block(&msg.block);
+        self.run_actions(ctx);
     }
 }
 

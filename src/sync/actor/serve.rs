@@ -2,8 +2,10 @@
 //! `getheaders` and announcing new tips with Core's rules from [`crate::chain::serve`], and
 //! their `getdata` for blocks through the [`BlockProxy`], fetching from upstream peers. The
 //! chain sync owns the chain, so it answers; the messages go out through the group
-//! ([`SendToPeer`]). `NODE_NETWORK | NODE_WITNESS` is advertised (to peers connecting from then
-//! on) only while a full-node peer is connected to fetch blocks from.
+//! ([`SendToPeer`]). `NODE_NETWORK | NODE_WITNESS` (and `NODE_BLOOM` when configured) is
+//! advertised (to peers connecting from then on) only while a full-node peer is connected to
+//! fetch blocks from. A filtered block goes to the peer whole ([`ServeFilteredBlock`]): the
+//! peer's BIP37 filter lives with it, and it builds the `merkleblock`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -16,17 +18,28 @@ use super::ChainSync;
 use crate::chain::serve::{announce, answer_getheaders, Announce, ServePeer};
 use crate::events::{GetDataReceived, MessageReceived, Notice};
 use crate::group::{Fetch, SendToPeer, SetServiceBits};
+use crate::peer::messages::ServeFilteredBlock;
 use crate::peer::requests::{Request, Response};
 use crate::peer::PeerId;
-use crate::sync::proxy::{BlockProxy, ProxyAction};
+use crate::sync::proxy::{BlockProxy, Form, ProxyAction};
 use crate::wire::{Inventory, Message, ServiceFlags};
 
 /// Longest wait for an upstream peer able to serve a proxied block (the group's request
 /// timeouts and retries apply once one is found).
 const PROXY_FETCH_WAIT: Duration = Duration::from_secs(10);
 
-/// What we advertise while serving blocks.
-fn served_bits() -> ServiceFlags {
+/// What we advertise while serving blocks (`bloom`: BIP37 filtered blocks too).
+fn served_bits(bloom: bool) -> ServiceFlags {
+    let bits = ServiceFlags::NETWORK | ServiceFlags::WITNESS;
+    if bloom {
+        bits | ServiceFlags::BLOOM
+    } else {
+        bits
+    }
+}
+
+/// What a full-node upstream peer must offer for us to serve blocks through it.
+fn upstream_bits() -> ServiceFlags {
     ServiceFlags::NETWORK | ServiceFlags::WITNESS
 }
 
@@ -43,6 +56,8 @@ pub(super) struct Server {
     full_nodes: HashSet<PeerId>,
     /// Whether the group advertises `served_bits` now.
     advertising: bool,
+    /// Offer `NODE_BLOOM` with the rest (BIP37 filters, filtered blocks).
+    bloom: bool,
 }
 
 #[derive(Debug, Default)]
@@ -53,10 +68,18 @@ struct Entry {
 }
 
 impl Server {
+    /// A server that offers `NODE_BLOOM` with the rest when `bloom`.
+    // Until `ChainSyncConfig` carries the switch (`sync.serve_bloom`), nothing outside the
+    // tests asks for bloom.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) fn with_bloom(bloom: bool) -> Self {
+        Server { bloom, ..Server::default() }
+    }
+
     /// The peer completed its handshake; `services` are its service bits.
     pub(super) fn ready(&mut self, peer: PeerId, services: u64) {
         self.peers.entry(peer).or_default().ready = true;
-        if ServiceFlags::from(services).has(served_bits()) {
+        if ServiceFlags::from(services).has(upstream_bits()) {
             self.full_nodes.insert(peer);
         }
     }
@@ -104,8 +127,9 @@ impl ChainSync {
 }
 
 impl ChainSync {
-    /// Advertises `NODE_NETWORK | NODE_WITNESS` only while a full-node peer can supply the
-    /// blocks we would be asked for; says so in the log when that changes.
+    /// Advertises `NODE_NETWORK | NODE_WITNESS` (`| NODE_BLOOM` when configured) only while a
+    /// full-node peer can supply the blocks we would be asked for; says so in the log when
+    /// that changes.
     pub(super) fn update_services(&mut self) {
         let Some(server) = self.server.as_mut() else { return };
         let can_serve = !server.full_nodes.is_empty();
@@ -113,15 +137,16 @@ impl ChainSync {
             return;
         }
         server.advertising = can_serve;
-        let bits = served_bits();
+        let bits = served_bits(server.bloom);
         if can_serve {
             info!(
                 upstream = server.full_nodes.len(),
-                "advertising NODE_NETWORK | NODE_WITNESS: blocks are served through upstream full nodes"
+                services = %bits,
+                "advertising block service: blocks are served through upstream full nodes"
             );
             self.group.do_send(SetServiceBits { add: bits, remove: ServiceFlags::NONE });
         } else {
-            warn!("no upstream full node: no longer advertising NODE_NETWORK | NODE_WITNESS to new peers");
+            warn!(services = %bits, "no upstream full node: no longer advertising block service to new peers");
             self.group.do_send(SetServiceBits { add: ServiceFlags::NONE, remove: bits });
         }
     }
@@ -130,10 +155,16 @@ impl ChainSync {
     fn run_proxy(&mut self, ctx: &mut Context<Self>) {
         while let Some(action) = self.server.as_mut().and_then(|s| s.proxy.poll_action()) {
             match action {
-                ProxyAction::Send { peer, block, witness } => {
-                    let block = if witness { (*block).clone() } else { without_witness(&block) };
-                    self.group.do_send(SendToPeer { peer, message: Message::Block(block) });
-                }
+                ProxyAction::Send { peer, block, form } => match form {
+                    Form::Block => {
+                        let message = Message::Block(without_witness(&block));
+                        self.group.do_send(SendToPeer { peer, message });
+                    }
+                    Form::Witness => {
+                        self.group.do_send(SendToPeer { peer, message: Message::Block((*block).clone()) });
+                    }
+                    Form::Filtered => self.group.do_send(ServeFilteredBlock { peer, block }),
+                },
                 ProxyAction::NotFound { peer, items } => {
                     self.group.do_send(SendToPeer { peer, message: Message::NotFound(items) });
                 }
@@ -217,5 +248,22 @@ impl Handler<Notice<MessageReceived>> for ChainSync {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bloom_is_offered_only_when_configured_and_never_asked_of_upstream() {
+        assert_eq!(served_bits(false), ServiceFlags::NETWORK | ServiceFlags::WITNESS);
+        assert!(served_bits(true).has(ServiceFlags::BLOOM));
+        let mut s = Server::with_bloom(true);
+        // An upstream full node without NODE_BLOOM still supplies blocks (we filter them).
+        s.ready(PeerId(1), (ServiceFlags::NETWORK | ServiceFlags::WITNESS).to_u64());
+        assert!(s.full_nodes.contains(&PeerId(1)));
+        s.ready(PeerId(2), ServiceFlags::NETWORK.to_u64());
+        assert!(!s.full_nodes.contains(&PeerId(2)));
     }
 }
