@@ -76,6 +76,9 @@ struct Cli {
     /// full nodes (needs --sync-headers).
     #[arg(long)]
     serve: bool,
+    /// Also offer NODE_BLOOM while serving: BIP37 filters and filtered blocks (needs --serve)
+    #[arg(long)]
+    serve_bloom: bool,
     /// Accept WebSocket peers (the v1 byte stream in binary frames, as bitcoin-net's browser
     /// transport) on IP:PORT (repeatable).
     #[arg(long, value_name = "IP:PORT")]
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         sync_headers: cli.sync_headers,
         fetch_blocks: cli.fetch_blocks,
         serve: cli.serve,
+        serve_bloom: cli.serve_bloom,
         listen_ws: cli.listen_ws,
     };
     let sink_overrides = daemon::settings::SinkOverrides {

@@ -79,6 +79,7 @@ pub fn run_with_sinks(settings: Settings, sinks: nats::SinkSettings) -> Result<(
         tip: config.peer.tip.clone(),
         fetch_blocks: settings.sync.fetch_blocks,
         serve: settings.sync.serve,
+        serve_bloom: settings.sync.serve_bloom,
     });
     let event_log_settings = settings.event_log.clone();
     let data_dir = config.data_dir.clone().unwrap_or_else(|| default_data_dir(network));

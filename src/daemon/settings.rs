@@ -73,6 +73,8 @@ pub struct Overrides {
     pub fetch_blocks: bool,
     /// `--serve`.
     pub serve: bool,
+    /// `--serve-bloom`.
+    pub serve_bloom: bool,
     /// `--listen-ws` (replaces the configured list when given).
     pub listen_ws: Vec<String>,
 }
@@ -239,6 +241,9 @@ fn build(
     }
     if overrides.serve {
         b = b.set_override("sync.serve", true).map_err(err)?;
+    }
+    if overrides.serve_bloom {
+        b = b.set_override("sync.serve_bloom", true).map_err(err)?;
     }
     for (key, list) in [("addnode", &overrides.addnode), ("seeds", &overrides.seeds)] {
         if !list.is_empty() {

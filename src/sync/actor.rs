@@ -58,6 +58,9 @@ pub struct ChainSyncConfig {
     /// by fetching them from upstream peers; `NODE_NETWORK | NODE_WITNESS` is advertised
     /// while a full-node peer is connected.
     pub serve: bool,
+    /// While serving, offer `NODE_BLOOM` too: peers may load BIP37 filters and ask for
+    /// filtered blocks (`merkleblock` and the matched transactions).
+    pub serve_bloom: bool,
 }
 
 impl ChainSyncConfig {
@@ -71,6 +74,7 @@ impl ChainSyncConfig {
             tip: TipHeight::default(),
             fetch_blocks: false,
             serve: false,
+            serve_bloom: false,
         }
     }
 }
@@ -223,7 +227,7 @@ impl ChainSync {
             block_hint: None,
             outbox: VecDeque::new(),
             sending: false,
-            server: config.serve.then(serve::Server::default),
+            server: config.serve.then(|| serve::Server::with_bloom(config.serve_bloom)),
             config,
         })
     }

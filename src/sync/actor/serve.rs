@@ -69,9 +69,6 @@ struct Entry {
 
 impl Server {
     /// A server that offers `NODE_BLOOM` with the rest when `bloom`.
-    // Until `ChainSyncConfig` carries the switch (`sync.serve_bloom`), nothing outside the
-    // tests asks for bloom.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn with_bloom(bloom: bool) -> Self {
         Server { bloom, ..Server::default() }
     }
