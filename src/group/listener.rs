@@ -16,7 +16,7 @@ use super::messages::GetListenAddrs;
 use super::PeerGroup;
 use crate::addrbook::netgroup::netgroup;
 use crate::peer::dial::PeerStream;
-use crate::peer::messages::{Disconnect, GetStats, ServeFilteredBlock};
+use crate::peer::messages::{Disconnect, GetStats};
 use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr};
 
 /// Pause after a failed `accept` (out of file descriptors and similar) instead of spinning.
@@ -215,16 +215,5 @@ impl Handler<Accepted> for PeerGroup {
     fn handle(&mut self, Accepted(stream, remote): Accepted, ctx: &mut Context<Self>) -> Self::Result {
         let _ = stream.set_nodelay(true);
         self.admit_inbound(stream, remote, false, ctx)
-    }
-}
-
-// Serving a peer that connected to us: a filtered block goes to the peer itself, whose BIP37
-// filter builds the answer (the chain sync's `SendToPeer` carries finished messages only).
-impl Handler<ServeFilteredBlock> for PeerGroup {
-    type Result = ();
-    fn handle(&mut self, msg: ServeFilteredBlock, _: &mut Context<Self>) {
-        if let Some(entry) = self.peers.get(&msg.peer).filter(|e| e.ready) {
-            entry.actor.do_send(msg);
-        }
     }
 }

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 use super::{deliver, unix_now, PeerGroup, SHUTDOWN_GRACE};
 use crate::group::bans::BanTarget;
 use crate::group::messages::*;
-use crate::peer::messages::{Disconnect, SendMessage};
+use crate::peer::messages::{Disconnect, SendMessage, ServeFilteredBlock};
 use crate::peer::DisconnectReason;
 
 impl Handler<BanAddr> for PeerGroup {
@@ -97,6 +97,17 @@ impl Handler<SendToPeer> for PeerGroup {
     fn handle(&mut self, msg: SendToPeer, _: &mut Context<Self>) {
         if let Some(entry) = self.peers.get(&msg.peer).filter(|e| e.ready) {
             entry.actor.do_send(SendMessage(msg.message));
+        }
+    }
+}
+
+/// Serving a peer that connected to us: a filtered block goes to the peer itself, whose BIP37
+/// filter builds the answer (the chain sync's `SendToPeer` carries finished messages only).
+impl Handler<ServeFilteredBlock> for PeerGroup {
+    type Result = ();
+    fn handle(&mut self, msg: ServeFilteredBlock, _: &mut Context<Self>) {
+        if let Some(entry) = self.peers.get(&msg.peer).filter(|e| e.ready) {
+            entry.actor.do_send(msg);
         }
     }
 }
