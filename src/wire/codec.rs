@@ -102,7 +102,8 @@ pub struct Frame {
     /// The payload, or why this one frame was rejected.
     pub message: Result<Payload, CodecError>,
     /// The whole frame as it arrived (header and payload), for trace logs: a view of the read
-    /// buffer, not a copy, released with the frame.
+    /// buffer, not a copy, released with the frame. A v2 packet has no v1 header: there it is
+    /// the v1 frame rebuilt while per-message logs are on, else the payload.
     pub raw: Bytes,
 }
 
