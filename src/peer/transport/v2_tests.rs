@@ -295,3 +295,18 @@ fn our_ciphers_take_over_after_the_crates_handshake_and_decoys() {
         assert_eq!(plain, [&[0u8, 19][..], &n.to_le_bytes()].concat());
     }
 }
+
+/// Handshake CPU through our layer, both ends in one thread: the crate's handshake and our own
+/// key derivation (one more ECDH and HKDF per end). Printed by `scripts/bench-v2` (release).
+#[test]
+#[ignore = "benchmark: scripts/bench-v2"]
+fn bench_handshake_cpu_through_our_layer() {
+    let rounds = 200;
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        let (a, b) = pair(vec![1; 100], vec![2; 100]);
+        assert_eq!(a.id, b.id);
+    }
+    let per_end = start.elapsed().as_secs_f64() / f64::from(rounds) / 2.0;
+    println!("handshake CPU through our layer: {:.3} ms per connection end", per_end * 1000.0);
+}
