@@ -1,6 +1,7 @@
 //! BIP324 v2 transport, Sans-I/O: the handshake (keys, garbage, terminator, decoys, version
-//! packet) and the packet codec (encrypted length, short message ids), on the `bip324` crate's
-//! `Handshake` and ciphers. Nothing here touches a socket or a clock.
+//! packet) on the `bip324` crate's `Handshake`, the errors and the short message ids. The
+//! packets after it are `packet.rs`'s, on our own ciphers (`cipher.rs`). Nothing here touches a
+//! socket or a clock.
 //!
 //! The handshake is written as one `async` block polled with a no-op waker whenever bytes
 //! arrive: the crate's typed states borrow the received garbage (it is the first packet's
