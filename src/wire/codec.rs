@@ -102,7 +102,8 @@ pub struct Frame {
     /// The payload, or why this one frame was rejected.
     pub message: Result<Payload, CodecError>,
     /// The whole frame as it arrived (header and payload), for trace logs: a view of the read
-    /// buffer, not a copy, released with the frame.
+    /// buffer, not a copy, released with the frame. A v2 packet has no v1 header: there it is
+    /// the v1 frame rebuilt while per-message logs are on, else the payload.
     pub raw: Bytes,
 }
 
@@ -198,9 +199,47 @@ impl Codec {
 
     /// Encodes one message into a new buffer (header and payload).
     pub fn encode_to_bytes(&self, msg: &Message) -> Bytes {
-        let mut buf = BytesMut::new();
+        let mut buf = BytesMut::with_capacity(HEADER_SIZE + Self::payload_size_hint(msg));
         self.write_frame(msg, &mut buf);
         buf.freeze()
+    }
+
+    /// The payload size of the messages that can be large (blocks, transactions, unknown
+    /// ones), so their buffer is allocated once; a small guess for the rest.
+    pub(crate) fn payload_size_hint(msg: &Message) -> usize {
+        match msg {
+            Message::Block(b) => b.total_size(),
+            Message::Tx(tx) => tx.total_size(),
+            Message::Unknown { payload, .. } => payload.len(),
+            _ => 64,
+        }
+    }
+
+    /// Appends the payload of `msg` (no header) to `dst`: v1 frames it, v2 puts it in a packet.
+    pub(crate) fn write_payload(msg: &Message, dst: &mut BytesMut) {
+        msg.consensus_encode(&mut BytesWriter(dst)).expect("writing to a BytesMut cannot fail");
+    }
+
+    /// Decodes a payload that arrived without a v1 header (a v2 packet's, authenticated by its
+    /// tag: there is no checksum) with the same limits and rules as a v1 frame's. `raw` is
+    /// what the frame shows as its bytes. `Err` only for `Oversized` (fatal, as on v1).
+    pub(crate) fn decode_unframed(
+        &self,
+        raw_cmd: &[u8; MESSAGE_TYPE_SIZE],
+        payload: Bytes,
+        wire_len: usize,
+        raw: Bytes,
+    ) -> Result<Frame, CodecError> {
+        let command = command_name(raw_cmd);
+        if payload.len() > self.max_payload {
+            return Err(CodecError::Oversized { command, len: payload.len(), max: self.max_payload });
+        }
+        let message = if command_is_valid(raw_cmd) {
+            decode_checked(command, raw_cmd, payload)
+        } else {
+            Err(CodecError::InvalidCommand(*raw_cmd))
+        };
+        Ok(Frame { command, wire_len, message, raw })
     }
 
     fn write_frame(&self, msg: &Message, dst: &mut BytesMut) {
@@ -215,7 +254,7 @@ impl Codec {
         dst.put_slice(&cmd);
         dst.put_slice(&[0u8; 8]); // length and checksum, patched below
         let mut payload = dst.split_off(dst.len());
-        msg.consensus_encode(&mut BytesWriter(&mut payload)).expect("writing to a BytesMut cannot fail");
+        Self::write_payload(msg, &mut payload);
         let len = u32::try_from(payload.len()).expect("our own messages are far below 4 GiB");
         let checksum = sha256d::Hash::hash(&payload);
         dst[start + 16..start + 20].copy_from_slice(&len.to_le_bytes());
@@ -275,12 +314,8 @@ impl Decoder for Codec {
             let message = Err(CodecError::InvalidCommand(raw_cmd));
             return Ok(Some(Frame { command, wire_len, message, raw: frame }));
         }
-        let message = if command == "block" {
-            verify_checksum(&frame, command)
-                .map(|()| Payload::Block(RawBlock { bytes: frame.slice(HEADER_SIZE..) }))
-        } else {
-            decode_frame(&frame, command, &raw_cmd).map(Payload::Message)
-        };
+        let message = verify_checksum(&frame, command)
+            .and_then(|()| decode_checked(command, &raw_cmd, frame.slice(HEADER_SIZE..)));
         Ok(Some(Frame { command, wire_len, message, raw: frame }))
     }
 
@@ -304,14 +339,25 @@ fn verify_checksum(frame: &[u8], command: &'static str) -> Result<(), CodecError
     Ok(())
 }
 
-/// Verifies the checksum on the buffered frame and decodes its payload in place.
-fn decode_frame(
-    frame: &[u8],
+/// Decodes an authenticated payload (v1: checksum verified; v2: tag verified) of a valid
+/// command: a block stays raw, anything else is decoded in place.
+fn decode_checked(
+    command: &'static str,
+    raw_cmd: &[u8; MESSAGE_TYPE_SIZE],
+    payload: Bytes,
+) -> Result<Payload, CodecError> {
+    if command == "block" {
+        return Ok(Payload::Block(RawBlock { bytes: payload }));
+    }
+    decode_message(&payload, command, raw_cmd).map(Payload::Message)
+}
+
+/// Decodes a payload in place (its checksum or tag already verified).
+fn decode_message(
+    payload: &[u8],
     command: &'static str,
     raw_cmd: &[u8; MESSAGE_TYPE_SIZE],
 ) -> Result<Message, CodecError> {
-    verify_checksum(frame, command)?;
-    let payload = &frame[HEADER_SIZE..];
     if command == "headers" {
         if let Some(count) = headers_count_over_limit(payload) {
             return Err(CodecError::TooManyEntries { command, count, max: MAX_HEADERS_RESULTS });

@@ -60,12 +60,13 @@ impl PeerActor {
 
     /// The transport is settled: remember which, and send what waited for it.
     pub(super) fn on_transport_ready(&mut self, ready: Ready, ctx: &mut Context<Self>) {
-        let codec = Codec::new(self.config.network.magic());
         let (version, encoder) = match ready {
-            Ready::V1 => (TransportVersion::V1, TransportEncoder::V1(codec)),
+            Ready::V1 => {
+                (TransportVersion::V1, TransportEncoder::V1(Codec::new(self.config.network.magic())))
+            }
             Ready::V2 { session_id, encoder } => {
                 self.session_id = Some(session_id);
-                (TransportVersion::V2, TransportEncoder::V2(codec, encoder))
+                (TransportVersion::V2, TransportEncoder::V2(encoder))
             }
         };
         self.transport = Some(version);

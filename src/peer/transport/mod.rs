@@ -5,6 +5,8 @@
 //! [`Frame`]s for both transports, so everything above (machine, subscribers, limits) is
 //! unchanged. [`TransportEncoder`] is the writing half.
 
+pub(crate) mod cipher;
+mod packet;
 pub(crate) mod v2;
 
 use std::collections::VecDeque;
@@ -290,7 +292,7 @@ pub(crate) enum TransportEncoder {
     /// v1 frames.
     V1(Codec),
     /// v2 packets.
-    V2(Codec, V2Encoder),
+    V2(V2Encoder),
 }
 
 /// What [`TransportEncoder::encode`] made of a message.
@@ -309,21 +311,23 @@ impl TransportEncoder {
     /// Encodes `msg` for the wire, queues it while the transport settles, or refuses it when
     /// its v1 frame exceeds `max_frame` (the same limit on both transports).
     pub(crate) fn encode(&mut self, msg: &Message, max_frame: usize) -> Encoded {
-        let (codec, v2) = match self {
+        match self {
             TransportEncoder::Settling(queue) => {
                 queue.push(msg.clone());
-                return Encoded::Queued;
+                Encoded::Queued
             }
-            TransportEncoder::V1(codec) => (codec, None),
-            TransportEncoder::V2(codec, enc) => (codec, Some(enc)),
-        };
-        let frame = codec.encode_to_bytes(msg);
-        if frame.len() > max_frame {
-            return Encoded::TooLarge(frame.len());
-        }
-        match v2 {
-            None => Encoded::Bytes(frame),
-            Some(enc) => Encoded::Bytes(enc.encode_v1_frame(&frame)),
+            TransportEncoder::V1(codec) => {
+                let frame = codec.encode_to_bytes(msg);
+                if frame.len() > max_frame {
+                    return Encoded::TooLarge(frame.len());
+                }
+                Encoded::Bytes(frame)
+            }
+            // Straight into the packet: no v1 header, no checksum.
+            TransportEncoder::V2(enc) => match enc.encode_message(msg, max_frame) {
+                Ok(packet) => Encoded::Bytes(packet),
+                Err(len) => Encoded::TooLarge(len),
+            },
         }
     }
 }
@@ -405,5 +409,7 @@ impl V1OnlyPeers {
     }
 }
 
+#[cfg(test)]
+mod bip324_vectors;
 #[cfg(test)]
 mod tests;

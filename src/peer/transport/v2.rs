@@ -1,6 +1,7 @@
 //! BIP324 v2 transport, Sans-I/O: the handshake (keys, garbage, terminator, decoys, version
-//! packet) and the packet codec (encrypted length, short message ids), on the `bip324` crate's
-//! `Handshake` and ciphers. Nothing here touches a socket or a clock.
+//! packet) on the `bip324` crate's `Handshake`, the errors and the short message ids. The
+//! packets after it are `packet.rs`'s, on our own ciphers (`cipher.rs`). Nothing here touches a
+//! socket or a clock.
 //!
 //! The handshake is written as one `async` block polled with a no-op waker whenever bytes
 //! arrive: the crate's typed states borrow the received garbage (it is the first packet's
@@ -11,18 +12,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bip324::{
-    GarbageResult, Handshake, InboundCipher, Initialized, OutboundCipher, PacketType, ReceivedKey, Role,
-    VersionResult, NUM_LENGTH_BYTES,
-};
-use bitcoin::hashes::{sha256d, Hash};
+use bip324::{GarbageResult, Handshake, Initialized, ReceivedKey, Role, VersionResult, NUM_LENGTH_BYTES};
 use bitcoin::secp256k1::Secp256k1;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::BytesMut;
 use serde::Serialize;
-use tokio_util::codec::Decoder;
 
-use crate::wire::limits::{HEADER_SIZE, MAX_PROTOCOL_MESSAGE_LENGTH, MESSAGE_TYPE_SIZE};
-use crate::wire::{Codec, CodecError, Frame};
+use super::cipher::{RecvCipher, SendCipher, SessionKeys};
+pub(crate) use super::packet::{Packet, V2Decoder, V2Encoder};
+use crate::wire::limits::{MAX_PROTOCOL_MESSAGE_LENGTH, MESSAGE_TYPE_SIZE};
 
 /// Most garbage a peer may send before its terminator (BIP324; Core's `MAX_GARBAGE_LEN`).
 pub(crate) const MAX_GARBAGE_LEN: usize = 4095;
@@ -35,7 +32,7 @@ const PACKET_OVERHEAD: usize = 1 + 16;
 /// MAX_PROTOCOL_MESSAGE_LENGTH)`). Checked on the decrypted length, before any byte is kept.
 pub(crate) const MAX_CONTENTS_LEN: usize = 1 + MESSAGE_TYPE_SIZE + MAX_PROTOCOL_MESSAGE_LENGTH;
 /// The ignore bit of the header byte (decoy packets).
-const IGNORE_BIT: u8 = 0x80;
+pub(crate) const IGNORE_BIT: u8 = 0x80;
 
 /// BIP324's short message ids, index = id (Core's `net.cpp` `V2_MESSAGE_IDS`). Id 0 means the
 /// 12-byte type follows; 29..=32 are assigned but not implemented (Core drops them too).
@@ -128,9 +125,9 @@ pub(crate) struct Session {
     /// BIP324 session id (both ends see the same; Core's `getpeerinfo` shows it).
     pub(crate) id: [u8; 32],
     /// Decrypts what the peer sends.
-    pub(crate) inbound: InboundCipher,
+    pub(crate) inbound: RecvCipher,
     /// Encrypts what we send.
-    pub(crate) outbound: OutboundCipher,
+    pub(crate) outbound: SendCipher,
 }
 
 impl std::fmt::Debug for Session {
@@ -296,11 +293,16 @@ async fn run_handshake(
     let mut out = vec![0u8; Handshake::<Initialized>::send_key_len(Some(garbage))];
     let hs = hs.send_key(Some(garbage), &mut out)?;
     lock(&pipe).outbox.extend_from_slice(&out);
+    let mut our_key = [0u8; 64];
+    our_key.copy_from_slice(&out[..64]);
 
     let key = Take { pipe: pipe.clone(), n: 64 }.await?;
     let mut their_key = [0u8; 64];
     their_key.copy_from_slice(&key);
     let hs = hs.receive_key(their_key)?;
+    // The same keys again for our own ciphers (see `cipher.rs`), checked below against the
+    // crate's session id.
+    let keys = SessionKeys::derive(magic, role == Role::Initiator, &secret, &our_key, &their_key)?;
     let mut out = vec![0u8; Handshake::<ReceivedKey>::send_version_len(None)];
     let mut hs = hs.send_version(&mut out, None)?;
     lock(&pipe).outbox.extend_from_slice(&out);
@@ -325,6 +327,7 @@ async fn run_handshake(
         p.inbox = front;
     }
     // Decoys, then the version packet (its contents are reserved for extensions and ignored).
+    let mut received = 0usize;
     loop {
         let len_bytes = Take { pipe: pipe.clone(), n: NUM_LENGTH_BYTES }.await?;
         let packet_len = hs.decrypt_packet_len([len_bytes[0], len_bytes[1], len_bytes[2]])?;
@@ -333,188 +336,25 @@ async fn run_handshake(
             return Err(V2Error::Oversized { len: contents, max: MAX_CONTENTS_LEN });
         }
         let mut packet = Take { pipe: pipe.clone(), n: packet_len }.await?;
-        match hs.receive_version(&mut packet)? {
+        let result = hs.receive_version(&mut packet)?;
+        received += 1;
+        match result {
             VersionResult::Complete { cipher } => {
-                let id = *cipher.id();
-                let (inbound, outbound) = cipher.into_split();
-                return Ok(Session { id, inbound, outbound });
+                if cipher.id() != &keys.session_id {
+                    return Err(V2Error::KeyExchange { error: "session keys disagree".into() });
+                }
+                // Our ciphers continue where the crate's stopped: after our version packet and
+                // the peer's decoys and version packet.
+                let mut outbound = keys.send_cipher();
+                outbound.skip_packet();
+                let mut inbound = keys.recv_cipher();
+                for _ in 0..received {
+                    inbound.skip_packet();
+                }
+                return Ok(Session { id: keys.session_id, inbound, outbound });
             }
             VersionResult::Decoy(h) => hs = h,
         }
-    }
-}
-
-/// Decodes v2 packets after the handshake into the same [`Frame`]s as the v1 codec.
-///
-/// The decrypted length is checked against [`MAX_CONTENTS_LEN`] before a byte of the packet is
-/// kept; the buffer grows only as bytes arrive (never reserved by the announced length).
-#[derive(Clone)]
-pub(crate) struct V2Decoder {
-    cipher: InboundCipher,
-    /// The current packet's decrypted length (header + contents + tag), once read: the length
-    /// cipher advances on every use, so it is read exactly once per packet.
-    pending: Option<usize>,
-    v1: Codec,
-    magic: [u8; 4],
-}
-
-impl std::fmt::Debug for V2Decoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("V2Decoder").field("pending", &self.pending).finish_non_exhaustive()
-    }
-}
-
-/// One packet taken off the wire.
-#[derive(Debug)]
-pub(crate) enum Packet {
-    /// A message (or a message dropped for its own reason, as v1 frames are).
-    Frame(Frame),
-    /// A decoy or an unknown short id: dropped (Core: `V2Transport::GetReceivedMessage`
-    /// returns no message type).
-    Ignored,
-}
-
-impl V2Decoder {
-    /// A decoder over the session's inbound cipher for the network with `magic`.
-    pub(crate) fn new(cipher: InboundCipher, magic: [u8; 4]) -> Self {
-        V2Decoder { cipher, pending: None, v1: Codec::new(magic), magic }
-    }
-
-    /// The next packet in `src`, `Ok(None)` when more bytes are needed.
-    pub(crate) fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, V2Error> {
-        let packet_len = match self.pending {
-            Some(len) => len,
-            None => {
-                if src.len() < NUM_LENGTH_BYTES {
-                    return Ok(None);
-                }
-                let len_bytes = src.split_to(NUM_LENGTH_BYTES);
-                let len = self.cipher.decrypt_packet_len([len_bytes[0], len_bytes[1], len_bytes[2]]);
-                let contents = len.saturating_sub(PACKET_OVERHEAD);
-                if contents > MAX_CONTENTS_LEN {
-                    return Err(V2Error::Oversized { len: contents, max: MAX_CONTENTS_LEN });
-                }
-                self.pending = Some(len);
-                len
-            }
-        };
-        if src.len() < packet_len {
-            return Ok(None);
-        }
-        self.pending = None;
-        let wire_len = NUM_LENGTH_BYTES + packet_len;
-        let mut packet = src.split_to(packet_len);
-        let (kind, plain) = self.cipher.decrypt_in_place(&mut packet, None)?;
-        if kind == PacketType::Decoy || plain.first().is_some_and(|h| h & IGNORE_BIT != 0) {
-            return Ok(Some(Packet::Ignored));
-        }
-        let plain_len = plain.len();
-        packet.truncate(plain_len);
-        let mut contents = packet.split_off(1);
-        let Some(raw_cmd) = message_type(&mut contents) else {
-            return Ok(Some(Packet::Ignored));
-        };
-        // The payload goes through the v1 codec so both transports decode, limit and reject
-        // messages identically (it re-checks a checksum we compute here).
-        let mut buf = v1_frame(self.magic, &raw_cmd, &contents);
-        match self.v1.decode(&mut buf) {
-            Ok(Some(mut frame)) => {
-                frame.wire_len = wire_len;
-                Ok(Some(Packet::Frame(frame)))
-            }
-            Ok(None) => Ok(Some(Packet::Ignored)),
-            Err(CodecError::Oversized { len, max, .. }) => Err(V2Error::Oversized { len, max }),
-            Err(_) => Ok(Some(Packet::Ignored)),
-        }
-    }
-}
-
-/// Core's `V2Transport::GetMessageType`: a known short id, or 0 and a 12-byte type that is
-/// printable up to its first NUL and NUL after it. Removes it from `contents`.
-fn message_type(contents: &mut BytesMut) -> Option<[u8; MESSAGE_TYPE_SIZE]> {
-    let id = *contents.first()?;
-    let mut raw = [0u8; MESSAGE_TYPE_SIZE];
-    if id != 0 {
-        let name = V2_MESSAGE_IDS.get(usize::from(id)).filter(|n| !n.is_empty())?;
-        raw[..name.len()].copy_from_slice(name.as_bytes());
-        let _ = contents.split_to(1);
-        return Some(raw);
-    }
-    if contents.len() < 1 + MESSAGE_TYPE_SIZE {
-        return None;
-    }
-    raw.copy_from_slice(&contents[1..=MESSAGE_TYPE_SIZE]);
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(MESSAGE_TYPE_SIZE);
-    if end == 0 || !raw[..end].iter().all(|b| (0x20..=0x7e).contains(b)) || raw[end..].iter().any(|&b| b != 0)
-    {
-        return None;
-    }
-    let _ = contents.split_to(1 + MESSAGE_TYPE_SIZE);
-    Some(raw)
-}
-
-/// A v1 frame around `payload`, for the shared v1 payload decoder.
-fn v1_frame(magic: [u8; 4], raw_cmd: &[u8; MESSAGE_TYPE_SIZE], payload: &[u8]) -> BytesMut {
-    let mut out = BytesMut::with_capacity(HEADER_SIZE + payload.len());
-    out.put_slice(&magic);
-    out.put_slice(raw_cmd);
-    // The payload is at most MAX_CONTENTS_LEN (checked above), far below 4 GiB.
-    out.put_u32_le(u32::try_from(payload.len()).unwrap_or(u32::MAX));
-    out.put_slice(&sha256d::Hash::hash(payload).as_byte_array()[..4]);
-    out.put_slice(payload);
-    out
-}
-
-/// Encrypts our messages as v2 packets.
-#[derive(Clone)]
-pub(crate) struct V2Encoder {
-    cipher: OutboundCipher,
-}
-
-impl std::fmt::Debug for V2Encoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("V2Encoder")
-    }
-}
-
-impl V2Encoder {
-    /// An encoder over the session's outbound cipher.
-    pub(crate) fn new(cipher: OutboundCipher) -> Self {
-        V2Encoder { cipher }
-    }
-
-    /// Turns a v1 frame (as the v1 codec encodes it) into one v2 packet: the short id where
-    /// BIP324 assigns one, else 0 and the 12-byte type, then the payload.
-    pub(crate) fn encode_v1_frame(&mut self, frame: &[u8]) -> Bytes {
-        let (header, payload) = frame.split_at(HEADER_SIZE.min(frame.len()));
-        let mut raw = [0u8; MESSAGE_TYPE_SIZE];
-        if let Some(cmd) = header.get(4..4 + MESSAGE_TYPE_SIZE) {
-            raw.copy_from_slice(cmd);
-        }
-        self.encode(&raw, payload)
-    }
-
-    /// One packet for message type `raw_cmd` and `payload`.
-    pub(crate) fn encode(&mut self, raw_cmd: &[u8; MESSAGE_TYPE_SIZE], payload: &[u8]) -> Bytes {
-        let end = raw_cmd.iter().position(|&b| b == 0).unwrap_or(MESSAGE_TYPE_SIZE);
-        let short = V2_MESSAGE_IDS.iter().skip(1).position(|n| n.as_bytes() == &raw_cmd[..end]);
-        let mut contents = Vec::with_capacity(1 + MESSAGE_TYPE_SIZE + payload.len());
-        match short {
-            Some(i) => contents.push(u8::try_from(i + 1).expect("fewer than 256 short ids")),
-            None => {
-                contents.push(0);
-                contents.extend_from_slice(raw_cmd);
-            }
-        }
-        contents.extend_from_slice(payload);
-        self.packet(&contents, PacketType::Genuine)
-    }
-
-    /// One packet with these raw contents.
-    pub(crate) fn packet(&mut self, contents: &[u8], kind: PacketType) -> Bytes {
-        let mut out = vec![0u8; OutboundCipher::encryption_buffer_len(contents.len())];
-        self.cipher.encrypt(contents, &mut out, kind, None).expect("buffer sized by encryption_buffer_len");
-        Bytes::from(out)
     }
 }
 

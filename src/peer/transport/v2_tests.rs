@@ -1,6 +1,7 @@
 use super::*;
 use crate::network::Network;
-use crate::wire::Message;
+use crate::wire::{Codec, Message};
+use bip324::PacketType;
 
 fn magic() -> [u8; 4] {
     Network::Regtest.magic()
@@ -44,8 +45,7 @@ fn pair(init_garbage: Vec<u8>, resp_garbage: Vec<u8>) -> (Session, Session) {
 }
 
 fn roundtrip(enc: &mut V2Encoder, dec: &mut V2Decoder, msg: &Message) -> (Message, usize) {
-    let frame = Codec::new(magic()).encode_to_bytes(msg);
-    let packet = enc.encode_v1_frame(&frame);
+    let packet = enc.encode_message(msg, usize::MAX).unwrap();
     let mut buf = BytesMut::from(&packet[..]);
     match dec.decode(&mut buf).unwrap() {
         Some(Packet::Frame(f)) => {
@@ -220,46 +220,93 @@ fn sent(step: Step) -> Vec<u8> {
     }
 }
 
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+#[test]
+fn a_message_over_the_limit_is_refused_before_encryption() {
+    let (a, b) = pair(Vec::new(), Vec::new());
+    let mut enc = V2Encoder::new(a.outbound);
+    let mut dec = V2Decoder::new(b.inbound, magic());
+    // The limit is the v1 frame's: 24 header bytes and the 8-byte payload.
+    assert_eq!(enc.encode_message(&Message::Ping(1), 31).unwrap_err(), 32);
+    // Nothing was encrypted: the next packet is the session's first and decodes.
+    let (m, _) = roundtrip(&mut enc, &mut dec, &Message::Ping(2));
+    assert_eq!(m, Message::Ping(2));
 }
 
-/// BIP324's published vectors (`bip-0324/packet_encoding_test_vectors.csv`, rows idx 1 and
-/// 999): the session id our handshake reports is the one the keys derive. The ciphertext
-/// columns cannot be replayed through our layer: bip324 0.11 builds ciphers only from its own
-/// handshake (`CipherSession::new` is crate-private) and our key's ElligatorSwift encoding is
-/// not the vector's.
 #[test]
-fn bip324_vectors_session_ids() {
-    use bitcoin::secp256k1::ellswift::{ElligatorSwift, ElligatorSwiftParty};
-    use bitcoin::secp256k1::SecretKey;
-    let rows = [
-        (
-            "e79f04ad4c684525ff3e3cf7c19f4cdb11193d387d7f3fe82a948a0c3165f5fe",
-            "4eff53ea1945e57b5d170565e760d771e5d496101c1005c302fd687af80d8b858c5a681c474fc4c0546ee464a1b95899ecb9d4f50c2c0854fe029fc054ae6777",
-            "824a1da0530fa695b95b375fee2a56ec96ce375ddd2fcf8367cc8ec1c0b751a3304bbef5dc96543acaac50c24be8cb39906ef8521727de0c6e96c2060a026bd7",
-            true,
-            "4418cf03c0d7cd5849022a7976014f234b4d4f5c18a6d3a6540c11e01a7180c1",
-        ),
-        (
-            "53a915e6d8f6c5bbb93e537081085e9e642dc525649acf05be74e3a825e20921",
-            "715d7b8357dd4d15a07b3f8c6764ebd9927140f75047fb50478c33ea8889d710511cdf39aa0fd6b1e94ea660d87f9d97bffc548646f9e2aaebc1468fe563fb97",
-            "cea7abc3112397b894bd3e89a615248af473f897bbdd30997c20e53e7ce499a295e55c4c5655cd3d21191e76c8af0aa1bbea10fd1b540a42d0fbed388dc59877",
-            false,
-            "9619dd4731d6160617da82da407c80732455a67b59ad7be07f86252aadb79440",
-        ),
-    ];
-    for (priv_ours, ours, theirs, initiating, session_id) in rows {
-        let key = SecretKey::from_slice(&unhex(priv_ours)).unwrap();
-        let ours = ElligatorSwift::from_array(unhex(ours).try_into().unwrap());
-        let theirs = ElligatorSwift::from_array(unhex(theirs).try_into().unwrap());
-        let (a, b, party) = if initiating {
-            (ours, theirs, ElligatorSwiftParty::A)
-        } else {
-            (theirs, ours, ElligatorSwiftParty::B)
-        };
-        let mainnet = Network::Mainnet.magic();
-        let keys = bip324::SessionKeyMaterial::from_ecdh(a, b, key, party, mainnet).unwrap();
-        assert_eq!(hex(&keys.session_id), session_id);
+fn large_payloads_round_trip_and_stay_views_of_the_read_buffer() {
+    let (a, b) = pair(Vec::new(), Vec::new());
+    let mut enc = V2Encoder::new(a.outbound);
+    let mut dec = V2Decoder::new(b.inbound, magic());
+    let msg = Message::Unknown { command: "bench".parse().unwrap(), payload: vec![0x42; 1_000_000] };
+    let (m, len) = roundtrip(&mut enc, &mut dec, &msg);
+    assert_eq!(m, msg);
+    // 3 length + 1 header + 0 and the 12-byte type + payload + 16 tag.
+    assert_eq!(len, 3 + 1 + 13 + 1_000_000 + 16);
+    // More than 224 packets: both ciphers rekey.
+    for i in 0..300 {
+        assert_eq!(roundtrip(&mut enc, &mut dec, &Message::Ping(i)).0, Message::Ping(i));
     }
+}
+
+/// Our ciphers continue where the crate's handshake ciphers stopped, also after 230 decoys
+/// that take the peer's packet counter past a rekey (224).
+#[test]
+fn our_ciphers_take_over_after_the_crates_handshake_and_decoys() {
+    use bip324::{GarbageResult, Handshake, Initialized, ReceivedKey, Role, VersionResult};
+    let mut ours = V2Handshake::new(magic(), false, [2; 32], vec![3; 20]);
+    let peer = Handshake::<Initialized>::new(magic(), Role::Initiator).unwrap();
+    let mut key = vec![0u8; 64];
+    let peer = peer.send_key(None, &mut key).unwrap();
+    let reply = sent(ours.feed(&key, false).unwrap());
+    let peer = peer.receive_key(reply[..64].try_into().unwrap()).unwrap();
+    let decoys: Vec<&[u8]> = vec![&[7u8; 3][..]; 230];
+    let mut out = vec![0u8; Handshake::<ReceivedKey>::send_version_len(Some(&decoys))];
+    let peer = peer.send_version(&mut out, Some(&decoys)).unwrap();
+    let Step::Done { send, session, .. } = ours.feed(&out, false).unwrap() else { panic!("not done") };
+    // The peer reads our garbage, terminator and version packet.
+    let rest: Vec<u8> = reply[64..].iter().chain(&send).copied().collect();
+    let GarbageResult::FoundGarbage { mut handshake, consumed_bytes } = peer.receive_garbage(&rest).unwrap()
+    else {
+        panic!("no terminator")
+    };
+    let rest = &rest[consumed_bytes..];
+    let len = handshake.decrypt_packet_len([rest[0], rest[1], rest[2]]).unwrap();
+    let mut version = rest[3..3 + len].to_vec();
+    let VersionResult::Complete { mut cipher } = handshake.receive_version(&mut version).unwrap() else {
+        panic!("a decoy")
+    };
+    assert_eq!(cipher.id(), &session.id);
+    // The peer's crate ciphers and our own agree both ways.
+    let mut dec = V2Decoder::new(session.inbound, magic());
+    let mut enc = V2Encoder::new(session.outbound);
+    for n in 0..3u64 {
+        let packet = cipher.outbound().encrypt_to_vec(
+            &[&[18u8][..], &n.to_le_bytes()].concat(),
+            bip324::PacketType::Genuine,
+            None,
+        );
+        match dec.decode(&mut BytesMut::from(&packet[..])).unwrap() {
+            Some(Packet::Frame(f)) => assert_eq!(f.into_message().unwrap(), Message::Ping(n)),
+            other => panic!("{other:?}"),
+        }
+        let mine = enc.encode_message(&Message::Pong(n), usize::MAX).unwrap();
+        let len = cipher.inbound().decrypt_packet_len([mine[0], mine[1], mine[2]]);
+        let (_, plain) = cipher.inbound().decrypt_to_vec(&mine[3..3 + len], None).unwrap();
+        assert_eq!(plain, [&[0u8, 19][..], &n.to_le_bytes()].concat());
+    }
+}
+
+/// Handshake CPU through our layer, both ends in one thread: the crate's handshake and our own
+/// key derivation (one more ECDH and HKDF per end). Printed by `scripts/bench-v2` (release).
+#[test]
+#[ignore = "benchmark: scripts/bench-v2"]
+fn bench_handshake_cpu_through_our_layer() {
+    let rounds = 200;
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        let (a, b) = pair(vec![1; 100], vec![2; 100]);
+        assert_eq!(a.id, b.id);
+    }
+    let per_end = start.elapsed().as_secs_f64() / f64::from(rounds) / 2.0;
+    println!("handshake CPU through our layer: {:.3} ms per connection end", per_end * 1000.0);
 }
