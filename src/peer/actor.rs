@@ -229,10 +229,15 @@ impl PeerActor {
 
     /// The transport's name in stats, events and metrics: `v1`, `v2` or `ws`.
     fn transport_name(&self) -> &'static str {
-        if self.websocket {
-            return "ws";
+        self.transport_version().as_str()
+    }
+
+    fn transport_version(&self) -> TransportVersion {
+        match self.transport {
+            _ if self.websocket => TransportVersion::Ws,
+            Some(t) => t,
+            None => TransportVersion::V1,
         }
-        self.transport.unwrap_or(TransportVersion::V1).as_str()
     }
 
     /// This connection's id.
@@ -369,7 +374,7 @@ impl PeerActor {
                 Action::Ready(mut info) => {
                     let took = self.connected_at.map(|t| t.elapsed()).unwrap_or_default();
                     let link = self.machine.link();
-                    info.transport = self.transport.unwrap_or(TransportVersion::V1);
+                    info.transport = self.transport_version();
                     let transport = self.transport_name();
                     self.count(|m| m.handshake_over(link, transport, took));
                     let _g = self.span.enter();

@@ -178,10 +178,10 @@ fn info_of(stats: &PeerStats) -> PeerInfo {
         start_height: stats.start_height,
         relay: stats.relay,
         features: stats.features.clone(),
-        transport: if stats.transport == "v2" {
-            crate::peer::TransportVersion::V2
-        } else {
-            crate::peer::TransportVersion::V1
+        transport: match stats.transport {
+            "v2" => crate::peer::TransportVersion::V2,
+            "ws" => crate::peer::TransportVersion::Ws,
+            _ => crate::peer::TransportVersion::V1,
         },
     }
 }

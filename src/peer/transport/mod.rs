@@ -31,14 +31,17 @@ pub enum TransportVersion {
     V1,
     /// BIP324 encrypted transport.
     V2,
+    /// The v1 byte stream in WebSocket binary frames (bitcoin-net's browser transport).
+    Ws,
 }
 
 impl TransportVersion {
-    /// `"v1"` or `"v2"`, as shown in stats, events and metrics.
+    /// `"v1"`, `"v2"` or `"ws"`, as shown in stats, events and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             TransportVersion::V1 => "v1",
             TransportVersion::V2 => "v2",
+            TransportVersion::Ws => "ws",
         }
     }
 }
@@ -222,7 +225,8 @@ impl Decoder for TransportDecoder {
                 State::Done => return Ok(None),
                 State::Detect => match detect(self.magic, src) {
                     None => return Ok(None),
-                    Some(TransportVersion::V1) => {
+                    // (Detection never says `Ws`: a WebSocket peer starts in v1.)
+                    Some(TransportVersion::V1 | TransportVersion::Ws) => {
                         self.state = State::V1(Codec::new(self.magic));
                         self.events.push_back(Inbound::Ready(Ready::V1));
                     }
