@@ -187,6 +187,37 @@ fn unreachable_peer_is_retried_and_the_daemon_keeps_running() {
     assert!(terminate(&mut daemon.0).success());
 }
 
+#[test]
+fn a_full_disk_under_the_logs_and_the_event_log_does_not_stop_the_daemon() {
+    // /dev/full fails every write with ENOSPC, as a full disk does: log lines and event lines
+    // are lost, the daemon goes on (tracing-subscriber's own error report would panic).
+    let dir = tempfile::tempdir().unwrap();
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let port = free_port("127.0.0.1");
+    let mut daemon = btcpeerd()
+        .args(["--network", "regtest", "--connect", "127.0.0.1:1", "--events", "/dev/full"])
+        .args(["--http", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .env("BTCPEER_RETRY__INITIAL_BACKOFF_MS", "20")
+        .stdout(Stdio::null())
+        .stderr(full())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    // Every failed dial logs and writes events; three of them, and the daemon still answers.
+    wait_until_blocking(WAIT, "three failed dials reported by /metrics", || {
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+        let Ok(body) = ureq::get(&url).call().and_then(|r| Ok(r.into_string()?)) else { return false };
+        body.lines()
+            .filter(|l| l.starts_with("btcpeer_dials_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            >= 3.0
+    });
+    assert!(daemon.try_wait().unwrap().is_none(), "daemon must keep running");
+    assert!(terminate(&mut daemon).success());
+}
+
 fn run_expecting_config_error(args: &[&str], env: &[(&str, &str)], key: &str) {
     let out = btcpeerd().args(args).envs(env.iter().copied()).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
