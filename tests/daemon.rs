@@ -207,7 +207,8 @@ fn a_full_disk_under_the_logs_and_the_event_log_does_not_stop_the_daemon() {
     // Every failed dial logs and writes events; three of them, and the daemon still answers.
     wait_until_blocking(WAIT, "three failed dials reported by /metrics", || {
         assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
-        let Ok(body) = ureq::get(&url).call().and_then(|r| Ok(r.into_string()?)) else { return false };
+        let Ok(response) = ureq::get(&url).call() else { return false };
+        let Ok(body) = response.into_string() else { return false };
         body.lines()
             .filter(|l| l.starts_with("btcpeer_dials_total"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -21,8 +21,8 @@ use super::machine::{HeaderSync, SyncAction, SyncConfig};
 use crate::chain::HeaderStore;
 use crate::chain::{Checkpoint, HeaderChain};
 use crate::events::{
-    GetDataReceived, HeadersReceived, InvReceived, MessageReceived, Notice, PeerDisconnected, PeerReady,
-    Subscription,
+    BlockReceived, GetDataReceived, HeadersReceived, InvReceived, MessageReceived, Notice, PeerDisconnected,
+    PeerReady, Subscription,
 };
 use crate::group::{DisconnectPeerWith, Fetch, PeerGroup, Subscribe};
 use crate::peer::actor::TipHeight;
@@ -329,6 +329,12 @@ impl ChainSync {
                     });
                     self.group.do_send(DisconnectPeerWith { peer, reason });
                 }
+                SyncAction::PunishBlock { peer, hash, prev } => {
+                    warn!(%peer, %hash, %prev, "unsolicited block with an unknown parent");
+                    let reason = format!("block {hash}: prev-blk-not-found (parent {prev} unknown)");
+                    let reason = DisconnectReason::Misbehaving(Misbehavior::InvalidBlock { reason });
+                    self.group.do_send(DisconnectPeerWith { peer, reason });
+                }
                 SyncAction::Rotate { peer } => {
                     info!(%peer, "tip is stale; replacing the sync peer");
                     self.group.do_send(DisconnectPeerWith { peer, reason: DisconnectReason::Requested });
@@ -457,6 +463,8 @@ impl Actor for ChainSync {
             Subscription::internal::<PeerDisconnected, _>(&me),
             Subscription::internal::<HeadersReceived, _>(&me),
             Subscription::internal::<InvReceived, _>(&me),
+            // Unsolicited blocks (answers to requests are not published), as Core's BLOCK.
+            Subscription::internal::<BlockReceived, _>(&me),
         ];
         for s in subs {
             self.group.do_send(Subscribe(s));
@@ -529,6 +537,15 @@ impl Handler<Notice<HeadersReceived>> for ChainSync {
     type Result = ();
     fn handle(&mut self, Notice(m): Notice<HeadersReceived>, ctx: &mut Context<Self>) {
         self.machine.on_headers(Instant::now(), unix_now(), m.peer, &m.headers);
+        self.run(ctx);
+    }
+}
+
+impl Handler<Notice<BlockReceived>> for ChainSync {
+    type Result = ();
+    fn handle(&mut self, Notice(m): Notice<BlockReceived>, ctx: &mut Context<Self>) {
+        let hash = m.block.block_hash();
+        self.machine.on_block(Instant::now(), unix_now(), m.peer, hash, &m.block.header);
         self.run(ctx);
     }
 }

@@ -86,6 +86,17 @@ pub enum SyncAction {
         /// What was wrong with its headers.
         reason: HeaderError,
     },
+    /// The peer sent a `block` nobody asked for whose parent we do not know: disconnect and
+    /// ban it (Core: `AcceptBlockHeader` "prev-blk-not-found", `BLOCK_MISSING_PREV` →
+    /// `MaybePunishNodeForBlock` → `Misbehaving`).
+    PunishBlock {
+        /// The peer.
+        peer: PeerId,
+        /// The block's hash.
+        hash: BlockHash,
+        /// Its unknown parent.
+        prev: BlockHash,
+    },
     /// The tip is stale while this peer was our source: drop it so another is dialed.
     Rotate {
         /// The peer.
@@ -336,6 +347,29 @@ impl HeaderSync {
                 }
             }
         }
+    }
+
+    /// A `block` nobody asked for arrived from `peer`, having passed the checks every block
+    /// passes (proof of work, merkle root, ...: the peer's). Handled as Core's `ProcessMessage`
+    /// BLOCK → `ProcessNewBlock` → `AcceptBlock` → `AcceptBlockHeader` (`validation.cpp`):
+    /// - a block whose header we hold is nothing new ("already known");
+    /// - one whose parent we hold has its header accepted, as an announcement would
+    ///   ([`on_headers`](Self::on_headers): invalid headers are punished there);
+    /// - one whose parent nobody knows fails with "prev-blk-not-found" (`BLOCK_MISSING_PREV`),
+    ///   which `BlockChecked` → `MaybePunishNodeForBlock` (`net_processing.cpp`) punishes with
+    ///   `Misbehaving`: the block is dropped, and no `getheaders` goes out (Core asks for
+    ///   headers on an unconnecting `headers` or `cmpctblock`, not on a `block`).
+    pub fn on_block(&mut self, now: Instant, unix: u64, peer: PeerId, hash: BlockHash, header: &Header) {
+        self.settle();
+        if self.chain.contains(&hash) {
+            return;
+        }
+        if !self.chain.contains(&header.prev_blockhash) {
+            self.peers.remove(&peer);
+            self.actions.push_back(SyncAction::PunishBlock { peer, hash, prev: header.prev_blockhash });
+            return;
+        }
+        self.on_headers(now, unix, peer, std::slice::from_ref(header));
     }
 
     /// A block `inv` arrived from `peer`.

@@ -18,6 +18,9 @@ impl PeerMachine {
     /// loosest limit of any network (regtest's) applies.
     pub(crate) fn with_network(mut self, network: Network) -> Self {
         self.pow_limit = pow_limit(network);
+        // The request tracker's checks (answers to `getheaders`, requested blocks and
+        // merkleblocks) use the same limit.
+        self.requests.set_pow_limit(self.pow_limit);
         self
     }
 

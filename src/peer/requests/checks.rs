@@ -4,9 +4,10 @@
 //! ([`crate::chain`]).
 //!
 //! Proof of work follows Core's `CheckProofOfWork` (`pow.cpp`): the target the bits encode
-//! must derive (not negative, zero or overflowing) and be within a proof-of-work limit. These
-//! checks do not know the network, so the limit is the loosest one (regtest's); the peer
-//! machine adds its own network's limit ([`crate::wire::pow`]).
+//! must derive (not negative, zero or overflowing) and be within the network's proof-of-work
+//! limit. The `*_within` forms take that limit (the request tracker passes its peer's
+//! network's); the plain forms, which do not know the network, use the loosest one
+//! (regtest's) ([`crate::wire::pow`]).
 
 use std::collections::HashSet;
 
@@ -16,7 +17,9 @@ use bitcoin::pow::Target;
 use bitcoin::{Block, BlockHash, MerkleBlock, Txid};
 use serde::{Serialize, Serializer};
 
-use crate::wire::pow::{any_network_pow_limit, derive_target};
+#[cfg(test)]
+use crate::wire::pow::any_network_pow_limit;
+use crate::wire::pow::derive_target;
 
 /// Why data a peer sent cannot be right. The peer that sent it is misbehaving.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -97,6 +100,7 @@ fn display<T: std::fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok
 /// target (Core's `CheckHeadersPoW` in `net_processing.cpp`). Returns their hashes, which the
 /// proof-of-work check computes anyway: they travel with the headers
 /// ([`HashedHeaders`](crate::chain::HashedHeaders)) so nothing downstream hashes them again.
+#[cfg(test)]
 pub fn check_headers(headers: &[Header]) -> Result<Vec<BlockHash>, InvalidData> {
     check_headers_within(headers, any_network_pow_limit())
 }
@@ -118,7 +122,7 @@ pub(crate) fn check_headers_within(
 
 /// Core's `CheckProofOfWork` (`pow.cpp`): the bits derive a target within `pow_limit`
 /// (`DeriveTarget`) and the hash meets it. Returns the hash.
-fn check_pow(header: &Header, pow_limit: Target) -> Result<BlockHash, InvalidData> {
+pub(super) fn check_pow(header: &Header, pow_limit: Target) -> Result<BlockHash, InvalidData> {
     let hash = header.block_hash();
     match derive_target(header.bits.to_consensus(), pow_limit) {
         Some(target) if target.is_met_by(hash) => Ok(hash),
@@ -156,8 +160,17 @@ pub fn check_block(block: &Block) -> Result<(), InvalidData> {
 
 /// Checks a BIP37 `merkleblock`: its header meets its own target and its partial merkle tree
 /// proves the header's root. Returns the matched txids, in block order.
+#[cfg(test)]
 pub fn check_merkleblock(mb: &MerkleBlock) -> Result<Vec<Txid>, InvalidData> {
-    let hash = check_pow(&mb.header, any_network_pow_limit())?;
+    check_merkleblock_within(mb, any_network_pow_limit())
+}
+
+/// [`check_merkleblock`] with `pow_limit` as the network's proof-of-work limit.
+pub(crate) fn check_merkleblock_within(
+    mb: &MerkleBlock,
+    pow_limit: Target,
+) -> Result<Vec<Txid>, InvalidData> {
+    let hash = check_pow(&mb.header, pow_limit)?;
     let mut txids = Vec::new();
     let mut indexes = Vec::new();
     mb.extract_matches(&mut txids, &mut indexes)

@@ -27,8 +27,11 @@ use super::reason::DisconnectReason;
 use crate::chain::HashedHeaders;
 use crate::wire::Inventory;
 use block_queue::{BlockKind, BlockQueue};
+pub(crate) use checks::check_block;
 pub use checks::InvalidData;
-pub(crate) use checks::{check_block, check_headers, check_merkleblock};
+#[cfg(test)]
+pub(crate) use checks::{check_headers, check_merkleblock};
+use checks::{check_headers_within, check_merkleblock_within, check_pow};
 pub use error::{ItemHash, RequestError};
 use filtered::FilteredAssembly;
 use prefetch::{Claim, HeadersPrefetch};
@@ -123,6 +126,10 @@ pub(crate) struct PeerRequests {
     filtered: BlockQueue,
     assembly: FilteredAssembly,
     timeouts_in_a_row: u32,
+    /// The network's proof-of-work limit (Core's `powLimit`) every header, block and
+    /// merkleblock is checked against; the loosest (regtest's) until
+    /// [`set_pow_limit`](Self::set_pow_limit).
+    pow_limit: bitcoin::pow::Target,
     /// Floor for block requests (bigger than a ping-based timeout: blocks are megabytes).
     block_timeout: Duration,
     events: VecDeque<RequestEvent>,
@@ -139,6 +146,7 @@ impl Default for PeerRequests {
             filtered: BlockQueue::new(BlockKind::Filtered),
             assembly: FilteredAssembly::default(),
             timeouts_in_a_row: 0,
+            pow_limit: crate::wire::pow::any_network_pow_limit(),
             block_timeout: Duration::ZERO,
             events: VecDeque::new(),
         }
@@ -156,6 +164,12 @@ impl PeerRequests {
     /// ping round trip suggests).
     pub fn with_block_timeout(block_timeout: Duration) -> Self {
         PeerRequests { block_timeout, ..Self::default() }
+    }
+
+    /// Checks proof of work against `limit`, the peer's network's (Core's `powLimit`,
+    /// `kernel/chainparams.cpp`), instead of the loosest one of any network.
+    pub(crate) fn set_pow_limit(&mut self, limit: bitcoin::pow::Target) {
+        self.pow_limit = limit;
     }
 
     /// Next thing to do.
@@ -362,7 +376,7 @@ impl PeerRequests {
             // A duplicate while its transactions arrive: keep what we have.
             return;
         }
-        match check_merkleblock(mb) {
+        match check_merkleblock_within(mb, self.pow_limit) {
             Ok(txids) => {
                 self.assembly.start(hash, mb.header, txids);
                 self.complete_filtered(now, hash);
@@ -410,7 +424,7 @@ impl PeerRequests {
     ///
     /// Returns whether it answered a request or the prefetch (it is no announcement then).
     pub fn on_headers(&mut self, now: Instant, headers: &[Header]) -> bool {
-        let hashes = match check_headers(headers) {
+        let hashes = match check_headers_within(headers, self.pow_limit) {
             Ok(hashes) => hashes,
             Err(invalid) => {
                 self.prefetch.clear();
@@ -467,7 +481,9 @@ impl PeerRequests {
     pub fn on_block(&mut self, now: Instant, block: Arc<Block>) {
         let hash = block.block_hash();
         let Some(waiters) = self.full.take(&hash) else { return };
-        if let Err(invalid) = check_block(&block) {
+        // The hash matches what we asked for; its proof of work is checked here too (the peer
+        // machine checks it before, but these checks must hold on their own).
+        if let Err(invalid) = check_pow(&block.header, self.pow_limit).and_then(|_| check_block(&block)) {
             for id in waiters {
                 self.fail(id, RequestError::Invalid(invalid.clone()));
             }

@@ -569,3 +569,60 @@ fn check_headers_names_the_first_problem() {
     }
     assert_eq!(check_headers(&[hs[0], bad]), Err(InvalidData::HighHash { hash: bad.block_hash() }));
 }
+
+#[test]
+fn answers_are_checked_against_the_peers_networks_pow_limit() {
+    // Regtest's bits (0x207fffff) are far above mainnet's limit: on a mainnet peer, a headers
+    // answer, a requested block and a merkleblock carrying them fail proof of work (Core's
+    // `CheckProofOfWork` → `DeriveTarget`, `pow.cpp`), though each meets its own target.
+    let now = Instant::now();
+    let mainnet = crate::wire::pow::pow_limit(crate::Network::Mainnet);
+    let genesis = crate::Network::Regtest.genesis_hash();
+    let hs = chain(1);
+    let high = InvalidData::HighHash { hash: hs[0].block_hash() };
+    let mut r = PeerRequests::new();
+    r.set_pow_limit(mainnet);
+    let id =
+        r.start(now, Request::Headers { locator: vec![genesis], stop: BlockHash::all_zeros() }, T).unwrap();
+    events(&mut r);
+    r.on_headers(now, &hs);
+    assert_eq!(
+        events(&mut r),
+        vec![
+            RequestEvent::Done(id, Err(RequestError::Invalid(high.clone()))),
+            RequestEvent::Misbehaved(high)
+        ]
+    );
+
+    let b = Arc::new(block(BlockHash::all_zeros(), 21));
+    let high = InvalidData::HighHash { hash: b.block_hash() };
+    let id = r.start(now, Request::Blocks { hashes: vec![b.block_hash()] }, T).unwrap();
+    events(&mut r);
+    r.on_block(now, b.clone());
+    assert_eq!(
+        events(&mut r),
+        vec![
+            RequestEvent::Done(id, Err(RequestError::Invalid(high.clone()))),
+            RequestEvent::Misbehaved(high.clone())
+        ]
+    );
+
+    let id = r.start(now, Request::FilteredBlocks { hashes: vec![b.block_hash()] }, T).unwrap();
+    events(&mut r);
+    r.on_merkleblock(now, &bitcoin::MerkleBlock::from_block_with_predicate(&b, |_| true));
+    assert_eq!(
+        events(&mut r),
+        vec![
+            RequestEvent::Done(id, Err(RequestError::Invalid(high.clone()))),
+            RequestEvent::Misbehaved(high)
+        ]
+    );
+
+    // The same answers pass on regtest.
+    let mut r = PeerRequests::new();
+    r.set_pow_limit(crate::wire::pow::pow_limit(crate::Network::Regtest));
+    let id = r.start(now, Request::Blocks { hashes: vec![b.block_hash()] }, T).unwrap();
+    events(&mut r);
+    r.on_block(now, b.clone());
+    assert_eq!(events(&mut r), vec![RequestEvent::Done(id, Ok(Response::Blocks(vec![b])))]);
+}

@@ -347,3 +347,58 @@ fn a_full_batch_reaching_the_peers_claim_is_confirmed_from_its_end_s_parent() {
     let Some(SyncAction::GetHeaders { locator, .. }) = a.last() else { panic!("{a:?}") };
     assert_eq!(locator[0], chain[1_998].block_hash());
 }
+
+#[test]
+fn an_unsolicited_block_is_handled_as_cores_accept_block_header() {
+    let (mut s, now) = sync();
+    let chain = mine_on(&genesis(), 3, 4);
+    s.peer_ready(now, PeerId(1), 0);
+    s.on_answer(now, UNIX, PeerId(1), &chain[..1]);
+    actions(&mut s);
+    let held = s.chain().height();
+
+    // Parent unknown: "prev-blk-not-found" (BLOCK_MISSING_PREV) → Misbehaving. The block is
+    // dropped and no headers are asked for (Core asks only on `headers`/`cmpctblock`).
+    s.peer_ready(now, PeerId(2), 0);
+    actions(&mut s);
+    let orphan = chain[2];
+    s.on_block(now, UNIX, PeerId(2), orphan.block_hash(), &orphan);
+    let a = actions(&mut s);
+    assert_eq!(
+        a,
+        vec![SyncAction::PunishBlock {
+            peer: PeerId(2),
+            hash: orphan.block_hash(),
+            prev: chain[1].block_hash()
+        }]
+    );
+    assert_eq!(s.chain().height(), held);
+    assert!(!s.chain().contains(&orphan.block_hash()));
+
+    // A block we hold the header of is nothing new ("already known"), whoever sends it.
+    s.on_block(now, UNIX, PeerId(1), chain[0].block_hash(), &chain[0]);
+    assert_eq!(actions(&mut s), vec![]);
+
+    // Parent known: its header is accepted as an announcement would be.
+    s.on_block(now, UNIX, PeerId(1), chain[1].block_hash(), &chain[1]);
+    let a = actions(&mut s);
+    assert!(
+        !a.iter().any(|x| matches!(x, SyncAction::Punish { .. } | SyncAction::PunishBlock { .. })),
+        "{a:?}"
+    );
+    assert!(
+        a.iter().any(|x| matches!(x, SyncAction::TipChanged { tip, .. } if tip.height == held + 1)),
+        "{a:?}"
+    );
+    assert!(s.chain().contains(&chain[1].block_hash()));
+
+    // A checkpoint's first header has no known parent, yet it is known itself.
+    let start = crate::chain::Checkpoint { height: 100, header: chain[1] };
+    let mut s = HeaderSync::new(
+        HeaderChain::with_checkpoint(Network::Regtest, start).unwrap(),
+        SyncConfig::default(),
+        now,
+    );
+    s.on_block(now, UNIX, PeerId(3), chain[1].block_hash(), &chain[1]);
+    assert_eq!(actions(&mut s), vec![]);
+}
