@@ -64,14 +64,20 @@ pub fn save_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), Pe
         let p = p.to_path_buf();
         move |source| PersistError::Io { path: p, source }
     };
-    let mut bytes =
-        serde_json::to_vec(value).map_err(|source| PersistError::Serialize { path: path.into(), source })?;
-    bytes.push(b'\n');
     let tmp = with_suffix(path, "tmp");
     let bak = with_suffix(path, "bak");
 
-    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(&bytes).map_err(io_err(&tmp))?;
+    // Straight into the file through a small buffer: a whole-file buffer (megabytes for a
+    // full ban list, every few seconds) would stay resident in the allocator. A failure leaves
+    // only the temporary file, which nothing reads.
+    let file = File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut out = io::BufWriter::new(file);
+    serde_json::to_writer(&mut out, value).map_err(|source| match source.io_error_kind() {
+        Some(kind) => io_err(&tmp)(io::Error::new(kind, source)),
+        None => PersistError::Serialize { path: path.into(), source },
+    })?;
+    out.write_all(b"\n").map_err(io_err(&tmp))?;
+    let file = out.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
     file.sync_all().map_err(io_err(&tmp))?;
     drop(file);
 
