@@ -265,6 +265,27 @@ async fn headers_are_served_and_announced_as_core_does() {
         got.insert(a.block().await.block_hash());
     }
     assert_eq!(got, (1..=500).map(hash).collect());
+    // 50,000 items (Core's MAX_INV_SZ), all unknown but the last: Core ignores unknown blocks,
+    // so they cost nothing upstream, and the known one still arrives.
+    let upstream_getdata = || async {
+        let peers = server_group.send(GetPeers).await.unwrap();
+        let upstream =
+            peers.iter().find(|p| p.link == btcpeer::peer::Link::Outbound).expect("the upstream bcoin peer");
+        upstream.sent_per_command.get("getdata").map_or(0, |c| c.messages)
+    };
+    let before = upstream_getdata().await;
+    let mut flood: Vec<Inventory> = (0..49_999u32)
+        .map(|i| {
+            let mut h = [0xee; 32];
+            h[..4].copy_from_slice(&i.to_le_bytes());
+            Inventory::Block(BlockHash::from_byte_array(h))
+        })
+        .collect();
+    flood.push(Inventory::Block(hash(501)));
+    a.send(Message::GetData(flood)).await;
+    assert_eq!(a.block().await.block_hash(), hash(501));
+    let fetched = upstream_getdata().await - before;
+    assert!(fetched <= 1, "{fetched} getdata sent upstream for one known block among 50,000 items");
     // A btcpeer client fetches blocks through it too.
     let blocks: Vec<_> = btcpeer::sync::block_stream(down_group.clone(), vec![hash(5), new_tip.1], 2)
         .collect::<Vec<_>>()
