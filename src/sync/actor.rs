@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+mod notices;
 mod serve;
 
 pub use super::events::ChainEvent;
@@ -21,14 +22,13 @@ use super::machine::{HeaderSync, SyncAction, SyncConfig};
 use crate::chain::HeaderStore;
 use crate::chain::{Checkpoint, HeaderChain};
 use crate::events::{
-    BlockReceived, GetDataReceived, HeadersReceived, InvReceived, MessageReceived, Notice, PeerDisconnected,
+    BlockReceived, GetDataReceived, HeadersReceived, InvReceived, MessageReceived, PeerDisconnected,
     PeerReady, Subscription,
 };
 use crate::group::{DisconnectPeerWith, Fetch, PeerGroup, Subscribe};
 use crate::peer::actor::TipHeight;
 use crate::peer::requests::{Request, Response};
 use crate::peer::{DisconnectReason, Misbehavior, PeerId};
-use crate::wire::Inventory;
 use crate::Network;
 
 /// How often the watchdog and retries run.
@@ -506,59 +506,6 @@ impl Actor for ChainSync {
         self.run(ctx);
         self.flush();
         Running::Stop
-    }
-}
-
-impl Handler<Notice<PeerReady>> for ChainSync {
-    type Result = ();
-    fn handle(&mut self, Notice(m): Notice<PeerReady>, ctx: &mut Context<Self>) {
-        if let Some(server) = self.server.as_mut() {
-            server.ready(m.peer, m.info.services);
-        }
-        self.update_services();
-        self.machine.peer_ready(Instant::now(), m.peer, m.info.start_height);
-        self.run(ctx);
-    }
-}
-
-impl Handler<Notice<PeerDisconnected>> for ChainSync {
-    type Result = ();
-    fn handle(&mut self, Notice(m): Notice<PeerDisconnected>, ctx: &mut Context<Self>) {
-        if let Some(server) = self.server.as_mut() {
-            server.gone(m.peer);
-        }
-        self.update_services();
-        self.machine.peer_gone(m.peer);
-        self.run(ctx);
-    }
-}
-
-impl Handler<Notice<HeadersReceived>> for ChainSync {
-    type Result = ();
-    fn handle(&mut self, Notice(m): Notice<HeadersReceived>, ctx: &mut Context<Self>) {
-        self.machine.on_headers(Instant::now(), unix_now(), m.peer, &m.headers);
-        self.run(ctx);
-    }
-}
-
-impl Handler<Notice<BlockReceived>> for ChainSync {
-    type Result = ();
-    fn handle(&mut self, Notice(m): Notice<BlockReceived>, ctx: &mut Context<Self>) {
-        let hash = m.block.block_hash();
-        self.machine.on_block(Instant::now(), unix_now(), m.peer, hash, &m.block.header);
-        self.run(ctx);
-    }
-}
-
-impl Handler<Notice<InvReceived>> for ChainSync {
-    type Result = ();
-    fn handle(&mut self, Notice(m): Notice<InvReceived>, ctx: &mut Context<Self>) {
-        for item in m.items.iter() {
-            if let Inventory::Block(h) | Inventory::WitnessBlock(h) = item {
-                self.machine.on_block_inv(Instant::now(), m.peer, *h);
-            }
-        }
-        self.run(ctx);
     }
 }
 
