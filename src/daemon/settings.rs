@@ -105,7 +105,7 @@ pub fn load_with_sinks(
     sink: &SinkOverrides,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(Settings, SinkSettings), ConfigError> {
-    let env = Env::new(env);
+    let env = Env::new(env)?;
     if let Some(path) = &overrides.config_file {
         check_readable(path)?;
     }
@@ -164,11 +164,21 @@ struct Env {
 }
 
 impl Env {
-    fn new(env: impl IntoIterator<Item = (String, String)>) -> Self {
+    fn new(env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let mut vars = config::Map::new();
         let mut empty_lists = Vec::new();
         for (k, v) in env {
             let Some(name) = k.strip_prefix("BTCPEER_") else { continue };
+            // The `config` crate reads an environment key as a path expression, so
+            // `BTCPEER_SEEDS[99999999]` would build a list of 10^8 entries (found by the config
+            // fuzz target). Our keys are letters, digits and `_` only; anything else is a typo.
+            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(ConfigError::new(
+                    k.clone(),
+                    "not a setting: environment keys have only letters, digits and _ \
+                     (`__` between table and key, e.g. BTCPEER_PEER__PING_INTERVAL_SECS)",
+                ));
+            }
             let list = LIST_KEYS.iter().find(|key| key.eq_ignore_ascii_case(name));
             match list {
                 Some(key) if v.trim().is_empty() => empty_lists.push(*key),
@@ -177,7 +187,7 @@ impl Env {
                 }
             }
         }
-        Env { vars, empty_lists }
+        Ok(Env { vars, empty_lists })
     }
 }
 
@@ -419,6 +429,17 @@ mod tests {
         // Other empty values keep their meaning (an error where empty is invalid).
         let e = load(&Overrides::default(), env(&[("BTCPEER_EVENTS", "")])).unwrap_err();
         assert_eq!(e.key, "events");
+    }
+
+    #[test]
+    fn an_environment_key_with_a_path_expression_is_refused() {
+        // Found by the config fuzz target: the `config` crate would expand the index into a
+        // list of 22 million entries (seconds of CPU and a gigabyte) before any check.
+        for key in ["BTCPEER_SEEDS[22222226]", "BTCPEER_PEER.PING_INTERVAL_SECS", "BTCPEER_CONNECT[0]"] {
+            let e = load(&Overrides::default(), env(&[(key, "1")])).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.problem.contains("letters, digits and _"), "{e}");
+        }
     }
 
     #[test]
