@@ -7,6 +7,7 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::event_log::{read_events, wait_for_event};
 use common::*;
 use serde_json::Value;
 
@@ -21,23 +22,6 @@ fn btcpeerd() -> Command {
         }
     }
     cmd
-}
-
-fn read_events(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("event line is not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn wait_for_event(path: &std::path::Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let mut found = None;
-    wait_until_blocking(WAIT, what, || {
-        found = read_events(path).into_iter().find(|e| pred(e));
-        found.is_some()
-    });
-    found.unwrap()
 }
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {

@@ -17,14 +17,11 @@ use bitcoin::BlockHash;
 use btcpeer::group::{Ban, BanTarget};
 use btcpeer::group::{GetBans, GetListenAddrs, PeerGroup, Shutdown};
 use btcpeer::wire::{
-    AddrV2, AddrV2Message, Address, Codec, GetBlocksMessage, GetHeadersMessage, Inventory, Message,
-    ServiceFlags,
+    AddrV2, AddrV2Message, Address, GetBlocksMessage, GetHeadersMessage, Inventory, Message, ServiceFlags,
 };
+use common::raw_peer::{closed, connect_from, frame, ping_pong, read_until, Frames};
 use common::{group_config, regtest_config};
-use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_util::codec::FramedRead;
+use tokio::io::AsyncWriteExt;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -53,14 +50,6 @@ struct Case {
     phase: Phase,
     bytes: Vec<u8>,
     expect: Expect,
-}
-
-fn codec() -> Codec {
-    Codec::new(btcpeer::Network::Regtest.magic())
-}
-
-fn frame(msg: &Message) -> Vec<u8> {
-    codec().encode_to_bytes(msg).to_vec()
 }
 
 /// A frame with any command and payload, with a correct checksum.
@@ -304,34 +293,6 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// A client socket bound to `ip` before connecting, so each case has its own address.
-async fn connect(ip: Ipv4Addr, target: SocketAddr) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(IpAddr::V4(ip), 0)).unwrap();
-    socket.connect(target).await.unwrap()
-}
-
-type Frames = FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>;
-
-/// Reads frames until `want` matches one; `Err` when the link closes or time runs out.
-async fn read_until(frames: &mut Frames, what: &str, want: impl Fn(&Message) -> bool) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let next = tokio::time::timeout_at(deadline, frames.next())
-            .await
-            .map_err(|_| format!("timed out waiting for {what}"))?;
-        match next {
-            Some(Ok(f)) => {
-                if f.into_message().is_ok_and(|m| want(&m)) {
-                    return Ok(());
-                }
-            }
-            Some(Err(e)) => return Err(format!("stream error waiting for {what}: {e}")),
-            None => return Err(format!("closed while waiting for {what}")),
-        }
-    }
-}
-
 /// Sends our `version` and reads theirs and their `verack`.
 async fn exchange_versions(
     w: &mut tokio::net::tcp::OwnedWriteHalf,
@@ -339,23 +300,13 @@ async fn exchange_versions(
     nonce: u64,
 ) -> Result<(), String> {
     w.write_all(&frame(&version(70016, None, nonce))).await.map_err(|e| e.to_string())?;
-    read_until(frames, "version", |m| matches!(m, Message::Version(_))).await?;
-    read_until(frames, "verack", |m| matches!(m, Message::Verack)).await
-}
-
-async fn ping_pong(
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
-    frames: &mut Frames,
-    nonce: u64,
-) -> Result<(), String> {
-    w.write_all(&frame(&Message::Ping(nonce))).await.map_err(|e| e.to_string())?;
-    read_until(frames, "pong", |m| *m == Message::Pong(nonce)).await
+    read_until(frames, WAIT, "version", |m| matches!(m, Message::Version(_))).await?;
+    read_until(frames, WAIT, "verack", |m| matches!(m, Message::Verack)).await
 }
 
 /// Runs one case from `ip`; `Err` says what went differently.
 async fn run(case: &Case, ip: Ipv4Addr, target: SocketAddr, nonce: u64) -> Result<(), String> {
-    let (read, mut w) = connect(ip, target).await.into_split();
-    let mut frames = FramedRead::new(read, codec());
+    let (mut w, mut frames) = connect_from(ip, target).await;
     if case.phase != Phase::Fresh {
         exchange_versions(&mut w, &mut frames, nonce).await?;
     }
@@ -372,20 +323,10 @@ async fn run(case: &Case, ip: Ipv4Addr, target: SocketAddr, nonce: u64) -> Resul
                 w.write_all(&frame(&Message::Verack)).await.map_err(|e| e.to_string())?;
             }
             // Answered in order: the hostile input was processed and the link lives.
-            ping_pong(&mut w, &mut frames, nonce ^ 0x5a5a).await
+            ping_pong(&mut w, &mut frames, WAIT, nonce ^ 0x5a5a).await
         }
-        Expect::Closed { .. } => {
-            let mut read = frames.into_inner();
-            let mut buf = vec![0u8; 64 * 1024];
-            let deadline = tokio::time::Instant::now() + WAIT;
-            loop {
-                match tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
-                    Err(_) => return Err("still open".into()),
-                    Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
-                    Ok(Ok(_)) => {}
-                }
-            }
-        }
+        Expect::Closed { .. } if closed(frames, WAIT).await => Ok(()),
+        Expect::Closed { .. } => Err("still open".into()),
     }
 }
 

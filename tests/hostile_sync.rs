@@ -5,32 +5,22 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bitcoin::hashes::Hash;
 use bitcoin::{Block, BlockHash};
-use btcpeer::wire::{Codec, Message};
+use btcpeer::wire::Message;
+use common::event_log::{read_events, wait_for_event};
+use common::raw_peer::{closed, connect_from, frame, ping_pong, read_until, Frames};
 use common::{free_port, wait_until_blocking};
-use futures_util::StreamExt;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_util::codec::FramedRead;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-type Frames = FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>;
-
-fn codec() -> Codec {
-    Codec::new(btcpeer::Network::Regtest.magic())
-}
-
-fn frame(msg: &Message) -> Vec<u8> {
-    codec().encode_to_bytes(msg).to_vec()
-}
 
 /// Regtest's genesis block moved onto `prev`, its nonce ground until the header meets its own
 /// target: a block that passes every check needing no chain (proof of work, merkle root, ...).
@@ -48,85 +38,18 @@ fn block_on(prev: BlockHash) -> Block {
 }
 
 /// Connects from `ip`, completes the handshake and checks the link with a ping.
-async fn ready_peer(
-    ip: Ipv4Addr,
-    target: SocketAddr,
-    nonce: u64,
-) -> (tokio::net::tcp::OwnedWriteHalf, Frames) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(IpAddr::V4(ip), 0)).unwrap();
-    let stream: TcpStream = socket.connect(target).await.unwrap();
-    let (read, mut w) = stream.into_split();
-    let mut frames = FramedRead::new(read, codec());
+async fn ready_peer(ip: Ipv4Addr, target: SocketAddr, nonce: u64) -> (OwnedWriteHalf, Frames) {
+    let (mut w, mut frames) = connect_from(ip, target).await;
     let mut version = btcpeer::wire::version::build(
         &btcpeer::wire::version::LocalVersion { nonce, ..Default::default() },
         None,
     );
     version.version = 70016;
     w.write_all(&frame(&Message::Version(version))).await.unwrap();
-    read_until(&mut frames, "verack", |m| matches!(m, Message::Verack)).await.unwrap();
+    read_until(&mut frames, WAIT, "verack", |m| matches!(m, Message::Verack)).await.unwrap();
     w.write_all(&frame(&Message::Verack)).await.unwrap();
-    ping_pong(&mut w, &mut frames, nonce).await.unwrap();
+    ping_pong(&mut w, &mut frames, WAIT, nonce).await.unwrap();
     (w, frames)
-}
-
-async fn read_until(frames: &mut Frames, what: &str, want: impl Fn(&Message) -> bool) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, frames.next()).await {
-            Err(_) => return Err(format!("timed out waiting for {what}")),
-            Ok(Some(Ok(f))) => {
-                if f.into_message().is_ok_and(|m| want(&m)) {
-                    return Ok(());
-                }
-            }
-            Ok(Some(Err(e))) => return Err(format!("stream error waiting for {what}: {e}")),
-            Ok(None) => return Err(format!("closed while waiting for {what}")),
-        }
-    }
-}
-
-async fn ping_pong(
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
-    frames: &mut Frames,
-    nonce: u64,
-) -> Result<(), String> {
-    w.write_all(&frame(&Message::Ping(nonce))).await.map_err(|e| e.to_string())?;
-    read_until(frames, "pong", |m| *m == Message::Pong(nonce)).await
-}
-
-/// True once the daemon closes the link (whatever it sends before).
-async fn closed(frames: Frames) -> bool {
-    let mut read = frames.into_inner();
-    let mut buf = vec![0u8; 64 * 1024];
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, read.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
-fn events(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// Waits (polling the event log, with a deadline) for an event matching `want`.
-async fn wait_event(path: &Path, what: &str, want: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(e) = events(path).into_iter().find(&want) {
-            return e;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no {what} event in {}", path.display());
-        tokio::time::sleep(Duration::from_millis(50)).await; // polling period, not synchronisation
-    }
 }
 
 struct Daemon(Child);
@@ -170,9 +93,9 @@ async fn an_unsolicited_block_is_handled_as_core_with_the_chain_sync_on() {
     let (mut w, frames) = ready_peer(orphan_ip, target, 1).await;
     let orphan = block_on(BlockHash::from_byte_array([9; 32]));
     w.write_all(&frame(&Message::Block(orphan.clone()))).await.unwrap();
-    assert!(closed(frames).await, "the sender of a block with an unknown parent is still connected");
+    assert!(closed(frames, WAIT).await, "the sender of a block with an unknown parent is still connected");
     let ban =
-        wait_event(&log, "banned", |e| e["event"] == "banned" && e["addr"] == orphan_ip.to_string()).await;
+        wait_for_event(&log, "banned", |e| e["event"] == "banned" && e["addr"] == orphan_ip.to_string());
     assert!(ban["reason"].as_str().is_some_and(|r| r.contains("prev-blk-not-found")), "{ban}");
 
     // Parent known (genesis): the block is processed, its header joins the chain (Core's
@@ -181,12 +104,12 @@ async fn an_unsolicited_block_is_handled_as_core_with_the_chain_sync_on() {
     let (mut w, mut frames) = ready_peer(good_ip, target, 2).await;
     let child = block_on(bitcoin::constants::genesis_block(bitcoin::Network::Regtest).block_hash());
     w.write_all(&frame(&Message::Block(child.clone()))).await.unwrap();
-    ping_pong(&mut w, &mut frames, 3).await.expect("the sender of a block on a known parent is kept");
+    ping_pong(&mut w, &mut frames, WAIT, 3).await.expect("the sender of a block on a known parent is kept");
     let tip = child.block_hash().to_string();
-    wait_event(&log, "headers", |e| e["event"] == "headers" && e["height"] == 1 && e["tip"] == tip).await;
+    wait_for_event(&log, "headers", |e| e["event"] == "headers" && e["height"] == 1 && e["tip"] == tip);
 
     // Nothing of the orphan reached the chain, and only the orphan's sender was banned.
-    let all = events(&log);
+    let all = read_events(&log);
     assert!(!all.iter().any(|e| e["tip"] == orphan.block_hash().to_string()));
     let banned: Vec<&Value> = all.iter().filter(|e| e["event"] == "banned").collect();
     assert_eq!(banned.len(), 1, "{banned:?}");

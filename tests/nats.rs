@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::event_log::wait_for_event;
 use common::*;
 use nats_server::{read_stream, NatsServer, Stored};
 use serde_json::{json, Value};
@@ -29,23 +30,6 @@ fn btcpeerd() -> Command {
         }
     }
     cmd
-}
-
-fn read_events(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn wait_for_event(path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let mut found = None;
-    wait_until_blocking(WAIT, what, || {
-        found = read_events(path).into_iter().find(|e| pred(e));
-        found.is_some()
-    });
-    found.unwrap()
 }
 
 /// A daemon on regtest with its own data directory, event log and HTTP port.

@@ -22,6 +22,7 @@ use btcpeer::wire::version::{build, LocalVersion};
 use btcpeer::wire::{Address, Codec, Inventory, Message, ServiceFlags};
 use btcpeer::Network;
 use bytes::BytesMut;
+use common::event_log::{read_events, wait_for_event};
 use common::*;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -343,23 +344,6 @@ fn mine_block(prev: BlockHash, time: u32, tag: u8) -> Block {
         block.header.nonce += 1;
     }
     block
-}
-
-fn read_events(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("event line is not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn wait_for_event(path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let mut found = None;
-    wait_until_blocking(WAIT, what, || {
-        found = read_events(path).into_iter().find(|e| pred(e));
-        found.is_some()
-    });
-    found.unwrap()
 }
 
 /// Runs btcpeerd on regtest with `args`, its state in a new directory and its events in a file.

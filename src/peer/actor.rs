@@ -418,25 +418,20 @@ impl PeerActor {
         match frame.message {
             Ok(Payload::Message(msg)) => {
                 self.trace_recv(frame.command, &frame.raw, Some(&msg));
-                let verdict = self.machine.on_message(now, &msg);
-                self.run_actions(ctx);
-                if verdict != Verdict::Consumed {
-                    self.report_tx_notfound(&msg);
+                if let Message::Headers(headers) = &msg {
+                    if self.machine.on_headers_arriving(now, headers) {
+                        // The next batch's `getheaders` is in the writer's queue: let the writer
+                        // put it on the wire before this batch is hashed and checked, so the two
+                        // overlap. `wait` holds this actor's other messages and reads until the
+                        // batch is handled, so nothing overtakes it.
+                        self.run_actions(ctx);
+                        ctx.wait(tokio::task::yield_now().into_actor(self).map(move |(), act, ctx| {
+                            act.on_message(now, msg, ctx);
+                        }));
+                        return;
+                    }
                 }
-                if !self.machine.is_closed() {
-                    let (msg, typed) = match (verdict, msg) {
-                        (Verdict::DeliverFirst(n), Message::Addr(mut a)) => {
-                            a.truncate(n);
-                            (Message::Addr(a), true)
-                        }
-                        (Verdict::DeliverFirst(n), Message::AddrV2(mut a)) => {
-                            a.truncate(n);
-                            (Message::AddrV2(a), true)
-                        }
-                        (verdict, msg) => (msg, verdict != Verdict::Consumed),
-                    };
-                    self.subscribers.received(self.id, &self.addr, msg, typed);
-                }
+                self.on_message(now, msg, ctx);
             }
             Ok(Payload::Block(raw)) => {
                 self.trace_recv(frame.command, &frame.raw, None);
@@ -477,6 +472,29 @@ impl PeerActor {
                 self.invalid_frame(now, &error);
                 self.run_actions(ctx);
             }
+        }
+    }
+
+    /// A decoded message: the machine's verdict, then the subscribers.
+    fn on_message(&mut self, now: Instant, msg: Message, ctx: &mut Context<Self>) {
+        let verdict = self.machine.on_message(now, &msg);
+        self.run_actions(ctx);
+        if verdict != Verdict::Consumed {
+            self.report_tx_notfound(&msg);
+        }
+        if !self.machine.is_closed() {
+            let (msg, typed) = match (verdict, msg) {
+                (Verdict::DeliverFirst(n), Message::Addr(mut a)) => {
+                    a.truncate(n);
+                    (Message::Addr(a), true)
+                }
+                (Verdict::DeliverFirst(n), Message::AddrV2(mut a)) => {
+                    a.truncate(n);
+                    (Message::AddrV2(a), true)
+                }
+                (verdict, msg) => (msg, verdict != Verdict::Consumed),
+            };
+            self.subscribers.received(self.id, &self.addr, msg, typed);
         }
     }
 

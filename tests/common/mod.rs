@@ -15,6 +15,9 @@ use btcpeer::events::*;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+pub mod event_log;
+pub mod raw_peer;
+
 /// Where bcoin coins go: P2WSH of `OP_TRUE` on bcoin regtest (`rb` prefix). Anyone can spend
 /// them with the single witness item `51`.
 pub const OP_TRUE_ADDRESS: &str = "rb1qft5p2uhsdcdc3l2ua4ap5qqfg4pjaqlp250x7us7a8qqhrxrxfsqmescae";

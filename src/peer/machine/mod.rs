@@ -34,6 +34,7 @@ use crate::wire::limits::{
 };
 use crate::wire::version;
 use crate::wire::{CodecError, GetBlocksMessage, GetHeadersMessage, Message, ServiceFlags};
+use bitcoin::block::Header;
 use bitcoin::BlockHash;
 
 pub use self::gossip::MAX_KNOWN_ADDRS;
@@ -352,6 +353,21 @@ impl PeerMachine {
             other => DisconnectReason::Io { error: other.to_string() },
         };
         self.disconnect(reason);
+    }
+
+    /// A `headers` message arrived; [`on_message`](Self::on_message) handles it next. When it
+    /// is a full answer to the sync's request, the `getheaders` for the next batch is queued
+    /// now, so that the caller can put it on the wire before the batch is checked (the peer
+    /// sends the next batch meanwhile). Returns whether something was queued to send.
+    pub fn on_headers_arriving(&mut self, now: Instant, headers: &[Header]) -> bool {
+        if self.state != PeerState::Ready || self.closed {
+            return false;
+        }
+        if !self.requests.headers_arriving(now, headers) {
+            return false;
+        }
+        self.run_requests();
+        true
     }
 
     /// A message arrived.

@@ -102,20 +102,27 @@ fn display<T: std::fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok
 /// ([`HashedHeaders`](crate::chain::HashedHeaders)) so nothing downstream hashes them again.
 #[cfg(test)]
 pub fn check_headers(headers: &[Header]) -> Result<Vec<BlockHash>, InvalidData> {
-    check_headers_within(headers, any_network_pow_limit())
+    check_headers_within(headers, any_network_pow_limit(), None)
 }
 
-/// [`check_headers`] with `pow_limit` as the network's proof-of-work limit.
+/// [`check_headers`] with `pow_limit` as the network's proof-of-work limit. `known_last`: the
+/// last header's hash when it was computed already (the prefetch hashes it on arrival).
 pub(crate) fn check_headers_within(
     headers: &[Header],
     pow_limit: Target,
+    known_last: Option<BlockHash>,
 ) -> Result<Vec<BlockHash>, InvalidData> {
     let mut hashes: Vec<BlockHash> = Vec::with_capacity(headers.len());
+    let last = headers.len().saturating_sub(1);
     for (index, header) in headers.iter().enumerate() {
         if hashes.last().is_some_and(|p| header.prev_blockhash != *p) {
             return Err(InvalidData::UnchainedHeaders { index });
         }
-        hashes.push(check_pow(header, pow_limit)?);
+        let hash = match known_last {
+            Some(hash) if index == last => check_pow_of(header, hash, pow_limit)?,
+            _ => check_pow(header, pow_limit)?,
+        };
+        hashes.push(hash);
     }
     Ok(hashes)
 }
@@ -123,7 +130,11 @@ pub(crate) fn check_headers_within(
 /// Core's `CheckProofOfWork` (`pow.cpp`): the bits derive a target within `pow_limit`
 /// (`DeriveTarget`) and the hash meets it. Returns the hash.
 pub(super) fn check_pow(header: &Header, pow_limit: Target) -> Result<BlockHash, InvalidData> {
-    let hash = header.block_hash();
+    check_pow_of(header, header.block_hash(), pow_limit)
+}
+
+/// [`check_pow`] with the header's hash given.
+fn check_pow_of(header: &Header, hash: BlockHash, pow_limit: Target) -> Result<BlockHash, InvalidData> {
     match derive_target(header.bits.to_consensus(), pow_limit) {
         Some(target) if target.is_met_by(hash) => Ok(hash),
         _ => Err(InvalidData::HighHash { hash }),

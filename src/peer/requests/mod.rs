@@ -34,7 +34,7 @@ pub(crate) use checks::{check_headers, check_merkleblock};
 use checks::{check_headers_within, check_merkleblock_within, check_pow};
 pub use error::{ItemHash, RequestError};
 use filtered::FilteredAssembly;
-use prefetch::{Claim, HeadersPrefetch};
+use prefetch::HeadersPrefetch;
 pub use request::{FilteredBlock, Request, Response};
 pub use timeouts::RequestTimeouts;
 
@@ -227,20 +227,8 @@ impl PeerRequests {
                 }
                 let id = self.id();
                 let continues = self.prefetch.continues(&locator);
-                match self.prefetch.claim(&locator, stop) {
-                    Claim::Ready(headers) => {
-                        self.follow_up(now, &headers, timeout, true);
-                        self.events.push_back(RequestEvent::Done(id, Ok(Response::Headers(headers))));
-                        return Ok(id);
-                    }
-                    Claim::InFlight { after } => {
-                        // The answer to the prefetch's `getheaders` answers this request.
-                        let locator = HashSet::from([after]);
-                        self.headers =
-                            Some(HeadersWait { id, continues: true, locator, stop, deadline, timeout });
-                        return Ok(id);
-                    }
-                    Claim::No => {}
+                if self.take_prefetched(now, id, &locator, stop, deadline, timeout) {
+                    return Ok(id);
                 }
                 self.headers = Some(HeadersWait {
                     id,
@@ -424,7 +412,8 @@ impl PeerRequests {
     ///
     /// Returns whether it answered a request or the prefetch (it is no announcement then).
     pub fn on_headers(&mut self, now: Instant, headers: &[Header]) -> bool {
-        let hashes = match check_headers_within(headers, self.pow_limit) {
+        let known_last = self.prefetch.take_known_last(headers);
+        let hashes = match check_headers_within(headers, self.pow_limit, known_last) {
             Ok(hashes) => hashes,
             Err(invalid) => {
                 self.prefetch.clear();
@@ -461,18 +450,6 @@ impl PeerRequests {
             }
         }
         false
-    }
-
-    /// After a full answer: the `getheaders` for the batch after it leaves now, before the
-    /// answer is delivered ([`prefetch`]).
-    fn follow_up(&mut self, now: Instant, headers: &HashedHeaders, timeout: Duration, continues: bool) {
-        if headers.len() < crate::wire::limits::MAX_HEADERS_RESULTS {
-            return;
-        }
-        let (Some(last), Some(first)) = (headers.last_hash(), headers.headers().first()) else { return };
-        if let Some(locator) = self.prefetch.follow(now, last, first.prev_blockhash, timeout, continues) {
-            self.events.push_back(RequestEvent::SendGetHeaders { locator, stop: BlockHash::all_zeros() });
-        }
     }
 
     /// A `block` with this hash arrived and was parsed (only blocks [`wants_block`] are parsed).

@@ -9,6 +9,11 @@
 //! where the answer ended takes the prefetched batch (or waits for it) instead of asking again,
 //! so nothing is fetched twice. One batch at most per peer, dropped when nobody claims it.
 //!
+//! The `getheaders` leaves as soon as a full answer has arrived and its last header is hashed,
+//! before the rest of the answer is checked ([`PeerRequests::headers_arriving`]): the peer
+//! sends the next batch while this one is hashed. An answer that then fails its checks still
+//! costs its sender the link, and the prefetch is dropped with it.
+//!
 //! Only a sync is followed: a full answer to a request that itself continued from the end of
 //! this peer's previous full answer (or took a prefetched batch), so a one-off `getheaders`
 //! costs no speculative download. A peer whose tip falls exactly on the end of a full answer
@@ -22,6 +27,9 @@ use bitcoin::hashes::Hash as _;
 use bitcoin::BlockHash;
 use tokio::time::Instant;
 
+use bitcoin::block::Header;
+
+use super::{HeadersWait, PeerRequests, RequestEvent, RequestId, Response};
 use crate::chain::HashedHeaders;
 
 /// How long an answered prefetch is kept for the request that should claim it.
@@ -52,6 +60,9 @@ pub(super) struct HeadersPrefetch {
     state: Option<State>,
     /// The last header of this peer's last full answer: a request from it continues a sync.
     full_end: Option<BlockHash>,
+    /// The last header of the answer being handled and its hash, computed on its arrival:
+    /// the answer's check reuses it, so each header is hashed once.
+    known_last: Option<(Header, BlockHash)>,
 }
 
 impl HeadersPrefetch {
@@ -128,9 +139,103 @@ impl HeadersPrefetch {
         }
     }
 
+    /// The hash of `headers`' last header, when [`PeerRequests::headers_arriving`] computed
+    /// it for this very header.
+    pub fn take_known_last(&mut self, headers: &[Header]) -> Option<BlockHash> {
+        let (header, hash) = self.known_last.take()?;
+        (headers.last() == Some(&header)).then_some(hash)
+    }
+
     /// Forgets everything (the connection ended or the peer misbehaved).
     pub fn clear(&mut self) {
         self.state = None;
         self.full_end = None;
+        self.known_last = None;
+    }
+}
+
+impl PeerRequests {
+    /// A `headers` message arrived and is about to be handled ([`on_headers`]). When it is a
+    /// full answer to the sync's outstanding request, the `getheaders` for the batch after it
+    /// is queued now, from its last header (hashed here; the check reuses that hash). The
+    /// caller sends it before calling [`on_headers`], so the peer is already sending the next
+    /// batch while this one is checked. Returns whether a `getheaders` was queued.
+    ///
+    /// [`on_headers`]: PeerRequests::on_headers
+    pub fn headers_arriving(&mut self, now: Instant, headers: &[Header]) -> bool {
+        if headers.len() != crate::wire::limits::MAX_HEADERS_RESULTS {
+            return false;
+        }
+        let (Some(first), Some(last)) = (headers.first(), headers.last()) else { return false };
+        let Some(wait) = &self.headers else { return false };
+        if wait.stop != BlockHash::all_zeros()
+            || !wait.locator.contains(&first.prev_blockhash)
+            || self.prefetch.answers(Some(first.prev_blockhash))
+        {
+            return false;
+        }
+        let (timeout, continues) = (wait.timeout, wait.continues);
+        let last_hash = last.block_hash();
+        self.prefetch.known_last = Some((*last, last_hash));
+        self.follow_up_from(now, last_hash, first.prev_blockhash, timeout, continues)
+    }
+
+    /// After a full answer: the `getheaders` for the batch after it leaves now, before the
+    /// answer is delivered (unless [`headers_arriving`](Self::headers_arriving) sent it).
+    pub(super) fn follow_up(
+        &mut self,
+        now: Instant,
+        headers: &HashedHeaders,
+        timeout: Duration,
+        continues: bool,
+    ) {
+        if headers.len() < crate::wire::limits::MAX_HEADERS_RESULTS {
+            return;
+        }
+        let (Some(last), Some(first)) = (headers.last_hash(), headers.headers().first()) else { return };
+        self.follow_up_from(now, last, first.prev_blockhash, timeout, continues);
+    }
+
+    fn follow_up_from(
+        &mut self,
+        now: Instant,
+        last: BlockHash,
+        first_prev: BlockHash,
+        timeout: Duration,
+        continues: bool,
+    ) -> bool {
+        let Some(locator) = self.prefetch.follow(now, last, first_prev, timeout, continues) else {
+            return false;
+        };
+        self.events.push_back(RequestEvent::SendGetHeaders { locator, stop: BlockHash::all_zeros() });
+        true
+    }
+
+    /// A headers request from `locator` that the prefetch answers: with its kept batch at
+    /// once, or by waiting for its `getheaders`, already on the wire. Returns whether it did
+    /// (the request is then started).
+    pub(super) fn take_prefetched(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        locator: &[BlockHash],
+        stop: BlockHash,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> bool {
+        match self.prefetch.claim(locator, stop) {
+            Claim::Ready(headers) => {
+                self.follow_up(now, &headers, timeout, true);
+                self.events.push_back(RequestEvent::Done(id, Ok(Response::Headers(headers))));
+                true
+            }
+            Claim::InFlight { after } => {
+                // The answer to the prefetch's `getheaders` answers this request.
+                let locator = std::collections::HashSet::from([after]);
+                self.headers = Some(HeadersWait { id, continues: true, locator, stop, deadline, timeout });
+                true
+            }
+            Claim::No => false,
+        }
     }
 }

@@ -105,3 +105,50 @@ fn syncing(hs: &[Header], now: Instant) -> PeerRequests {
     assert!(sent.contains(&send(vec![hs[FULL * 2 - 1].block_hash(), hs[FULL - 1].block_hash()])), "{sent:?}");
     r
 }
+
+#[test]
+fn the_next_getheaders_leaves_when_a_full_answer_arrives_before_it_is_checked() {
+    let now = Instant::now();
+    let hs = chain(FULL * 3);
+    let genesis = crate::Network::Regtest.genesis_hash();
+    let end = |i: usize| hs[FULL * (i + 1) - 1].block_hash();
+    let mut r = PeerRequests::new();
+    r.start(now, get(vec![genesis]), T).unwrap();
+    r.on_headers(now, &hs[..FULL]);
+    events(&mut r);
+    let id = r.start(now, get(vec![end(0), genesis]), T).unwrap();
+    events(&mut r);
+    // Arrival: the follow-up is queued before the batch is checked ...
+    assert!(r.headers_arriving(now, &hs[FULL..FULL * 2]));
+    assert_eq!(events(&mut r), vec![send(vec![end(1), end(0)])]);
+    // ... and not sent twice when the check passes.
+    assert!(r.on_headers(now, &hs[FULL..FULL * 2]));
+    assert_eq!(events(&mut r), vec![answer(id, &hs[FULL..FULL * 2])]);
+    // Nothing is queued for what answers no request, a short answer, or the prefetch's own
+    // answer (it is kept for the request that claims it).
+    assert!(!r.headers_arriving(now, &hs[FULL * 2..]) && events(&mut r).is_empty());
+    assert!(!r.headers_arriving(now, &hs[..10]) && events(&mut r).is_empty());
+}
+
+#[test]
+fn a_bad_batch_whose_follow_up_already_left_is_punished_and_drops_the_prefetch() {
+    let now = Instant::now();
+    let hs = chain(FULL * 3);
+    let genesis = crate::Network::Regtest.genesis_hash();
+    let end0 = hs[FULL - 1].block_hash();
+    let mut r = PeerRequests::new();
+    r.start(now, get(vec![genesis]), T).unwrap();
+    r.on_headers(now, &hs[..FULL]);
+    let id = r.start(now, get(vec![end0, genesis]), T).unwrap();
+    events(&mut r);
+    let mut bad = hs[FULL..FULL * 2].to_vec();
+    bad[7].nonce ^= 1; // breaks its proof of work (and the chaining after it)
+    assert!(r.headers_arriving(now, &bad));
+    events(&mut r);
+    assert!(!r.on_headers(now, &bad));
+    let got = events(&mut r);
+    assert!(matches!(got[0], RequestEvent::Done(i, Err(RequestError::Invalid(_))) if i == id), "{got:?}");
+    assert!(matches!(got[1], RequestEvent::Misbehaved(_)), "{got:?}");
+    // The prefetched batch is no answer to anything now: an announcement.
+    assert!(!r.on_headers(now, &hs[FULL * 2..]));
+}
