@@ -307,7 +307,7 @@ impl BestChain {
         let mark = at - at % HASH_MARK_EVERY;
         let mut hash = *chunk.marks.get(mark / HASH_MARK_EVERY)?;
         for slim in chunk.headers.get(mark + 1..=at)? {
-            hash = slim.header(hash).block_hash();
+            hash = crate::wire::block_hash(&slim.header(hash));
         }
         Some(hash)
     }
@@ -416,7 +416,7 @@ impl BestChain {
         let mut prev = new_hash;
         for (n, slim) in self.iter_slims(keep).enumerate() {
             let header = slim.header(prev);
-            prev = if keep + n + 1 == self.len { self.tip_hash } else { header.block_hash() };
+            prev = if keep + n + 1 == self.len { self.tip_hash } else { crate::wire::block_hash(&header) };
             removed.push((header, prev));
         }
         for (n, (_, hash)) in removed.iter().enumerate() {
@@ -461,7 +461,7 @@ impl BestChain {
         let last = self.len.saturating_sub(1);
         self.iter_slims(skip).enumerate().map(move |(n, slim)| {
             let header = slim.header(prev);
-            prev = if skip + n == last { self.tip_hash } else { header.block_hash() };
+            prev = if skip + n == last { self.tip_hash } else { crate::wire::block_hash(&header) };
             (header, prev)
         })
     }

@@ -104,7 +104,7 @@ fn file_header(network: Network) -> [u8; FILE_HEADER_LEN] {
 }
 
 fn record(header: &Header) -> [u8; RECORD_LEN] {
-    record_hashed(header, &header.block_hash())
+    record_hashed(header, &crate::wire::block_hash(header))
 }
 
 /// A record for `header`, whose hash the caller already computed (no second sha256d).
@@ -281,7 +281,7 @@ impl HeaderStore {
                     bad = Some((i, format!("record {i} does not decode")));
                     break;
                 };
-                let hash = header.block_hash();
+                let hash = crate::wire::block_hash(&header);
                 if rec[80..] != hash.to_byte_array()[..4] {
                     bad = Some((i, format!("record {i} fails its checksum")));
                     break;
@@ -399,6 +399,15 @@ impl HeaderStore {
     /// Makes appended records durable (`fsync` of the data).
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.file.sync_data().map_err(io_err(&self.path, "sync"))
+    }
+
+    /// [`flush`](Self::flush) to run on another thread: an `fsync` of a few MB takes
+    /// milliseconds, which the caller need not wait for. It makes durable what was appended
+    /// before it runs.
+    pub fn flusher(&self) -> Result<impl FnOnce() -> Result<(), StoreError> + Send + 'static, StoreError> {
+        let file = self.file.try_clone().map_err(io_err(&self.path, "open a second handle to"))?;
+        let sync_err = io_err(&self.path, "sync");
+        Ok(move || file.sync_data().map_err(sync_err))
     }
 
     /// Number of records in the file.

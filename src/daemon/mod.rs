@@ -26,8 +26,10 @@ use crate::Error;
 /// Installs the global `tracing` subscriber: `RUST_LOG` wins over `log.filter`; output goes to
 /// stderr (stdout may carry the event log).
 pub fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.filter));
+    let from_env = std::env::var("RUST_LOG").ok().and_then(|f| settings::parse_log_filter(&f).ok());
+    let filter = from_env
+        .or_else(|| settings::parse_log_filter(&settings.log.filter).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     // A log line that cannot be written (a full disk under a redirected stderr) is lost, not
     // fatal: tracing-subscriber would otherwise report it with `eprintln!`, which panics when
     // stderr itself fails.

@@ -3,6 +3,7 @@
 //! this module's work alone.
 
 pub mod codec;
+mod hash;
 pub mod limits;
 pub(crate) mod pow;
 pub mod version;
@@ -17,6 +18,7 @@ pub use bitcoin::p2p::message_compact_blocks::SendCmpct;
 pub use bitcoin::p2p::message_network::{Reject, RejectReason, VersionMessage};
 pub use bitcoin::p2p::ServiceFlags;
 pub use codec::{Codec, CodecError, Frame, Payload, RawBlock};
+pub use hash::block_hash;
 
 /// Command names we count separately in statistics; anything else is `*other*` (as Core's
 /// `getpeerinfo` does).

@@ -130,7 +130,7 @@ pub(crate) fn check_headers_within(
 /// Core's `CheckProofOfWork` (`pow.cpp`): the bits derive a target within `pow_limit`
 /// (`DeriveTarget`) and the hash meets it. Returns the hash.
 pub(super) fn check_pow(header: &Header, pow_limit: Target) -> Result<BlockHash, InvalidData> {
-    check_pow_of(header, header.block_hash(), pow_limit)
+    check_pow_of(header, crate::wire::block_hash(header), pow_limit)
 }
 
 /// [`check_pow`] with the header's hash given.

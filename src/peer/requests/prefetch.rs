@@ -175,7 +175,7 @@ impl PeerRequests {
             return false;
         }
         let (timeout, continues) = (wait.timeout, wait.continues);
-        let last_hash = last.block_hash();
+        let last_hash = crate::wire::block_hash(last);
         self.prefetch.known_last = Some((*last, last_hash));
         self.follow_up_from(now, last_hash, first.prev_blockhash, timeout, continues)
     }
