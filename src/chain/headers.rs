@@ -379,6 +379,7 @@ impl HeaderChain {
             };
             return (out, Some((first_new, e)));
         };
+        out.added_headers.reserve(n - first_new);
         let mut parent_work = self.work_of(&path);
         let mut walk: Option<u32> = None; // testnet walk-back result for the path's tip
         let mut times: Option<TimeWindow> = None; // the path tip's last 11 timestamps

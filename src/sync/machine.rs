@@ -262,15 +262,17 @@ impl HeaderSync {
         let Some(Batch { now, unix, peer, headers, pipelined }) = self.pending.take() else {
             return;
         };
+        let last = headers.last_hash();
+        let count = headers.len();
+        let last_prev = headers.headers().last().map(|h| h.prev_blockhash);
         let failed = if headers.is_empty() {
             false
         } else {
             let result = self.chain.connect_hashed(&headers, unix);
             let failed = result.as_ref().map_or(true, |c| c.error.is_some());
-            self.apply(now, peer, result, &headers);
+            self.apply(now, peer, result, headers);
             failed
         };
-        let last = headers.last_hash();
         let landed = last.and_then(|h| self.chain.header(&h)).map(|(_, height)| height);
         if pipelined {
             if failed {
@@ -283,12 +285,12 @@ impl HeaderSync {
             return;
         }
         let progressed = landed.is_some() && last != self.last_full_end;
-        if headers.len() >= MAX_HEADERS_RESULTS && progressed && self.peers.contains_key(&peer) {
+        if count >= MAX_HEADERS_RESULTS && progressed && self.peers.contains_key(&peer) {
             self.last_full_end = last;
             // A full answer means "more available": continue from its end, on its branch —
             // from the end's parent, so a peer with nothing more still answers (bcoin sends
             // nothing at all to a locator at its tip).
-            self.continue_from = headers.headers().last().map(|h| h.prev_blockhash);
+            self.continue_from = last_prev;
             if let (Some(h), Some(c)) = (landed, self.peers.get_mut(&peer)) {
                 *c = (*c).max(h + 1);
             }
@@ -339,8 +341,9 @@ impl HeaderSync {
                 self.maybe_request(now);
             }
             result => {
-                self.apply(now, peer, result, &headers);
-                if let Some(last) = headers.last_hash() {
+                let last = headers.last_hash();
+                self.apply(now, peer, result, headers);
+                if let Some(last) = last {
                     if let Some(h) = self.chain.height_of(&last) {
                         self.claim(peer, h);
                     }
@@ -469,7 +472,7 @@ impl HeaderSync {
         now: Instant,
         peer: PeerId,
         result: Result<Connected, HeaderError>,
-        headers: &HashedHeaders,
+        headers: HashedHeaders,
     ) {
         let (connected, error) = match result {
             Ok(c) => {
@@ -480,8 +483,14 @@ impl HeaderSync {
         };
         if let Some(c) = connected {
             if c.added > 0 {
-                // The added headers are the run after the known prefix (`Connected`).
-                self.actions.push_back(SyncAction::Store(headers.range(c.known..c.known + c.added)));
+                // The added headers are the run after the known prefix (`Connected`): usually
+                // the whole batch, which then moves to the store uncopied.
+                let added = if c.known == 0 && c.added == headers.len() {
+                    headers
+                } else {
+                    headers.range(c.known..c.known + c.added)
+                };
+                self.actions.push_back(SyncAction::Store(added));
             }
             if !c.connected.is_empty() {
                 self.last_tip_change = now;
