@@ -109,9 +109,13 @@ pub fn load_with_sinks(
     if let Some(path) = &overrides.config_file {
         check_readable(path)?;
     }
-    // The network decides the overlay, so find it first from the layers that can set it.
-    let first = build(overrides, sink, &env, None)?;
-    let network: Network = match first.get_string("network") {
+    // The network decides the overlay, so find it first from the layers that can set it
+    // (no pass needed when the flag, which beats every layer, names it).
+    let name = match &overrides.network {
+        Some(name) => Ok(name.clone()),
+        None => build(overrides, sink, &env, None)?.get_string("network"),
+    };
+    let network: Network = match name {
         Ok(name) => name.parse().map_err(|_| {
             ConfigError::new(
                 "network",
