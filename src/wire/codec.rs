@@ -516,3 +516,7 @@ impl Encoder<Message> for Codec {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_equivalence;
+#[cfg(test)]
+mod tests_unframed;
