@@ -26,7 +26,13 @@ use crate::Error;
 /// Installs the global `tracing` subscriber: `RUST_LOG` wins over `log.filter`; output goes to
 /// stderr (stdout may carry the event log).
 pub fn init_logging(settings: &Settings) {
-    let from_env = std::env::var("RUST_LOG").ok().and_then(|f| settings::parse_log_filter(&f).ok());
+    let from_env = std::env::var("RUST_LOG").ok().and_then(|f| match settings::parse_log_filter(&f) {
+        Ok(filter) => Some(filter),
+        Err(problem) => {
+            eprintln!("btcpeerd: RUST_LOG ignored ({problem}); using log.filter");
+            None
+        }
+    });
     let filter = from_env
         .or_else(|| settings::parse_log_filter(&settings.log.filter).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));

@@ -162,11 +162,20 @@ pub(crate) fn validate(settings: &Settings) -> Result<(), ConfigError> {
 
 /// Parses a log filter (`log.filter`, `RUST_LOG`). tracing-subscriber 0.3.23 panics on some
 /// non-ASCII directives (it slices a string inside a character; found by the config fuzz
-/// target), so those are refused first: targets, levels and field names are ASCII anyway. A
-/// panic of the parser on anything else is caught and reported as an invalid filter.
+/// target), so those are refused first: targets, levels and field names are ASCII anyway. So
+/// are span and field filters (see below). A panic of the parser on anything else is caught
+/// and reported as an invalid filter.
 pub(crate) fn parse_log_filter(filter: &str) -> Result<tracing_subscriber::EnvFilter, String> {
     if !filter.is_ascii() {
         return Err("invalid filter (only ASCII characters are allowed)".to_owned());
+    }
+    // A span or field filter (`target[span{field=value}]`) compiles its value into a regex DFA
+    // with no size limit: a crafted value took minutes (found by the config fuzz target).
+    // `target=level` directives are all a daemon needs.
+    if filter.contains(['[', ']', '{', '}']) {
+        return Err(
+            "span and field filters (`[...]`) are not supported; use target=level directives".to_owned()
+        );
     }
     match std::panic::catch_unwind(|| tracing_subscriber::EnvFilter::try_new(filter)) {
         Ok(Ok(parsed)) => Ok(parsed),
@@ -470,6 +479,13 @@ mod tests {
             load(&Overrides::default(), env(&[("BTCPEER_LOG__FILTER", "info,\t[a\u{bad}b]")])).unwrap_err();
         assert_eq!(e.key, "log.filter", "{e}");
         assert!(e.problem.contains("ASCII"), "{e}");
+        // Field values compile to regex DFAs without a size limit (a fuzzed one took minutes).
+        for filter in ["info,btcpeer[peer{addr=1.2.3.4}]=debug", "[{a=b|c}]"] {
+            let e = load(&Overrides::default(), env(&[("BTCPEER_LOG__FILTER", filter)])).unwrap_err();
+            assert!(e.key == "log.filter" && e.problem.contains("span and field filters"), "{e}");
+        }
+        let ok = load(&Overrides::default(), env(&[("BTCPEER_LOG__FILTER", "warn,btcpeer::peer=trace")]));
+        assert_eq!(ok.unwrap().log.filter, "warn,btcpeer::peer=trace");
     }
 
     #[test]
