@@ -29,7 +29,19 @@ impl PeerMachine {
     /// is punished ("header with invalid proof of work", `Misbehaving`). The rest of the checks
     /// (chaining, the hash meeting the target) are the request tracker's.
     pub(super) fn check_headers_limit(&mut self, headers: &[Header]) -> Option<Verdict> {
-        let bad = headers.iter().find(|h| derive_target(h.bits.to_consensus(), self.pow_limit).is_none())?;
+        // Consecutive headers almost always share their bits: each distinct run is derived once.
+        let mut last_good = None;
+        let bad = headers.iter().find(|h| {
+            let bits = h.bits.to_consensus();
+            if last_good == Some(bits) {
+                return false;
+            }
+            let bad = derive_target(bits, self.pow_limit).is_none();
+            if !bad {
+                last_good = Some(bits);
+            }
+            bad
+        })?;
         let invalid = InvalidData::HighHash { hash: bad.block_hash() };
         Some(self.misbehaving(Misbehavior::InvalidData { reason: invalid.to_string() }))
     }

@@ -114,14 +114,28 @@ pub(crate) fn check_headers_within(
 ) -> Result<Vec<BlockHash>, InvalidData> {
     let mut hashes: Vec<BlockHash> = Vec::with_capacity(headers.len());
     let last = headers.len().saturating_sub(1);
+    // A batch almost always shares one `bits`: its target is derived once.
+    let mut target: Option<(u32, Option<Target>)> = None;
     for (index, header) in headers.iter().enumerate() {
         if hashes.last().is_some_and(|p| header.prev_blockhash != *p) {
             return Err(InvalidData::UnchainedHeaders { index });
         }
         let hash = match known_last {
-            Some(hash) if index == last => check_pow_of(header, hash, pow_limit)?,
-            _ => check_pow(header, pow_limit)?,
+            Some(hash) if index == last => hash,
+            _ => crate::wire::block_hash(header),
         };
+        let bits = header.bits.to_consensus();
+        let derived = match target {
+            Some((b, t)) if b == bits => t,
+            _ => {
+                let t = derive_target(bits, pow_limit);
+                target = Some((bits, t));
+                t
+            }
+        };
+        if !derived.is_some_and(|t| t.is_met_by(hash)) {
+            return Err(InvalidData::HighHash { hash });
+        }
         hashes.push(hash);
     }
     Ok(hashes)
@@ -130,11 +144,7 @@ pub(crate) fn check_headers_within(
 /// Core's `CheckProofOfWork` (`pow.cpp`): the bits derive a target within `pow_limit`
 /// (`DeriveTarget`) and the hash meets it. Returns the hash.
 pub(super) fn check_pow(header: &Header, pow_limit: Target) -> Result<BlockHash, InvalidData> {
-    check_pow_of(header, crate::wire::block_hash(header), pow_limit)
-}
-
-/// [`check_pow`] with the header's hash given.
-fn check_pow_of(header: &Header, hash: BlockHash, pow_limit: Target) -> Result<BlockHash, InvalidData> {
+    let hash = crate::wire::block_hash(header);
     match derive_target(header.bits.to_consensus(), pow_limit) {
         Some(target) if target.is_met_by(hash) => Ok(hash),
         _ => Err(InvalidData::HighHash { hash }),
