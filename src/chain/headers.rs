@@ -352,7 +352,7 @@ impl HeaderChain {
         let mut out = Connected::default();
         let n = headers.len().min(hashes.len());
         // Message-level checks first, as Core's `CheckHeadersPoW`: PoW, then continuity.
-        let mut targets = None;
+        let mut targets = crate::wire::pow::TargetCache::default();
         for i in 0..n {
             if let Err(e) = validate::check_pow_cached(&self.rules, &headers[i], hashes[i], &mut targets) {
                 return (out, Some((i, e)));

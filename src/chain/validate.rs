@@ -10,7 +10,7 @@ use bitcoin::pow::{CompactTarget, Target};
 use bitcoin::BlockHash;
 
 use super::HeaderError;
-use crate::wire::pow::{derive_target, pow_limit};
+use crate::wire::pow::{derive_target, pow_limit, TargetCache};
 use crate::Network;
 
 /// How far a header's timestamp may be ahead of our clock, in seconds (`MAX_FUTURE_BLOCK_TIME`,
@@ -160,18 +160,9 @@ pub(crate) fn check_pow_cached(
     rules: &Rules,
     header: &Header,
     hash: BlockHash,
-    cache: &mut Option<(u32, Option<Target>)>,
+    cache: &mut TargetCache,
 ) -> Result<(), HeaderError> {
-    let bits = header.bits.to_consensus();
-    let target = match *cache {
-        Some((b, t)) if b == bits => t,
-        _ => {
-            let t = derive_target(bits, rules.pow_limit);
-            *cache = Some((bits, t));
-            t
-        }
-    };
-    match target {
+    match cache.derive(header.bits.to_consensus(), rules.pow_limit) {
         Some(target) if target.is_met_by(hash) => Ok(()),
         _ => Err(HeaderError::BadProofOfWork { hash }),
     }

@@ -57,6 +57,25 @@ pub(crate) fn derive_target(bits: u32, pow_limit: Target) -> Option<Target> {
     target_from_bits(bits).filter(|target| *target <= pow_limit)
 }
 
+/// [`derive_target`] remembering the last `bits` it decoded: the headers of a batch almost
+/// always share one.
+#[derive(Debug, Default)]
+pub(crate) struct TargetCache(Option<(u32, Option<Target>)>);
+
+impl TargetCache {
+    /// `derive_target(bits, pow_limit)`; the limit must be the same on every call.
+    pub fn derive(&mut self, bits: u32, pow_limit: Target) -> Option<Target> {
+        match self.0 {
+            Some((b, target)) if b == bits => target,
+            _ => {
+                let target = derive_target(bits, pow_limit);
+                self.0 = Some((bits, target));
+                target
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

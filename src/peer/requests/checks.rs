@@ -19,7 +19,7 @@ use serde::{Serialize, Serializer};
 
 #[cfg(test)]
 use crate::wire::pow::any_network_pow_limit;
-use crate::wire::pow::derive_target;
+use crate::wire::pow::{derive_target, TargetCache};
 
 /// Why data a peer sent cannot be right. The peer that sent it is misbehaving.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -114,8 +114,7 @@ pub(crate) fn check_headers_within(
 ) -> Result<Vec<BlockHash>, InvalidData> {
     let mut hashes: Vec<BlockHash> = Vec::with_capacity(headers.len());
     let last = headers.len().saturating_sub(1);
-    // A batch almost always shares one `bits`: its target is derived once.
-    let mut target: Option<(u32, Option<Target>)> = None;
+    let mut targets = TargetCache::default();
     for (index, header) in headers.iter().enumerate() {
         if hashes.last().is_some_and(|p| header.prev_blockhash != *p) {
             return Err(InvalidData::UnchainedHeaders { index });
@@ -124,16 +123,7 @@ pub(crate) fn check_headers_within(
             Some(hash) if index == last => hash,
             _ => crate::wire::block_hash(header),
         };
-        let bits = header.bits.to_consensus();
-        let derived = match target {
-            Some((b, t)) if b == bits => t,
-            _ => {
-                let t = derive_target(bits, pow_limit);
-                target = Some((bits, t));
-                t
-            }
-        };
-        if !derived.is_some_and(|t| t.is_met_by(hash)) {
+        if !targets.derive(header.bits.to_consensus(), pow_limit).is_some_and(|t| t.is_met_by(hash)) {
             return Err(InvalidData::HighHash { hash });
         }
         hashes.push(hash);
