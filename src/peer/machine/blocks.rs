@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use bitcoin::block::Header;
 use bitcoin::Block;
 use tokio::time::Instant;
 
@@ -22,28 +21,6 @@ impl PeerMachine {
         // merkleblocks) use the same limit.
         self.requests.set_pow_limit(self.pow_limit);
         self
-    }
-
-    /// Headers whose bits derive no target within the network's limit: Core's
-    /// `CheckHeadersPoW` → `CheckProofOfWork` → `DeriveTarget` (`pow.cpp`) fails, and the peer
-    /// is punished ("header with invalid proof of work", `Misbehaving`). The rest of the checks
-    /// (chaining, the hash meeting the target) are the request tracker's.
-    pub(super) fn check_headers_limit(&mut self, headers: &[Header]) -> Option<Verdict> {
-        // Consecutive headers almost always share their bits: each distinct run is derived once.
-        let mut last_good = None;
-        let bad = headers.iter().find(|h| {
-            let bits = h.bits.to_consensus();
-            if last_good == Some(bits) {
-                return false;
-            }
-            let bad = derive_target(bits, self.pow_limit).is_none();
-            if !bad {
-                last_good = Some(bits);
-            }
-            bad
-        })?;
-        let invalid = InvalidData::HighHash { hash: bad.block_hash() };
-        Some(self.misbehaving(Misbehavior::InvalidData { reason: invalid.to_string() }))
     }
 
     /// A `block` arrived after the handshake and parsed. Every block is checked as a requested

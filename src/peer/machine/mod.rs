@@ -423,9 +423,9 @@ impl PeerMachine {
                 self.too_many("headers", h.len(), MAX_HEADERS_RESULTS)
             }
             Message::Headers(h) => {
-                if let Some(verdict) = self.check_headers_limit(h) {
-                    return verdict;
-                }
+                // The tracker checks every `headers` message, answer or not, as Core's
+                // `CheckHeadersPoW`: chaining and each header's bits and hash against the
+                // network's limit; a failure comes back as misbehaviour.
                 let took = self.requests.on_headers(now, h);
                 // An answer to our own `getheaders` (or its prefetch) goes to the requester
                 // only: typed subscribers see what the peer sent unsolicited.
