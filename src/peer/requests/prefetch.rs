@@ -2,10 +2,10 @@
 //!
 //! A full `headers` answer (2,000) means the peer has more, and a sync asks next from the
 //! answer's last header (Core's `ProcessHeadersMessage`: a full message is followed by a
-//! `getheaders` from its last header). Sending that `getheaders` from the peer's own thread as
-//! soon as the full answer is checked takes the requester's round trip (the answer travelling
-//! to the sync and its next request travelling back) out of every batch: the peer sends the
-//! next batch while this one is delivered, validated and stored. The next request that starts
+//! `getheaders` from its last header). Sending that `getheaders` from the peer's own thread
+//! takes the requester's round trip (the answer travelling to the sync and its next request
+//! travelling back) out of every batch: the peer sends the next batch while this one is
+//! checked, delivered, validated and stored. The next request that starts
 //! where the answer ended takes the prefetched batch (or waits for it) instead of asking again,
 //! so nothing is fetched twice. One batch at most per peer, dropped when nobody claims it.
 //!
@@ -23,11 +23,10 @@
 
 use std::time::Duration;
 
+use bitcoin::block::Header;
 use bitcoin::hashes::Hash as _;
 use bitcoin::BlockHash;
 use tokio::time::Instant;
-
-use bitcoin::block::Header;
 
 use super::{HeadersWait, PeerRequests, RequestEvent, RequestId, Response};
 use crate::chain::HashedHeaders;
@@ -45,7 +44,7 @@ enum State {
 
 /// What a new headers request gets from the prefetch.
 #[derive(Debug)]
-pub(super) enum Claim {
+enum Claim {
     /// Nothing: send the request's own `getheaders`.
     No,
     /// The answer is here.
@@ -111,7 +110,7 @@ impl HeadersPrefetch {
 
     /// A request for headers from `locator` (no stop hash): what the prefetch holds for it.
     /// A request that starts elsewhere leaves the prefetch as it is.
-    pub fn claim(&mut self, locator: &[BlockHash], stop: BlockHash) -> Claim {
+    fn claim(&mut self, locator: &[BlockHash], stop: BlockHash) -> Claim {
         let after = match &self.state {
             Some(State::Waiting { after, .. } | State::Ready { after, .. }) => *after,
             None => return Claim::No,
