@@ -68,12 +68,12 @@ impl PeerMachine {
         }
         let Some(filter) = self.bloom.as_mut() else { return };
         let txids: Vec<Txid> = block.txdata.iter().map(|tx| tx.compute_txid()).collect();
-        let matched: Vec<&bitcoin::Transaction> =
-            block.txdata.iter().filter(|tx| filter.is_relevant_and_update(tx)).collect();
-        let wanted: HashSet<Txid> = matched.iter().map(|tx| tx.compute_txid()).collect();
+        let matched: Vec<usize> =
+            (0..block.txdata.len()).filter(|&i| filter.is_relevant_and_update(&block.txdata[i])).collect();
+        let wanted: HashSet<Txid> = matched.iter().map(|&i| txids[i]).collect();
         let mb = MerkleBlock::from_header_txids_with_predicate(&block.header, &txids, |t| wanted.contains(t));
         self.send(Message::MerkleBlock(mb));
-        for tx in matched {
+        for tx in matched.into_iter().map(|i| &block.txdata[i]) {
             let mut tx = tx.clone();
             for input in &mut tx.input {
                 input.witness.clear();
