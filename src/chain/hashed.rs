@@ -25,7 +25,7 @@ pub struct HashedHeaders {
 impl HashedHeaders {
     /// Hashes each header (one sha256d each).
     pub fn new(headers: Vec<Header>) -> Self {
-        let hashes = headers.iter().map(crate::wire::block_hash).collect();
+        let hashes = crate::wire::block_hashes(&headers);
         HashedHeaders { headers, hashes }
     }
 

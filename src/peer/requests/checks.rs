@@ -112,21 +112,25 @@ pub(crate) fn check_headers_within(
     pow_limit: Target,
     known_last: Option<BlockHash>,
 ) -> Result<Vec<BlockHash>, InvalidData> {
-    let mut hashes: Vec<BlockHash> = Vec::with_capacity(headers.len());
-    let last = headers.len().saturating_sub(1);
+    // All hashed first (two at a time is faster than one by one); a message of at most 2,000
+    // headers, so a bad one costs the same bounded work as a good one.
+    let hashes = match (known_last, headers.split_last()) {
+        (Some(last_hash), Some((_, rest))) => {
+            let mut hashes = Vec::with_capacity(headers.len());
+            crate::wire::extend_block_hashes(&mut hashes, rest);
+            hashes.push(last_hash);
+            hashes
+        }
+        _ => crate::wire::block_hashes(headers),
+    };
     let mut targets = TargetCache::default();
-    for (index, header) in headers.iter().enumerate() {
-        if hashes.last().is_some_and(|p| header.prev_blockhash != *p) {
+    for (index, (header, &hash)) in headers.iter().zip(&hashes).enumerate() {
+        if index > 0 && header.prev_blockhash != hashes[index - 1] {
             return Err(InvalidData::UnchainedHeaders { index });
         }
-        let hash = match known_last {
-            Some(hash) if index == last => hash,
-            _ => crate::wire::block_hash(header),
-        };
         if !targets.derive(header.bits.to_consensus(), pow_limit).is_some_and(|t| t.is_met_by(hash)) {
             return Err(InvalidData::HighHash { hash });
         }
-        hashes.push(hash);
     }
     Ok(hashes)
 }

@@ -477,6 +477,51 @@ fn headers_and_sendcmpct_are_read_as_core_reads_them() {
     }
 }
 
+/// The slice fast path of `decode_headers` against bitcoin's field-by-field reader: random
+/// 80-byte headers (every bit pattern is one), followed by one-byte and longer tx counts, and
+/// payloads cut anywhere.
+#[test]
+fn headers_read_from_the_slice_equal_bitcoins_decoding() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..500 {
+        let count = 1 + (next() % 5) as usize;
+        let mut payload = vec![count as u8];
+        for i in 0..count {
+            let mut entry = [0u8; 80];
+            for chunk in entry.chunks_exact_mut(8) {
+                chunk.copy_from_slice(&next().to_le_bytes());
+            }
+            payload.extend_from_slice(&entry);
+            match (round + i) % 4 {
+                0 => payload.push(0),
+                1 => payload.push(0xfc),
+                2 => payload.extend_from_slice(&[0xfd, 0x00, 0x01]),
+                _ => payload.push((next() % 0xfd) as u8),
+            }
+        }
+        let mut reference = &payload[1..];
+        let expected: Vec<Header> = (0..count)
+            .map(|_| {
+                let h = Header::consensus_decode_from_finite_reader(&mut reference).expect("80 bytes");
+                VarInt::consensus_decode_from_finite_reader(&mut reference).expect("tx count");
+                h
+            })
+            .collect();
+        let mut r = &payload[..];
+        assert_eq!(decode_headers(&mut r).expect("well formed"), expected, "round {round}");
+        assert!(r.is_empty());
+        // Cut short anywhere inside the entries: an error, never a panic or a partial list.
+        let cut = 1 + (next() as usize % (payload.len() - 1));
+        assert!(decode_headers(&mut &payload[..cut]).is_err(), "round {round} cut {cut}");
+    }
+}
+
 #[test]
 fn bad_checksum_fails_in_both_for_every_command() {
     for msg in every_variant() {
