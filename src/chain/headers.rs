@@ -329,6 +329,20 @@ impl HeaderChain {
     /// again. The added headers are `headers.range(known..known + added)`, ready for
     /// [`HeaderStore::append_hashed`](super::HeaderStore::append_hashed).
     pub fn connect_hashed(&mut self, headers: &HashedHeaders, now: u64) -> Result<Connected, HeaderError> {
+        let mut connected = self.connect_hashed_unlisted(headers, now)?;
+        let added = headers.headers().get(connected.known..connected.known + connected.added);
+        connected.added_headers = added.map(<[Header]>::to_vec).unwrap_or_default();
+        Ok(connected)
+    }
+
+    /// [`connect_hashed`](Self::connect_hashed) leaving [`Connected::added_headers`] empty:
+    /// the sync, which has the added headers as `headers.range(known..known + added)`, skips
+    /// a copy of each batch.
+    pub(crate) fn connect_hashed_unlisted(
+        &mut self,
+        headers: &HashedHeaders,
+        now: u64,
+    ) -> Result<Connected, HeaderError> {
         let (mut connected, failure) = self.connect_with(headers.headers(), headers.hashes(), Some(now));
         match failure {
             Some((_, e)) if connected.added == 0 => Err(e),
@@ -379,7 +393,6 @@ impl HeaderChain {
             };
             return (out, Some((first_new, e)));
         };
-        out.added_headers.reserve(n - first_new);
         let mut parent_work = self.work_of(&path);
         let mut walk: Option<u32> = None; // testnet walk-back result for the path's tip
         let mut times: Option<TimeWindow> = None; // the path tip's last 11 timestamps
@@ -447,7 +460,6 @@ impl HeaderChain {
             }
             parent_work = work;
             out.added += 1;
-            out.added_headers.push(header);
         }
         self.evict_forks();
         (out, failure)

@@ -89,6 +89,9 @@ pub struct HeaderStore {
     path: PathBuf,
     file: File,
     records: u64,
+    /// The records of one append, kept between appends: a fresh 168 KB buffer per batch came
+    /// from newly mapped pages each time (the allocator returns freed memory that large).
+    buf: Vec<u8>,
 }
 
 fn io_err(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> StoreError {
@@ -362,7 +365,7 @@ impl HeaderStore {
 
     fn for_append(path: &Path, records: u64) -> Result<HeaderStore, StoreError> {
         let file = OpenOptions::new().append(true).open(path).map_err(io_err(path, "open"))?;
-        Ok(HeaderStore { path: path.to_path_buf(), file, records })
+        Ok(HeaderStore { path: path.to_path_buf(), file, records, buf: Vec::new() })
     }
 
     /// Appends headers that `connect` added (any branch), in the order they were added:
@@ -373,13 +376,11 @@ impl HeaderStore {
         if headers.is_empty() {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(headers.len() * RECORD_LEN);
+        self.buf.clear();
         for h in headers {
-            buf.extend_from_slice(&record(h));
+            self.buf.extend_from_slice(&record(h));
         }
-        self.file.write_all(&buf).map_err(io_err(&self.path, "append to"))?;
-        self.records += headers.len() as u64;
-        Ok(())
+        self.write_buf(headers.len())
     }
 
     /// [`append`](Self::append) for headers hashed once on the way in: storing hashes nothing.
@@ -387,12 +388,21 @@ impl HeaderStore {
         if headers.is_empty() {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(headers.len() * RECORD_LEN);
+        self.buf.clear();
         for (h, hash) in headers.headers().iter().zip(headers.hashes()) {
-            buf.extend_from_slice(&record_hashed(h, hash));
+            self.buf.extend_from_slice(&record_hashed(h, hash));
         }
-        self.file.write_all(&buf).map_err(io_err(&self.path, "append to"))?;
-        self.records += headers.len() as u64;
+        self.write_buf(headers.len())
+    }
+
+    /// Writes the records in `buf` (`count` of them), keeping at most one batch's worth of
+    /// buffer (2,000 records) for the next append.
+    fn write_buf(&mut self, count: usize) -> Result<(), StoreError> {
+        let written = self.file.write_all(&self.buf).map_err(io_err(&self.path, "append to"));
+        self.buf.clear();
+        self.buf.shrink_to(2_000 * RECORD_LEN);
+        written?;
+        self.records += count as u64;
         Ok(())
     }
 

@@ -268,7 +268,7 @@ impl HeaderSync {
         let failed = if headers.is_empty() {
             false
         } else {
-            let result = self.chain.connect_hashed(&headers, unix);
+            let result = self.chain.connect_hashed_unlisted(&headers, unix);
             let failed = result.as_ref().map_or(true, |c| c.error.is_some());
             self.apply(now, peer, result, headers);
             failed
@@ -334,7 +334,7 @@ impl HeaderSync {
             return;
         }
         let headers = HashedHeaders::new(headers.to_vec());
-        match self.chain.connect_hashed(&headers, unix) {
+        match self.chain.connect_hashed_unlisted(&headers, unix) {
             Err(HeaderError::Unconnected { .. }) => {
                 // The peer has headers we lack: ask it (Core answers with getheaders too).
                 self.claim(peer, self.chain.height() + 1);
