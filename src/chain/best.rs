@@ -510,3 +510,35 @@ impl BestChain {
             + self.marks.capacity() * std::mem::size_of::<Work>()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After many merges (short ids drawn from real hashes) the index is sorted, its directory
+    /// points at each id's run, and every header is found by its hash.
+    #[test]
+    fn merges_keep_the_index_sorted_and_every_hash_found() {
+        let g = bitcoin::constants::genesis_block(bitcoin::Network::Regtest).header;
+        let mut best = BestChain::new(0, g, g.block_hash(), g.work());
+        let (mut header, mut hashes) = (g, vec![g.block_hash()]);
+        let n = 5 * MERGE_AT as u32 + 123;
+        for i in 1..n {
+            header.prev_blockhash = hashes[i as usize - 1];
+            header.nonce = i;
+            let hash = crate::wire::block_hash(&header);
+            best.push(header, hash, g.work());
+            hashes.push(hash);
+        }
+        let index = &best.index;
+        assert!(index.sorted.windows(2).all(|w| w[0].0 <= w[1].0), "sorted by short id");
+        assert_eq!(index.sorted.len() + index.recent.len() + best.overflow.len(), n as usize);
+        for (p, pair) in index.dir.windows(2).enumerate() {
+            let run = &index.sorted[pair[0] as usize..pair[1] as usize];
+            assert!(run.iter().all(|e| (e.0 >> (32 - DIR_BITS)) as usize == p), "directory entry {p}");
+        }
+        for (h, hash) in hashes.iter().enumerate() {
+            assert_eq!(best.height_of(hash), Some(h as u32), "height {h}");
+        }
+    }
+}
