@@ -41,7 +41,8 @@ const FILE_HEADER_LEN: usize = 12;
 /// Bytes per record: an 80-byte header and a 4-byte checksum.
 pub const RECORD_LEN: usize = 84;
 
-/// Headers replayed per `connect` call (as many as one `headers` message).
+/// Headers replayed per `connect` call (as many as one `headers` message), and records read
+/// and hashed at a time (168 KB).
 const REPLAY_BATCH: usize = 2_000;
 
 /// Dead records (unconnectable, duplicate, or evicted forks) that make `open` rewrite the file
@@ -277,22 +278,45 @@ impl HeaderStore {
                 hashes: Vec::new(),
                 first: 0,
             };
-            let mut rec = [0u8; RECORD_LEN];
-            for i in 0..total {
-                reader.read_exact(&mut rec).map_err(io_err(path, "read"))?;
-                let Ok(header) = deserialize::<Header>(&rec[..80]) else {
+            // Read, hashed and checked a batch of records at a time: headers hash two at a
+            // time (`wire::block_hashes`), and one at a time was most of a replay's work.
+            let mut buf = vec![0u8; REPLAY_BATCH * RECORD_LEN];
+            let mut headers = Vec::with_capacity(REPLAY_BATCH);
+            let mut first = 0u64;
+            'read: while first < total {
+                let count = (total - first).min(REPLAY_BATCH as u64) as usize;
+                let chunk = &mut buf[..count * RECORD_LEN];
+                reader.read_exact(chunk).map_err(io_err(path, "read"))?;
+                headers.clear();
+                let mut undecodable = None;
+                for (j, rec) in chunk.chunks_exact(RECORD_LEN).enumerate() {
+                    match deserialize::<Header>(&rec[..80]) {
+                        Ok(header) => headers.push(header),
+                        Err(_) => {
+                            undecodable = Some(first + j as u64);
+                            break;
+                        }
+                    }
+                }
+                let hashes = crate::wire::block_hashes(&headers);
+                for (j, (rec, (header, hash))) in
+                    chunk.chunks_exact(RECORD_LEN).zip(headers.iter().zip(hashes)).enumerate()
+                {
+                    let i = first + j as u64;
+                    if rec[80..] != hash.to_byte_array()[..4] {
+                        bad = Some((i, format!("record {i} fails its checksum")));
+                        break 'read;
+                    }
+                    if let Err(b) = replay.add(i, *header, hash) {
+                        bad = Some(b);
+                        break 'read;
+                    }
+                }
+                if let Some(i) = undecodable {
                     bad = Some((i, format!("record {i} does not decode")));
                     break;
-                };
-                let hash = crate::wire::block_hash(&header);
-                if rec[80..] != hash.to_byte_array()[..4] {
-                    bad = Some((i, format!("record {i} fails its checksum")));
-                    break;
                 }
-                if let Err(b) = replay.add(i, header, hash) {
-                    bad = Some(b);
-                    break;
-                }
+                first += count as u64;
             }
             if let Err(b) = replay.flush() {
                 // An earlier record of the pending run failed: it comes first.

@@ -1,12 +1,11 @@
 //! A header's block hash (double SHA-256 of its 80 bytes) through `sha2`'s compression
-//! function.
+//! function, and many headers' two at a time with the CPU's SHA instructions.
 //!
 //! The padding of an 80-byte and of a 32-byte message is fixed, so the hash is three
-//! compressions with nothing of a streaming hasher's buffering around them. Both this and
-//! `Header::block_hash` use the CPU's SHA instructions when it has them; this is about 40%
-//! faster (140 ns against 190 ns per header here). A header sync hashes every header once on
-//! its peer's thread, where hashing is most of the work, and loading `headers.dat` hashes
-//! every record.
+//! compressions with nothing of a streaming hasher's buffering around them: 147 ns a header
+//! here, against about 190 ns for `Header::block_hash`. [`block_hashes`] interleaves two
+//! headers' compressions: 84 ns a header. A header sync hashes every header once on its peer's
+//! thread, where hashing is most of the work, and loading `headers.dat` hashes every record.
 
 use bitcoin::block::Header;
 use bitcoin::hashes::Hash as _;
