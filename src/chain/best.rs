@@ -236,10 +236,17 @@ impl Index {
 
 /// [`Index::merge`]'s buffers (384 KiB), kept from one merge to the next: allocated anew, they
 /// came from freshly mapped pages each time, and those page faults were most of a merge.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Scratch {
     below: Vec<u32>,
     new: Vec<(ShortId, u32)>,
+}
+
+/// A copy starts empty: the buffers hold nothing between merges.
+impl Clone for Scratch {
+    fn clone(&self) -> Self {
+        Scratch::default()
+    }
 }
 
 /// The best chain from its start (genesis or a checkpoint) to its tip.

@@ -474,7 +474,7 @@ fn decode_headers(r: &mut &[u8]) -> Result<Vec<Header>, encode::Error> {
         // other goes through bitcoin's reader, which also reports a short one.
         if let Some((entry, rest)) = r.split_first_chunk::<HEADERS_ENTRY_SIZE>() {
             if entry[80] < 0xfd {
-                headers.push(header_from_bytes(entry));
+                headers.push(super::hash::header_from_bytes(entry));
                 *r = rest;
                 continue;
             }
@@ -483,26 +483,6 @@ fn decode_headers(r: &mut &[u8]) -> Result<Vec<Header>, encode::Error> {
         read_compact_size(r)?;
     }
     Ok(headers)
-}
-
-/// A header from its 80 serialized bytes (every byte pattern is a header). About 10× faster
-/// than `Header::consensus_decode`, which reads field by field through `io::Read`; a header
-/// sync decodes 2,000 per message.
-fn header_from_bytes(b: &[u8; HEADERS_ENTRY_SIZE]) -> Header {
-    let word = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-    let hash = |at: usize| {
-        let mut h = [0u8; 32];
-        h.copy_from_slice(&b[at..at + 32]);
-        h
-    };
-    Header {
-        version: bitcoin::block::Version::from_consensus(word(0) as i32),
-        prev_blockhash: bitcoin::BlockHash::from_byte_array(hash(4)),
-        merkle_root: bitcoin::TxMerkleNode::from_byte_array(hash(36)),
-        time: word(68),
-        bits: bitcoin::CompactTarget::from_consensus(word(72)),
-        nonce: word(76),
-    }
 }
 
 /// `sendcmpct` as Core reads it (`ProcessMessage`, SENDCMPCT: `vRecv >> sendcmpct_hb >>

