@@ -79,9 +79,11 @@ pub struct PeerGroup {
     own_budget: Budget,
     pub(super) peers: HashMap<PeerId, Entry>,
     pub(super) inbound_per_ip: HashMap<IpAddr, usize>,
-    arbiters: Vec<ArbiterHandle>,
-    owned_arbiters: Vec<Arbiter>,
+    /// Peer threads, started as peers need them (up to [`GroupConfig::arbiters`]).
+    arbiters: Vec<Arbiter>,
     next_arbiter: usize,
+    /// The machine's cores, read once (the default number of peer threads).
+    cores: Option<usize>,
     pub(super) accepting: bool,
     pub(super) closing: bool,
     closed: bool,
@@ -144,8 +146,8 @@ impl PeerGroup {
             peers: HashMap::new(),
             inbound_per_ip: HashMap::new(),
             arbiters: Vec::new(),
-            owned_arbiters: Vec::new(),
             next_arbiter: 0,
+            cores: None,
             accepting: true,
             closing: false,
             closed: false,
@@ -206,15 +208,32 @@ impl PeerGroup {
     /// Starts a peer of this group (dialed or accepted); it leaves its transaction requests to
     /// the group.
     pub(super) fn start_peer(&mut self, actor: PeerActor) -> Addr<PeerActor> {
-        let addr = if self.arbiters.is_empty() {
-            actor.start()
-        } else {
-            let handle = &self.arbiters[self.next_arbiter % self.arbiters.len()];
-            self.next_arbiter = self.next_arbiter.wrapping_add(1);
-            PeerActor::start_in_arbiter(handle, move |_| actor)
-        };
+        let addr = PeerActor::start_in_arbiter(&self.next_peer_thread(), move |_| actor);
         self.hand_tx_requests_over(&addr);
         addr
+    }
+
+    /// The thread for the next peer, round robin. Threads start as the first peers need them,
+    /// one at a time: the first dial waits for one thread start, not for all of them.
+    fn next_peer_thread(&mut self) -> ArbiterHandle {
+        let n = match self.config.arbiters {
+            0 => {
+                *self.cores.get_or_insert_with(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            }
+            n => n,
+        };
+        let i = self.next_arbiter % n;
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        match self.arbiters.get(i) {
+            Some(arbiter) => arbiter.handle(),
+            // Indices come in order, so the missing one is the next to start.
+            None => {
+                let arbiter = Arbiter::new();
+                let handle = arbiter.handle();
+                self.arbiters.push(arbiter);
+                handle
+            }
+        }
     }
 
     fn run_policy(&mut self, ctx: &mut Context<Self>) {
@@ -394,7 +413,7 @@ impl PeerGroup {
         if !self.closed {
             self.closed = true;
             self.save(false);
-            for a in self.owned_arbiters.drain(..) {
+            for a in self.arbiters.drain(..) {
                 a.stop();
             }
         }
@@ -525,30 +544,6 @@ impl Actor for PeerGroup {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(GROUP_MAILBOX);
         self.me = Some(ctx.address());
-        let n = if self.config.arbiters == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            self.config.arbiters
-        };
-        // Each `Arbiter::new` waits until its thread runs; started side by side, the first
-        // dial waits for one thread start instead of `n` in a row.
-        let system = actix::System::current();
-        let arbiters: Vec<Arbiter> = std::thread::scope(|scope| {
-            let starting: Vec<_> = (0..n)
-                .map(|_| {
-                    let system = system.clone();
-                    scope.spawn(move || {
-                        actix::System::set_current(system);
-                        Arbiter::new()
-                    })
-                })
-                .collect();
-            starting.into_iter().map(|s| s.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-        });
-        for arbiter in arbiters {
-            self.arbiters.push(arbiter.handle());
-            self.owned_arbiters.push(arbiter);
-        }
         ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
         // Before the first dial: a restart must not try v2 again with a remembered v1-only peer.
         self.load_v1_only();

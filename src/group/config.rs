@@ -70,7 +70,8 @@ pub struct GroupConfig {
     pub save_interval: Duration,
     /// How long a misbehaving address stays banned.
     pub ban_time: Duration,
-    /// Arbiter threads for peer actors (0: one per core).
+    /// Most arbiter threads for peer actors (0: one per core), started as the first peers
+    /// need them; peers are spread over them round robin.
     pub arbiters: usize,
     /// Most peers of any kind (bitcoin-net's `hardLimit`): the newest above it are dropped.
     pub hard_limit: Option<usize>,
