@@ -216,6 +216,10 @@ impl PeerGroup {
     /// The thread for the next peer, round robin. Threads start as the first peers need them,
     /// one at a time: the first dial waits for one thread start, not for all of them.
     fn next_peer_thread(&mut self) -> ArbiterHandle {
+        if self.closed {
+            // The peer threads are stopped; whatever starts now lives briefly on this one.
+            return Arbiter::current();
+        }
         let n = match self.config.arbiters {
             0 => {
                 *self.cores.get_or_insert_with(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
