@@ -14,7 +14,7 @@ use bitcoin::BlockHash;
 use btcpeer::group::*;
 use btcpeer::peer::messages::{FetchFromPeer, GetStats, SendMessage};
 use btcpeer::peer::requests::{ItemHash, Request, RequestError, Response};
-use btcpeer::peer::{PeerActor, PeerAddr};
+use btcpeer::peer::{PeerActor, PeerAddr, SendError, SendRefused};
 use btcpeer::wire::{Codec, Message};
 use btcpeer::Network;
 use common::*;
@@ -98,6 +98,11 @@ async fn filtered_blocks_come_with_their_matched_transactions_from_a_bloom_peer(
     let err = peer.send(FetchFromPeer(request.clone())).await.unwrap().unwrap_err();
     assert_eq!(err, RequestError::NotFound { hash: ItemHash::Block(mined[1]) });
 
+    // Before a filter is loaded, bcoin (as Core) would punish a filteradd: it is refused here.
+    let add = Message::FilterAdd(btcpeer::wire::FilterAdd { data: vec![7; 20] });
+    let refused = peer.send(SendMessage(add)).await.unwrap().unwrap_err();
+    assert!(matches!(refused, SendError::Refused(SendRefused::BadFilter { .. })), "{refused:?}");
+
     // A filter with every bit set matches every transaction.
     let filter = btcpeer::wire::FilterLoad {
         filter: vec![0xff; 64],
@@ -127,6 +132,24 @@ async fn filtered_blocks_are_not_asked_of_peers_without_bloom() {
         peer.send(FetchFromPeer(Request::FilteredBlocks { hashes: vec![mined] })).await.unwrap().unwrap_err();
     assert_eq!(err, RequestError::Unsupported { service: btcpeer::wire::ServiceFlags::BLOOM });
     assert_eq!(peer.send(GetStats).await.unwrap().sent_per_command.get("getdata"), None, "nothing was sent");
+    // Nor does a filter go to it: Core disconnects a peer that sends one without NODE_BLOOM.
+    let filter = btcpeer::wire::FilterLoad {
+        filter: vec![0xff; 8],
+        hash_funcs: 1,
+        tweak: 0,
+        flags: btcpeer::wire::BloomFlags::None,
+    };
+    let refused = peer.send(SendMessage(Message::FilterLoad(filter))).await.unwrap().unwrap_err();
+    assert_eq!(
+        refused,
+        SendError::Refused(SendRefused::ServiceNotOffered {
+            command: "filterload".into(),
+            service: "NODE_BLOOM".into()
+        })
+    );
+    let stats = peer.send(GetStats).await.unwrap();
+    assert_eq!(stats.sent_per_command.get("filterload"), None, "nothing was sent");
+    assert_eq!(stats.state, btcpeer::peer::PeerState::Ready);
 }
 
 #[actix_rt::test]

@@ -15,6 +15,7 @@ pub use bitcoin::p2p::message::NetworkMessage as Message;
 pub use bitcoin::p2p::message_blockdata::{GetBlocksMessage, GetHeadersMessage, Inventory};
 pub use bitcoin::p2p::message_bloom::{BloomFlags, FilterAdd, FilterLoad};
 pub use bitcoin::p2p::message_compact_blocks::SendCmpct;
+pub use bitcoin::p2p::message_filter::{GetCFCheckpt, GetCFHeaders, GetCFilters};
 pub use bitcoin::p2p::message_network::{Reject, RejectReason, VersionMessage};
 pub use bitcoin::p2p::ServiceFlags;
 pub use codec::{Codec, CodecError, Frame, Payload, RawBlock};

@@ -17,7 +17,10 @@ impl Handler<SendMessage> for PeerActor {
         }
         let (tx, rx) = oneshot::channel();
         match self.enqueue(&msg.0, Some(tx)) {
-            Ok(()) => Box::pin(rx.map(|r| r.unwrap_or(Err(SendError::Disconnected)))),
+            Ok(()) => {
+                self.machine.note_sent(&msg.0);
+                Box::pin(rx.map(|r| r.unwrap_or(Err(SendError::Disconnected))))
+            }
             Err(e) => Box::pin(future::ready(Err(e))),
         }
     }

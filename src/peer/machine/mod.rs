@@ -250,6 +250,9 @@ pub struct PeerMachine {
     dropped_frames: u64,
     requests: PeerRequests,
     bloom: Option<BloomFilter>,
+    /// Whether the application loaded a BIP37 filter at the peer (`filterload` sent, no
+    /// `filterclear` since): Core punishes a `filteradd` without one.
+    filter_at_peer: bool,
     /// The network's proof-of-work limit (Core's `powLimit`), set by `with_network`.
     pow_limit: bitcoin::pow::Target,
     actions: VecDeque<Action>,
@@ -287,6 +290,7 @@ impl PeerMachine {
             dropped_frames: 0,
             requests: PeerRequests::with_block_timeout(block_timeout),
             bloom: None,
+            filter_at_peer: false,
             pow_limit: crate::wire::pow::any_network_pow_limit(),
             actions: VecDeque::new(),
         }

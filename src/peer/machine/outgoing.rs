@@ -3,11 +3,13 @@
 //! trickle, and the `getheaders`/`getblocks`/`reject` helpers.
 
 use bitcoin::hashes::Hash as _;
+use bitcoin::p2p::ServiceFlags;
 use bitcoin::BlockHash;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use super::PeerMachine;
+use crate::peer::bloom::{MAX_BLOOM_FILTER_SIZE, MAX_HASH_FUNCS, MAX_SCRIPT_ELEMENT_SIZE};
 use crate::peer::relay::{Announcement, PeerView};
 use crate::peer::requests::MSG_FILTERED_BLOCK;
 use crate::peer::PeerState;
@@ -48,6 +50,27 @@ pub enum SendRefused {
     TxRelayOff {
         /// The refused command.
         command: String,
+    },
+    /// A message only a peer offering a service may get. Core disconnects a peer that sends
+    /// BIP37 messages (`filterload`, `filteradd`, `filterclear`, `mempool`) when it does not
+    /// offer `NODE_BLOOM`, and BIP157 requests when it does not offer `NODE_COMPACT_FILTERS`
+    /// (`net_processing.cpp`, `ProcessMessage` and `PrepareBlockFilterRequest`).
+    #[error("{command} needs a peer that offers {service}")]
+    ServiceNotOffered {
+        /// The refused command.
+        command: String,
+        /// The service bit the peer lacks.
+        service: String,
+    },
+    /// A BIP37 filter Core refuses: `filterload` over 36,000 bytes or 50 hash functions,
+    /// `filteradd` over 520 bytes or with no filter loaded (`net_processing.cpp`: Core
+    /// discourages the sender).
+    #[error("{command}: {problem}")]
+    BadFilter {
+        /// The refused command.
+        command: String,
+        /// What is wrong with it.
+        problem: String,
     },
     /// The encoded frame exceeds the protocol's message limit (`MAX_PROTOCOL_MESSAGE_LENGTH`,
     /// `net.h`, plus the header).
@@ -104,8 +127,59 @@ impl PeerMachine {
             Message::Headers(h) => too_many(h.len(), MAX_HEADERS_RESULTS),
             Message::Addr(a) => too_many(a.len(), MAX_ADDR_TO_SEND),
             Message::AddrV2(a) => too_many(a.len(), MAX_ADDR_TO_SEND),
+            // Core disconnects a peer whose locator is longer (`net_processing.cpp`,
+            // `ProcessMessage`, GETHEADERS and GETBLOCKS).
+            Message::GetHeaders(m) => too_many(m.locator_hashes.len(), MAX_LOCATOR_SZ),
+            Message::GetBlocks(m) => too_many(m.locator_hashes.len(), MAX_LOCATOR_SZ),
+            Message::FilterLoad(_) | Message::FilterAdd(_) | Message::FilterClear | Message::MemPool
+                if !self.peer_offers(ServiceFlags::BLOOM) =>
+            {
+                Err(SendRefused::ServiceNotOffered { command: command(), service: "NODE_BLOOM".into() })
+            }
+            Message::FilterLoad(load)
+                if load.filter.len() > MAX_BLOOM_FILTER_SIZE || load.hash_funcs > MAX_HASH_FUNCS =>
+            {
+                Err(SendRefused::BadFilter {
+                    command: command(),
+                    problem: format!(
+                        "{} bytes and {} hash functions (at most {MAX_BLOOM_FILTER_SIZE} and {MAX_HASH_FUNCS})",
+                        load.filter.len(),
+                        load.hash_funcs
+                    ),
+                })
+            }
+            Message::FilterAdd(add) if add.data.len() > MAX_SCRIPT_ELEMENT_SIZE => Err(SendRefused::BadFilter {
+                command: command(),
+                problem: format!("an element of {} bytes (at most {MAX_SCRIPT_ELEMENT_SIZE})", add.data.len()),
+            }),
+            Message::FilterAdd(_) if !self.filter_at_peer => Err(SendRefused::BadFilter {
+                command: command(),
+                problem: "no filter loaded at the peer (send filterload first)".into(),
+            }),
+            Message::GetCFilters(_) | Message::GetCFHeaders(_) | Message::GetCFCheckpt(_)
+                if !self.peer_offers(ServiceFlags::COMPACT_FILTERS) =>
+            {
+                Err(SendRefused::ServiceNotOffered {
+                    command: command(),
+                    service: "NODE_COMPACT_FILTERS".into(),
+                })
+            }
             _ => Ok(()),
         }
+    }
+
+    /// Notes a message the application sent (after [`check_send`](Self::check_send) passed):
+    /// whether a BIP37 filter is now loaded at the peer.
+    pub fn note_sent(&mut self, msg: &Message) {
+        match msg {
+            Message::FilterLoad(_) => self.filter_at_peer = true,
+            Message::FilterClear => self.filter_at_peer = false,
+            _ => {}
+        }
+    }
+
+    fn peer_offers(&self, service: ServiceFlags) -> bool {
+        self.remote.as_ref().is_some_and(|r| ServiceFlags::from(r.services).has(service))
     }
 
     fn peer_wants_txs(&self) -> bool {

@@ -413,6 +413,78 @@ fn outgoing_messages_are_checked() {
     assert!(m.check_send(&block_inv).is_ok());
 }
 
+/// What Core disconnects or discourages a sender for is refused before it leaves: long locators,
+/// BIP37 messages to a peer without NODE_BLOOM, filters over Core's sizes, `filteradd` with no
+/// filter loaded, BIP157 requests to a peer without NODE_COMPACT_FILTERS.
+#[test]
+fn messages_core_punishes_are_refused() {
+    use crate::wire::{BloomFlags, FilterAdd, FilterLoad, GetCFCheckpt, GetCFHeaders, GetCFilters};
+    let (mut m, _) = ready_outbound();
+    let hash = |i: u8| BlockHash::from_byte_array([i; 32]);
+    let headers = |n: usize| {
+        Message::GetHeaders(GetHeadersMessage::new((0..n).map(|i| hash(i as u8)).collect(), hash(0)))
+    };
+    assert!(m.check_send(&headers(101)).is_ok());
+    assert_eq!(
+        m.check_send(&headers(102)),
+        Err(SendRefused::TooManyEntries { command: "getheaders".into(), count: 102, max: 101 })
+    );
+    let blocks = Message::GetBlocks(GetBlocksMessage::new(vec![hash(1); 102], hash(0)));
+    assert!(matches!(m.check_send(&blocks), Err(SendRefused::TooManyEntries { max: 101, .. })));
+
+    let load = |bytes: usize, funcs: u32| {
+        Message::FilterLoad(FilterLoad {
+            filter: vec![0xff; bytes],
+            hash_funcs: funcs,
+            tweak: 0,
+            flags: BloomFlags::None,
+        })
+    };
+    let add = |bytes: usize| Message::FilterAdd(FilterAdd { data: vec![1; bytes] });
+    let bip37 = [load(8, 1), add(20), Message::FilterClear, Message::MemPool];
+    let bip157 = [
+        Message::GetCFilters(GetCFilters { filter_type: 0, start_height: 1, stop_hash: hash(1) }),
+        Message::GetCFHeaders(GetCFHeaders { filter_type: 0, start_height: 1, stop_hash: hash(1) }),
+        Message::GetCFCheckpt(GetCFCheckpt { filter_type: 0, stop_hash: hash(1) }),
+    ];
+    let services =
+        |m: &mut PeerMachine, bits: ServiceFlags| m.remote.as_mut().unwrap().services = bits.to_u64();
+    services(&mut m, ServiceFlags::NETWORK | ServiceFlags::WITNESS);
+    for msg in bip37.iter() {
+        let refused = m.check_send(msg).unwrap_err();
+        assert_eq!(
+            refused,
+            SendRefused::ServiceNotOffered { command: msg.cmd().into(), service: "NODE_BLOOM".into() }
+        );
+        assert_eq!(refused.to_string(), format!("{} needs a peer that offers NODE_BLOOM", msg.cmd()));
+    }
+    for msg in bip157.iter() {
+        assert!(matches!(m.check_send(msg), Err(SendRefused::ServiceNotOffered { .. })), "{}", msg.cmd());
+    }
+
+    services(&mut m, ServiceFlags::NETWORK | ServiceFlags::BLOOM | ServiceFlags::COMPACT_FILTERS);
+    for msg in bip157.iter() {
+        assert!(m.check_send(msg).is_ok(), "{}", msg.cmd());
+    }
+    assert!(m.check_send(&load(36_000, 50)).is_ok());
+    assert!(matches!(m.check_send(&load(36_001, 1)), Err(SendRefused::BadFilter { .. })));
+    assert!(matches!(m.check_send(&load(8, 51)), Err(SendRefused::BadFilter { .. })));
+    // No filter loaded yet: a filteradd would be punished.
+    assert!(matches!(m.check_send(&add(20)), Err(SendRefused::BadFilter { .. })));
+    m.note_sent(&load(8, 1));
+    assert!(m.check_send(&add(520)).is_ok());
+    assert_eq!(
+        m.check_send(&add(521)),
+        Err(SendRefused::BadFilter {
+            command: "filteradd".into(),
+            problem: "an element of 521 bytes (at most 520)".into()
+        })
+    );
+    assert!(m.check_send(&Message::MemPool).is_ok());
+    m.note_sent(&Message::FilterClear);
+    assert!(matches!(m.check_send(&add(20)), Err(SendRefused::BadFilter { .. })), "cleared");
+}
+
 #[test]
 fn push_addr_sends_a_duplicate_free_random_subset_of_unknown_addresses() {
     use crate::wire::{AddrV2, AddrV2Message};
