@@ -187,6 +187,8 @@ pub struct GroupSettings {
     pub one_per_netgroup: bool,
     /// How long a misbehaving address stays banned.
     pub ban_time_secs: u64,
+    /// Ban misbehaving local addresses (127.0.0.0/8, ::1) too; Core only disconnects them.
+    pub ban_local: bool,
     /// How often the address book and bans are saved.
     pub save_interval_secs: u64,
     /// Query DNS seeds while the address book holds fewer addresses than this.
@@ -205,6 +207,7 @@ impl Default for GroupSettings {
             max_outbound: crate::group::DEFAULT_MAX_OUTBOUND,
             one_per_netgroup: true,
             ban_time_secs: crate::group::DEFAULT_BAN_TIME.as_secs(),
+            ban_local: false,
             save_interval_secs: crate::group::DEFAULT_SAVE_INTERVAL.as_secs(),
             min_addresses: crate::group::DEFAULT_MIN_BOOK_SIZE,
             threads: 0,

@@ -199,13 +199,14 @@ async fn misbehaving_peer(host: &str) -> (SocketAddr, tokio::sync::mpsc::Unbound
 
 use bitcoin::hashes::Hash;
 
-#[actix_rt::test]
-async fn a_misbehaving_peer_is_banned_and_not_redialed() {
-    let (bad, mut accepted) = misbehaving_peer("127.0.10.11").await;
-    let good_host = "127.0.10.12";
-    let _good = node_at(good_host);
-    let mut cfg = group_config(regtest_config(), false);
-    cfg.policy.max_outbound = 2;
+/// A group (with `cfg`, bans reported) that dialed a misbehaving peer on `host` and saw it
+/// disconnected for its misbehaviour. Returns the group, its events, the peer's accepts and
+/// its address.
+async fn after_misbehaviour(
+    host: &str,
+    cfg: GroupConfig,
+) -> (Addr<PeerGroup>, Events, tokio::sync::mpsc::UnboundedReceiver<()>, SocketAddr) {
+    let (bad, mut accepted) = misbehaving_peer(host).await;
     let (probe, _, mut events) = probe(false);
     let mut subs = btcpeer::events::Subscription::common(&probe);
     subs.push(btcpeer::events::Subscription::Banned(probe.clone().recipient()));
@@ -219,6 +220,16 @@ async fn a_misbehaving_peer_is_banned_and_not_redialed() {
         })
         .await;
     assert!(reason.is_misbehavior(), "{reason:?}");
+    (group, events, accepted, bad)
+}
+
+#[actix_rt::test]
+async fn a_misbehaving_peer_is_banned_and_not_redialed() {
+    let good_host = "127.0.10.12";
+    let _good = node_at(good_host);
+    let mut cfg = group_config(regtest_config(), false);
+    cfg.policy.max_outbound = 2;
+    let (group, mut events, mut accepted, bad) = after_misbehaviour("127.0.10.11", cfg).await;
     let mut bans;
     wait_for!(WAIT, "the ban", {
         bans = group.send(GetBans).await.unwrap();
@@ -236,6 +247,21 @@ async fn a_misbehaving_peer_is_banned_and_not_redialed() {
     // Unbanning lifts it.
     assert!(group.send(UnbanAddr(PeerAddr::Ip(bad))).await.unwrap());
     assert!(group.send(GetBans).await.unwrap().is_empty());
+    group.send(Shutdown).await.unwrap();
+}
+
+/// Core's rule by default: a misbehaving local peer is disconnected but not banned (a ban on
+/// 127.0.0.1 would shut out every inbound Tor peer). The address stays dialable.
+#[actix_rt::test]
+async fn a_misbehaving_local_peer_is_disconnected_but_not_banned_by_default() {
+    let mut cfg = group_config(regtest_config(), false);
+    cfg.ban_local = false;
+    let (group, mut events, mut accepted, bad) = after_misbehaviour("127.0.10.13", cfg).await;
+    // Dialed again after its backoff: not banned.
+    group.send(AddAddresses(vec![PeerAddr::Ip(bad)])).await.unwrap();
+    tokio::time::timeout(WAIT, accepted.recv()).await.expect("the local address is dialed again").unwrap();
+    assert!(group.send(GetBans).await.unwrap().is_empty());
+    assert!(!events.all().iter().any(|e| matches!(e, Ev::Banned(_))), "a ban was announced");
     group.send(Shutdown).await.unwrap();
 }
 

@@ -247,6 +247,7 @@ pub fn group_config(settings: &Settings) -> Result<GroupConfig, Error> {
     config.dns_seeds = settings.dns_seeds();
     config.min_book_size = settings.group.min_addresses;
     config.ban_time = Duration::from_secs(settings.group.ban_time_secs);
+    config.ban_local = settings.group.ban_local;
     config.save_interval = Duration::from_secs(settings.group.save_interval_secs);
     config.arbiters = settings.group.threads;
     config.relay_transactions = settings.group.relay;
@@ -338,6 +339,7 @@ mod tests {
         assert_eq!(daemon.max_inbound_per_ip, library.max_inbound_per_ip);
         assert_eq!(daemon.min_book_size, library.min_book_size);
         assert_eq!(daemon.ban_time, library.ban_time);
+        assert_eq!(daemon.ban_local, library.ban_local);
         assert_eq!(daemon.save_interval, library.save_interval);
         assert_eq!(daemon.relay_transactions, library.relay_transactions);
         assert_eq!(daemon.max_request_attempts, library.max_request_attempts);

@@ -354,8 +354,20 @@ impl PeerGroup {
     /// configured peer and not while closing.
     fn ban_unless_configured(&mut self, addr: &PeerAddr, reason: &str) {
         if !self.closing && !self.policy.is_configured_host(addr) {
-            self.ban(addr, self.config.ban_time, reason, false);
+            self.discourage(addr, reason);
         }
+    }
+
+    /// The ban for misbehaviour (Core's discouragement). A local address is only disconnected
+    /// (which the misbehaviour already did) unless [`GroupConfig::ban_local`]: Core's
+    /// `MaybeDiscourageAndDisconnect` (`net_processing.cpp`) never discourages one, since
+    /// that would shut out every peer arriving through it, such as all inbound Tor peers.
+    pub(super) fn discourage(&mut self, addr: &PeerAddr, reason: &str) {
+        if is_local(addr) && !self.config.ban_local {
+            info!(%addr, reason, "misbehaving local peer disconnected but not banned");
+            return;
+        }
+        self.ban(addr, self.config.ban_time, reason, false);
     }
 
     /// Saves the address book and bans: in the background (periodic saves), or before
@@ -582,4 +594,35 @@ fn own_subscriptions(ctx: &Context<PeerGroup>, requests_txs: bool, budget: &Budg
 /// A `TxReceived` subscription (delivered by the group, not by its peers).
 fn is_tx(s: &Subscription) -> bool {
     s.kind() == <crate::events::TxReceived as crate::events::Notification>::KIND
+}
+
+/// Core's `CNetAddr::IsLocal` (`netaddress.cpp`): 127.0.0.0/8, 0.0.0.0/8 and ::1, an
+/// IPv4-mapped IPv6 address counted as its IPv4 one.
+fn is_local(addr: &PeerAddr) -> bool {
+    match addr {
+        PeerAddr::Ip(a) => match a.ip().to_canonical() {
+            IpAddr::V4(v4) => v4.is_loopback() || v4.octets()[0] == 0,
+            IpAddr::V6(v6) => v6.is_loopback(),
+        },
+        PeerAddr::Host(..) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_addresses_are_cores() {
+        let ip = |s: &str| PeerAddr::Ip(SocketAddr::new(s.parse().unwrap(), 8333));
+        for local in ["127.0.0.1", "127.3.2.1", "0.0.0.0", "0.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_local(&ip(local)), "{local}");
+        }
+        for not_local in
+            ["10.0.0.1", "172.17.0.2", "192.168.1.1", "1.2.3.4", "::", "fe80::1", "::ffff:1.2.3.4"]
+        {
+            assert!(!is_local(&ip(not_local)), "{not_local}");
+        }
+        assert!(!is_local(&PeerAddr::Host("example.onion".into(), 8333)));
+    }
 }

@@ -70,6 +70,12 @@ pub struct GroupConfig {
     pub save_interval: Duration,
     /// How long a misbehaving address stays banned.
     pub ban_time: Duration,
+    /// Ban local addresses (127.0.0.0/8, 0.0.0.0/8, ::1) for misbehaviour too. Off by default,
+    /// as in Core, which disconnects a misbehaving local peer but never discourages it: every
+    /// inbound Tor peer arrives from the local Tor daemon, so a ban would shut them all out
+    /// (`net_processing.cpp`, `MaybeDiscourageAndDisconnect`). Tests that run every peer on
+    /// loopback turn it on. Bans the user asks for apply either way.
+    pub ban_local: bool,
     /// Most arbiter threads for peer actors (0: one per core), started as the first peers
     /// need them; peers are spread over them round robin.
     pub arbiters: usize,
@@ -143,6 +149,7 @@ impl GroupConfig {
             data_dir: None,
             save_interval: DEFAULT_SAVE_INTERVAL,
             ban_time: DEFAULT_BAN_TIME,
+            ban_local: false,
             arbiters: 0,
             hard_limit: None,
             relay_transactions: false,

@@ -320,6 +320,14 @@ impl Events {
             }
         }
     }
+
+    /// Every event so far, those not looked at yet included.
+    pub fn all(&mut self) -> &[Ev] {
+        while let Ok(ev) = self.rx.try_recv() {
+            self.seen.push(ev);
+        }
+        &self.seen
+    }
 }
 
 /// A probe actor and subscriptions of every kind (the catch-all too, if `catch_all`).
@@ -353,6 +361,8 @@ pub fn group_config(peer: btcpeer::peer::PeerConfig, listen: bool) -> btcpeer::g
     cfg.policy.max_backoff = Duration::from_secs(1);
     cfg.policy.diverse_netgroups = false;
     cfg.arbiters = 1;
+    // Every test peer is on loopback, which Core (and the default) never bans.
+    cfg.ban_local = true;
     cfg
 }
 

@@ -57,7 +57,7 @@ impl Handler<Notice<PeerDisconnected>> for PeerGroup {
         if let Some(addr) = verdict.ban {
             if !self.closing {
                 let reason = msg.reason.to_string();
-                self.ban(&addr, self.config.ban_time, &reason, false);
+                self.discourage(&addr, &reason);
             }
         } else if let Some(reason) = reported {
             self.ban_unless_configured(&entry.addr, &reason);
