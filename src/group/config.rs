@@ -15,10 +15,11 @@ use crate::peer::PeerConfig;
 /// enough that a group with no reachable peer reports it.
 pub const DEFAULT_FETCH_WAIT: Duration = Duration::from_secs(30);
 
-/// Outbound connections to keep (Core's `MAX_OUTBOUND_FULL_RELAY_CONNECTIONS` plus its two
-/// block-relay-only ones, as btcd: 8).
+/// Outbound connections to keep: 8, as btcd (Core keeps `MAX_OUTBOUND_FULL_RELAY_CONNECTIONS`
+/// = 8 full-relay ones and 2 block-relay-only ones besides).
 pub const DEFAULT_MAX_OUTBOUND: usize = 8;
-/// Most inbound peers (Core's default of 125 connections minus its outbound ones).
+/// Most inbound peers: Core's default of 125 connections (`DEFAULT_MAX_PEER_CONNECTIONS`,
+/// `net.h`) minus our 8 outbound ones.
 pub const DEFAULT_MAX_INBOUND: usize = 117;
 /// Most inbound peers from one IP address.
 pub const DEFAULT_MAX_INBOUND_PER_IP: usize = 8;
@@ -35,7 +36,8 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Everything the group needs. Start from [`GroupConfig::for_network`] (peers found through the
 /// network's DNS seeds) or [`GroupConfig::connect_to`] (only the peers you name); both use the
-/// same defaults as `btcpeerd` (`config/default.toml`).
+/// same defaults as `btcpeerd` (`config/default.toml`), except that BIP324 v2 stays off until
+/// [`PeerConfig::v2_transport`](crate::peer::PeerConfig::v2_transport) turns it on.
 ///
 /// ```
 /// use btcpeer::group::GroupConfig;

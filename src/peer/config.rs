@@ -56,7 +56,7 @@ pub struct PeerConfig {
     /// embedders keep plain v1, on by default in `btcpeerd`): an outbound connection opens
     /// with the v2 handshake (falling back to v1 once if the peer closes it), an inbound one
     /// detects v1 or v2 from its first bytes. Off: v1 only, both ways. The group clears it
-    /// per dial for addresses not known to speak v2.
+    /// per dial for addresses remembered as v1-only.
     pub v2_transport: bool,
     /// Addresses remembered as v1-only, shared with the group (see `peer::transport`).
     pub(crate) v1_only: super::transport::V1OnlyPeers,
