@@ -206,7 +206,7 @@ fn cases() -> Vec<Case> {
         // GETDATA: vInv.size() > MAX_INV_SZ → Misbehaving.
         c("getdata of 50,001", Ready, frame(&Message::GetData(blocks_inv(50_001))), ban),
         // NOTFOUND: an oversized list's contents are ignored, no penalty.
-        c("notfound of 50,001", Ready, frame(&Message::NotFound(blocks_inv(50_001))), Kept),
+        c("notfound of 5,017", Ready, frame(&Message::NotFound(blocks_inv(5_017))), Kept),
         // ADDR/ADDRV2: vAddr.size() > MAX_ADDR_TO_SEND → Misbehaving.
         c("addr of 1,001", Ready, frame(&addrs(1_001)), ban),
         c("addrv2 of 1,001", Ready, frame(&addrs_v2(1_001)), ban),

@@ -10,6 +10,10 @@ pub const MAX_PROTOCOL_MESSAGE_LENGTH: usize = 4_000_000;
 pub const MAX_SUBVERSION_LENGTH: usize = 256;
 /// Most entries in one `inv`/`getdata`; more is misbehaviour (`net_processing.cpp` `MAX_INV_SZ`).
 pub const MAX_INV_SZ: usize = 50_000;
+/// Most entries of a `notfound` Core looks at: a longer one is ignored whole, without penalty
+/// (`net_processing.cpp`, NOTFOUND: `MAX_PEER_TX_ANNOUNCEMENTS + MAX_BLOCKS_IN_TRANSIT_PER_PEER`,
+/// 5,000 + 16).
+pub const MAX_NOTFOUND_PROCESSED: usize = 5_016;
 /// Most entries Core puts in one `getdata` it sends (`net_processing.cpp` `MAX_GETDATA_SZ`).
 pub const MAX_GETDATA_SZ: usize = 1_000;
 /// Most addresses in one `addr`/`addrv2`; more is misbehaviour (`net_processing.cpp` `MAX_ADDR_TO_SEND`).

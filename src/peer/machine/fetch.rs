@@ -140,7 +140,7 @@ impl PeerMachine {
     }
 
     /// Whether the peer's `version` offered all of these service bits.
-    fn peer_has(&self, flags: ServiceFlags) -> bool {
+    pub(super) fn peer_has(&self, flags: ServiceFlags) -> bool {
         self.remote.as_ref().is_some_and(|r| ServiceFlags::from(r.services).has(flags))
     }
 }

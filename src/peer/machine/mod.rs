@@ -30,7 +30,8 @@ use super::relay::Relay;
 use super::requests::{PeerRequests, RequestError, RequestEvent, RequestId, RequestTimeouts, Response};
 use super::{Link, NonceSet, PeerState};
 use crate::wire::limits::{
-    MAX_HEADERS_RESULTS, MAX_INV_SZ, MAX_LOCATOR_SZ, MIN_PEER_PROTO_VERSION, PROTOCOL_VERSION,
+    MAX_HEADERS_RESULTS, MAX_INV_SZ, MAX_LOCATOR_SZ, MAX_NOTFOUND_PROCESSED, MIN_PEER_PROTO_VERSION,
+    PROTOCOL_VERSION,
 };
 use crate::wire::version;
 use crate::wire::{CodecError, GetBlocksMessage, GetHeadersMessage, Message, ServiceFlags};
@@ -419,7 +420,7 @@ impl PeerMachine {
                 self.too_many("getdata", items.len(), MAX_INV_SZ)
             }
             // Core ignores the contents of an oversized `notfound` rather than punishing it.
-            Message::NotFound(items) if items.len() > MAX_INV_SZ => {
+            Message::NotFound(items) if items.len() > MAX_NOTFOUND_PROCESSED => {
                 self.dropped_frames += 1;
                 Verdict::Consumed
             }

@@ -132,7 +132,7 @@ impl PeerMachine {
             Message::GetHeaders(m) => too_many(m.locator_hashes.len(), MAX_LOCATOR_SZ),
             Message::GetBlocks(m) => too_many(m.locator_hashes.len(), MAX_LOCATOR_SZ),
             Message::FilterLoad(_) | Message::FilterAdd(_) | Message::FilterClear | Message::MemPool
-                if !self.peer_offers(ServiceFlags::BLOOM) =>
+                if !self.peer_has(ServiceFlags::BLOOM) =>
             {
                 Err(SendRefused::ServiceNotOffered { command: command(), service: "NODE_BLOOM".into() })
             }
@@ -157,7 +157,7 @@ impl PeerMachine {
                 problem: "no filter loaded at the peer (send filterload first)".into(),
             }),
             Message::GetCFilters(_) | Message::GetCFHeaders(_) | Message::GetCFCheckpt(_)
-                if !self.peer_offers(ServiceFlags::COMPACT_FILTERS) =>
+                if !self.peer_has(ServiceFlags::COMPACT_FILTERS) =>
             {
                 Err(SendRefused::ServiceNotOffered {
                     command: command(),
@@ -176,10 +176,6 @@ impl PeerMachine {
             Message::FilterClear => self.filter_at_peer = false,
             _ => {}
         }
-    }
-
-    fn peer_offers(&self, service: ServiceFlags) -> bool {
-        self.remote.as_ref().is_some_and(|r| ServiceFlags::from(r.services).has(service))
     }
 
     fn peer_wants_txs(&self) -> bool {

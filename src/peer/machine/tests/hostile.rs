@@ -207,3 +207,31 @@ fn answered_headers_are_not_published_as_announcements() {
     // With nothing outstanding, headers are an announcement: published.
     assert_eq!(m.on_message(t0, &Message::Headers(vec![])), Verdict::Deliver);
 }
+
+/// Core looks at a `notfound` of at most 5,016 entries (`MAX_NOTFOUND_PROCESSED`); a longer one
+/// is ignored whole, without penalty: the request it names stays pending.
+#[test]
+fn an_oversized_notfound_is_ignored_whole() {
+    use crate::peer::requests::{Request, RequestError};
+    let (mut m, t0) = ready_outbound();
+    let wanted = bitcoin::BlockHash::from_byte_array([7; 32]);
+    let id = m.request(t0, Request::Blocks { hashes: vec![wanted] }).unwrap();
+    drain(&mut m);
+    let list = |n: usize| {
+        let mut items = vec![Inventory::Block(bitcoin::BlockHash::from_byte_array([1; 32])); n - 1];
+        items.push(Inventory::Block(wanted));
+        Message::NotFound(items)
+    };
+    assert_eq!(m.on_message(t0, &list(5_017)), Verdict::Consumed);
+    assert!(
+        !drain(&mut m).iter().any(|x| matches!(x, Action::Answer(..))),
+        "answered by an ignored notfound"
+    );
+    assert_eq!(m.state(), PeerState::Ready);
+    m.on_message(t0, &list(5_016));
+    let a = drain(&mut m);
+    assert!(
+        a.iter().any(|x| matches!(x, Action::Answer(i, Err(RequestError::NotFound { .. })) if *i == id)),
+        "{a:?}"
+    );
+}
