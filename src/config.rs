@@ -63,6 +63,9 @@ pub struct Settings {
     pub listen: Vec<String>,
     /// Addresses to accept WebSocket peers on (`IP:PORT`).
     pub listen_ws: Vec<String>,
+    /// Our public IP addresses, announced to outbound peers while listening and serving
+    /// (Core's `-externalip`).
+    pub external: Vec<String>,
     /// WebSocket peers (`[websocket]`).
     pub websocket: WebSocketSettings,
     /// Where to write the JSON event log: a path, `-` for stdout; unset for none.
@@ -326,6 +329,7 @@ impl Default for Settings {
             data_dir: None,
             listen: Vec::new(),
             listen_ws: Vec::new(),
+            external: Vec::new(),
             websocket: WebSocketSettings::default(),
             events: None,
             event_log: EventLogSettings::default(),
@@ -470,6 +474,14 @@ impl Settings {
                     ConfigError::new("listen", format!("invalid address {s:?} (expected IP:PORT)"))
                 })
             })
+            .collect()
+    }
+
+    /// The public addresses to announce (`external`).
+    pub fn external_ips(&self) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+        self.external
+            .iter()
+            .map(|s| s.parse().map_err(|_| ConfigError::new("external", format!("invalid IP address {s:?}"))))
             .collect()
     }
 

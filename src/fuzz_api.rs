@@ -152,6 +152,8 @@ pub fn peer_machine(data: &[u8]) -> bool {
         send_getaddr: flags & 2 != 0,
         request_announced_txs: flags & 4 != 0,
         relay: flags & 8 != 0,
+        // Self-announcement, from whatever address the peer's version says it sees.
+        advertise: (flags & 16 != 0).then(|| crate::peer::Advertise { port: 8333, external: Vec::new() }),
         ..MachineConfig::default()
     };
     let magic = Network::Regtest.magic();

@@ -227,6 +227,7 @@ fn bad_configuration_exits_2_naming_the_key() {
         "peer.ping_interval_secs",
     );
     run_expecting_config_error(&[], &[("BTCPEER_PEER__PING_INTERVAL_SECS", "0")], "peer.ping_interval_secs");
+    run_expecting_config_error(&[], &[("BTCPEER_EXTERNAL", "1.2.3.4,somewhere")], "external");
     run_expecting_config_error(
         &["--config", "/nonexistent/btcpeerd.toml"],
         &[],

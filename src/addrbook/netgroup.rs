@@ -106,7 +106,6 @@ pub fn reach(addr: &PeerAddr) -> Reach {
     }
 }
 
-#[cfg(test)]
 /// Whether `ip` is reachable over the public internet (Core's `IsRoutable`).
 pub fn is_routable(ip: IpAddr) -> bool {
     ip_reach(ip) == Reach::Public

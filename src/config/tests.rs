@@ -16,6 +16,10 @@ fn validation_names_the_key() {
     assert_eq!(s.validate().unwrap_err().key, "connect");
     let s = Settings { listen: vec!["localhost:1".into()], ..Settings::default() };
     assert_eq!(s.validate().unwrap_err().key, "listen");
+    let s = Settings { external: vec!["1.2.3.4:8333".into()], ..Settings::default() };
+    assert_eq!(s.validate().unwrap_err().key, "external");
+    let s = Settings { external: vec!["1.2.3.4".into(), "2001:db8::1".into()], ..Settings::default() };
+    assert_eq!(s.external_ips().unwrap().len(), 2);
     let mut s = Settings::default();
     s.group.ban_time_secs = u64::MAX;
     assert_eq!(s.validate().unwrap_err().key, "group.ban_time_secs");

@@ -27,6 +27,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.static_peers()?;
         self.listen_addrs()?;
+        self.external_ips()?;
         self.websocket()?;
         self.dns_server()?;
         self.http_addr()?;

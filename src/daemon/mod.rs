@@ -242,6 +242,7 @@ pub fn group_config(settings: &Settings) -> Result<GroupConfig, Error> {
         max_backoff: Duration::from_secs(settings.retry.max_backoff_secs),
     };
     config.listen = settings.listen_addrs()?;
+    config.external = settings.external_ips()?;
     config.max_inbound = settings.inbound.max_peers;
     config.max_inbound_per_ip = settings.inbound.max_per_ip;
     config.dns_seeds = settings.dns_seeds();

@@ -66,7 +66,7 @@ const fn strip_comment_lines(toml: &[u8], mut out: Option<&mut [u8]>) -> usize {
 
 /// Keys whose value is a list: the environment gives them comma-separated, and an empty value
 /// means the empty list.
-const LIST_KEYS: [&str; 5] = ["connect", "addnode", "seeds", "listen", "listen_ws"];
+const LIST_KEYS: [&str; 6] = ["connect", "addnode", "seeds", "listen", "listen_ws", "external"];
 
 /// `[sink.nats]` keys whose value is a list (comma-separated in the environment).
 const SINK_LIST_KEYS: [&str; 2] = ["sink.nats.servers", "sink.nats.events"];

@@ -34,7 +34,8 @@ use crate::addrbook::AddrBook;
 use crate::discovery::query_seeds;
 use crate::events::{Budget, SubscriberId, Subscribers, Subscription};
 use crate::peer::messages::{Disconnect, QueueTransactions};
-use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr, PeerId, PeerInfo};
+use crate::peer::{Advertise, DisconnectReason, Link, PeerActor, PeerAddr, PeerId, PeerInfo};
+use crate::wire::ServiceFlags;
 
 /// How long shutdown waits for peers to say goodbye.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -213,6 +214,18 @@ impl PeerGroup {
         addr
     }
 
+    /// What outbound peers hear of us: our first listener's port (and the configured public
+    /// addresses) while we listen and offer blocks; nothing otherwise, since an address that
+    /// serves no blocks only fills other nodes' address tables.
+    fn advertise(&self) -> Option<Advertise> {
+        let services = self.config.peer.machine.services;
+        if !(services.has(ServiceFlags::NETWORK) || services.has(ServiceFlags::NETWORK_LIMITED)) {
+            return None;
+        }
+        let port = self.listening.first()?.port();
+        Some(Advertise { port, external: self.config.external.clone() })
+    }
+
     /// The thread for the next peer, round robin. Threads start as the first peers need them,
     /// one at a time: the first dial waits for one thread start, not for all of them.
     fn next_peer_thread(&mut self) -> ArbiterHandle {
@@ -280,7 +293,9 @@ impl PeerGroup {
     }
 
     fn dial(&mut self, dial: Dial, ctx: &mut Context<Self>) {
-        let actor = PeerActor::outbound(self.config.peer.clone(), dial.addr.clone(), self.subscribers(ctx));
+        let mut peer = self.config.peer.clone();
+        peer.machine.advertise = self.advertise();
+        let actor = PeerActor::outbound(peer, dial.addr.clone(), self.subscribers(ctx));
         let id = actor.id();
         self.policy.dialing(id, &dial);
         self.book.attempt(&dial.addr, unix_now());

@@ -72,6 +72,12 @@ pub struct GroupConfig {
     pub save_interval: Duration,
     /// How long a misbehaving address stays banned.
     pub ban_time: Duration,
+    /// Our public addresses (Core's `-externalip`). While the group listens and offers blocks
+    /// (`NODE_NETWORK`, as `--serve` does), each outbound peer hears one of them with our
+    /// listening port after the handshake and every 24 h on average; empty, the address the
+    /// peer says it sees us at, when publicly routable (see
+    /// [`MachineConfig::advertise`](crate::peer::MachineConfig::advertise)).
+    pub external: Vec<std::net::IpAddr>,
     /// Ban local addresses (127.0.0.0/8, 0.0.0.0/8, ::1) for misbehaviour too. Off by default,
     /// as in Core, which disconnects a misbehaving local peer but never discourages it: every
     /// inbound Tor peer arrives from the local Tor daemon, so a ban would shut them all out
@@ -152,6 +158,7 @@ impl GroupConfig {
             save_interval: DEFAULT_SAVE_INTERVAL,
             ban_time: DEFAULT_BAN_TIME,
             ban_local: false,
+            external: Vec::new(),
             arbiters: 0,
             hard_limit: None,
             relay_transactions: false,

@@ -31,7 +31,7 @@ pub use ban::{Ban, BanTarget};
 pub use dial::DEFAULT_CONNECT_TIMEOUT;
 pub use dial::{DialError, ProxyConfig};
 pub use machine::{
-    CompactBlocks, Features, MachineConfig, PeerInfo, SendRefused, DEFAULT_REQUEST_ANNOUNCED_TXS,
+    Advertise, CompactBlocks, Features, MachineConfig, PeerInfo, SendRefused, DEFAULT_REQUEST_ANNOUNCED_TXS,
     DEFAULT_SEND_GETADDR,
 };
 pub use nonce::NonceSet;

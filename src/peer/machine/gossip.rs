@@ -2,13 +2,15 @@
 //! limited like Core) and addresses we push to the peer.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
+use rand::Rng;
 use tokio::time::Instant;
 
-use super::{PeerMachine, Verdict};
+use super::{PeerMachine, Verdict, SELF_ANNOUNCE_INTERVAL};
 use crate::peer::PeerState;
 use crate::wire::limits::MAX_ADDR_TO_SEND;
-use crate::wire::{self, AddrV2Message, Message};
+use crate::wire::{self, AddrV2, AddrV2Message, Message};
 
 /// Address token bucket refill (`MAX_ADDR_RATE_PER_SECOND`, `net_processing.cpp`).
 pub const MAX_ADDR_RATE_PER_SECOND: f64 = 0.1;
@@ -143,6 +145,48 @@ impl PeerMachine {
             self.send(Message::Addr(chosen.into_iter().filter_map(wire::addr_v2_to_v1).collect()));
         }
         n
+    }
+
+    /// Announces our own address when it is due (see [`MachineConfig::advertise`]), then
+    /// schedules the next announcement an exponential delay away, as Core does.
+    pub(super) fn maybe_self_announce(&mut self, now: Instant) {
+        let Some(due) = self.next_self_announce else { return };
+        if now < due || self.state != PeerState::Ready {
+            return;
+        }
+        let unit: f64 = self.rng.gen();
+        let delay = SELF_ANNOUNCE_INTERVAL.mul_f64(-(1.0 - unit).ln()).min(SELF_ANNOUNCE_INTERVAL * 10);
+        self.next_self_announce = Some(now + delay);
+        let Some(ip) = self.address_to_announce() else { return };
+        let Some(advertise) = &self.config.advertise else { return };
+        let elapsed = self.connected_at.map_or(0, |at| now.saturating_duration_since(at).as_secs());
+        let entry = AddrV2Message {
+            time: u32::try_from(self.unix_at_connect.saturating_add(elapsed as i64)).unwrap_or(0),
+            services: self.config.services,
+            addr: match ip {
+                IpAddr::V4(v4) => AddrV2::Ipv4(v4),
+                IpAddr::V6(v6) => AddrV2::Ipv6(v6),
+            },
+            port: advertise.port,
+        };
+        // Sent even if announced before (Core clears the peer's known-address filter first).
+        self.known_addrs.insert(wire::addr_key(&entry));
+        if self.remote.as_ref().is_some_and(|r| r.features.addr_v2) {
+            self.send(Message::AddrV2(vec![entry]));
+        } else if let Some(v1) = wire::addr_v2_to_v1(&entry) {
+            self.send(Message::Addr(vec![v1]));
+        }
+    }
+
+    /// A configured public address (one at random), else the address the peer sees us at
+    /// when it is publicly routable (Core's `GetLocalAddrForPeer`, without its address scores).
+    fn address_to_announce(&mut self) -> Option<IpAddr> {
+        let advertise = self.config.advertise.as_ref()?;
+        if !advertise.external.is_empty() {
+            let i = self.rng.gen_range(0..advertise.external.len());
+            return Some(advertise.external[i]);
+        }
+        self.peer_sees_us.filter(|ip| crate::addrbook::netgroup::is_routable(*ip))
     }
 }
 

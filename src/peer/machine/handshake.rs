@@ -28,6 +28,7 @@ impl PeerMachine {
             return;
         }
         self.connected_at = Some(now);
+        self.unix_at_connect = unix_time;
         self.last_recv = Some(now);
         self.addr_budget.start(now);
         let rng = &mut self.rng;
@@ -100,6 +101,7 @@ impl PeerMachine {
             // The machine knows no transport; the actor sets it before publishing.
             transport: crate::peer::TransportVersion::V1,
         });
+        self.peer_sees_us = v.receiver.socket_addr().ok().map(|a| a.ip().to_canonical());
         if self.link == Link::Inbound {
             if let Some((unix_time, height, remote)) = self.pending_version.take() {
                 self.send_version(unix_time, height, remote);
@@ -179,6 +181,12 @@ impl PeerMachine {
         }
         self.next_ping_at = Some(now);
         self.maybe_ping(now);
+        // Core advertises itself to every addr-relaying peer; ours are the outbound ones (an
+        // inbound peer is not known to relay addresses).
+        if self.config.advertise.is_some() && self.link == Link::Outbound {
+            self.next_self_announce = Some(now);
+            self.maybe_self_announce(now);
+        }
     }
 
     fn features_mut(&mut self) -> &mut Features {

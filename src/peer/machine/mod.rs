@@ -16,7 +16,7 @@ mod keepalive;
 mod outgoing;
 
 use std::collections::{HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -85,7 +85,26 @@ pub struct MachineConfig {
     pub request_announced_txs: bool,
     /// How long requests (headers, blocks) may wait for an answer.
     pub request_timeouts: RequestTimeouts,
+    /// Our listening address, announced to an outbound peer once the handshake is done and
+    /// then every 24 h on average (Core's `MaybeSendAddr`, `net_processing.cpp`). `None`: we
+    /// announce nothing. A [`PeerGroup`](crate::group::PeerGroup) sets it when it listens and
+    /// offers blocks (`NODE_NETWORK`), as an address is only worth spreading then.
+    pub advertise: Option<Advertise>,
 }
+
+/// What we announce of ourselves (see [`MachineConfig::advertise`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertise {
+    /// The port we accept peers on.
+    pub port: u16,
+    /// Our public addresses (Core's `-externalip`); one is announced. Empty: the address the
+    /// peer says it sees us at (its `version`'s receiver), when that is publicly routable.
+    pub external: Vec<IpAddr>,
+}
+
+/// Mean time between self-announcements to one peer (`AVG_LOCAL_ADDRESS_BROADCAST_INTERVAL`,
+/// `net_processing.cpp`).
+pub const SELF_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// Ask each peer for addresses once after the handshake (Core does so on outbound links), so
 /// the address book fills; the same default as `btcpeerd`'s `peer.getaddr`.
@@ -110,6 +129,7 @@ impl Default for MachineConfig {
             send_getaddr: DEFAULT_SEND_GETADDR,
             request_announced_txs: DEFAULT_REQUEST_ANNOUNCED_TXS,
             request_timeouts: RequestTimeouts::default(),
+            advertise: None,
         }
     }
 }
@@ -251,6 +271,12 @@ pub struct PeerMachine {
     dropped_frames: u64,
     requests: PeerRequests,
     bloom: Option<BloomFilter>,
+    /// The address the peer says it sees us at (its `version`'s receiver).
+    peer_sees_us: Option<IpAddr>,
+    /// When we next announce our own address (outbound peers, with `advertise`).
+    next_self_announce: Option<Instant>,
+    /// Unix time at [`connected`](Self::connected), for the timestamps of our announcements.
+    unix_at_connect: i64,
     /// Whether the application loaded a BIP37 filter at the peer (`filterload` sent, no
     /// `filterclear` since): Core punishes a `filteradd` without one.
     filter_at_peer: bool,
@@ -292,6 +318,9 @@ impl PeerMachine {
             requests: PeerRequests::with_block_timeout(block_timeout),
             bloom: None,
             filter_at_peer: false,
+            peer_sees_us: None,
+            next_self_announce: None,
+            unix_at_connect: 0,
             pow_limit: crate::wire::pow::any_network_pow_limit(),
             actions: VecDeque::new(),
         }
@@ -513,6 +542,7 @@ impl PeerMachine {
                     return;
                 }
                 self.maybe_ping(now);
+                self.maybe_self_announce(now);
                 self.flush_inventory(now);
             }
             PeerState::Connecting | PeerState::Disconnected => {}

@@ -570,3 +570,4 @@ fn reject_goes_only_to_peers_that_understand_it() {
 mod blocks;
 mod filters;
 mod hostile;
+mod self_announce;
