@@ -153,7 +153,12 @@ pub fn peer_machine(data: &[u8]) -> bool {
         request_announced_txs: flags & 4 != 0,
         relay: flags & 8 != 0,
         // Self-announcement, from whatever address the peer's version says it sees.
-        advertise: (flags & 16 != 0).then(|| crate::peer::Advertise { port: 8333, external: Vec::new() }),
+        advertise: (flags & 16 != 0).then(|| crate::peer::Advertise {
+            port: 8333,
+            services: crate::wire::ServiceFlags::NETWORK,
+            external: Vec::new(),
+            discover: true,
+        }),
         ..MachineConfig::default()
     };
     let magic = Network::Regtest.magic();

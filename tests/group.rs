@@ -400,8 +400,7 @@ async fn a_listening_serving_group_announces_its_address_to_outbound_peers() {
 /// Whether a listening group with `services` and a public address tells a scripted peer on
 /// `host` about itself before answering its first ping.
 async fn announces_itself(host: &str, services: btcpeer::wire::ServiceFlags) -> bool {
-    use btcpeer::wire::ServiceFlags;
-    use common::raw_peer::{codec, frame};
+    use common::raw_peer::{accept_and_handshake, announces_node, frame};
     use futures_util::StreamExt;
     let listener = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
     let peer_addr = listener.local_addr().unwrap();
@@ -417,34 +416,15 @@ async fn announces_itself(host: &str, services: btcpeer::wire::ServiceFlags) -> 
         port.is_some()
     });
     group.send(AddAddresses(vec![PeerAddr::Ip(peer_addr)])).await.unwrap();
-    let (stream, _) = tokio::time::timeout(WAIT, listener.accept()).await.expect("dialed").unwrap();
-    let (read, mut write) = stream.into_split();
-    let mut frames = tokio_util::codec::FramedRead::new(read, codec());
-    let version = btcpeer::wire::version::build(
-        &btcpeer::wire::version::LocalVersion { nonce: 77, ..Default::default() },
-        None,
-    );
+    let (mut write, mut frames) = accept_and_handshake(&listener, WAIT).await;
     // The ping follows the handshake: its pong comes after whatever the group sends on ready.
-    for m in [Message::Version(version), Message::Verack, Message::Ping(5)] {
-        write.write_all(&frame(&m)).await.unwrap();
-    }
-    let ours = |ip: IpAddr, p: u16, services: ServiceFlags| {
-        ip == "1.2.3.4".parse::<IpAddr>().unwrap() && Some(p) == port && services.has(ServiceFlags::NETWORK)
-    };
+    write.write_all(&frame(&Message::Ping(5))).await.unwrap();
     let mut announced = false;
     loop {
         let next = tokio::time::timeout(WAIT, frames.next()).await.expect("the pong");
         match next.expect("open").expect("a frame").into_message().expect("a message") {
-            Message::Addr(list) => {
-                announced |= list.iter().any(|(_, a)| a.socket_addr().is_ok_and(|s| ours(s.ip(), s.port(), a.services)))
-            }
-            Message::AddrV2(list) => {
-                announced |= list.iter().any(|a| {
-                    matches!(a.addr, btcpeer::wire::AddrV2::Ipv4(ip) if ours(IpAddr::V4(ip), a.port, a.services))
-                })
-            }
             Message::Pong(5) => break,
-            _ => {}
+            m => announced |= announces_node(&m, "1.2.3.4".parse().unwrap(), port.unwrap()),
         }
     }
     group.send(Shutdown).await.unwrap();

@@ -689,3 +689,35 @@ fn serving_settings_are_checked() {
         assert!(stderr.contains(key), "{key} not named: {stderr}");
     }
 }
+
+/// A serving node that listens announces itself to its outbound peers, as Core's
+/// `MaybeSendAddr`, even to a peer dialed before its listener was bound and before it offered
+/// blocks (it begins to offer them once an upstream full node, here bcoin, is ready).
+#[actix_rt::test]
+async fn a_serving_node_announces_itself_to_its_outbound_peers() {
+    use common::raw_peer::{accept_and_handshake, announces_node, read_until};
+    let bcoin = Bcoin::start();
+    let scripted = tokio::net::TcpListener::bind(("127.0.10.31", 0)).await.unwrap();
+    let mut cfg = group_config(regtest_config(), true);
+    cfg.policy.static_peers = vec![PeerAddr::Ip(scripted.local_addr().unwrap()), PeerAddr::Ip(bcoin.p2p)];
+    cfg.policy.connect_only = true;
+    // A public address that is only ever written into an `addr` message, never dialed.
+    cfg.external = vec!["1.2.3.4".parse().unwrap()];
+    let group = PeerGroup::new(cfg, Vec::new()).start();
+    let mut sync = ChainSyncConfig::new(btcpeer::Network::Regtest);
+    sync.serve = true;
+    let _sync = ChainSync::new(sync, group.clone()).unwrap().start();
+    let (_write, mut frames) = accept_and_handshake(&scripted, WAIT).await;
+    let mut port;
+    wait_for!(WAIT, "the listener", {
+        port = group.send(GetListenAddrs).await.unwrap().first().map(|a| a.port());
+        port.is_some()
+    });
+    let port = port.unwrap();
+    read_until(&mut frames, WAIT, "our self-announcement", |m| {
+        announces_node(m, "1.2.3.4".parse().unwrap(), port)
+    })
+    .await
+    .unwrap();
+    group.send(Shutdown).await.unwrap();
+}

@@ -33,7 +33,7 @@ use super::waiters::{ReadyWaiters, Want};
 use crate::addrbook::AddrBook;
 use crate::discovery::query_seeds;
 use crate::events::{Budget, SubscriberId, Subscribers, Subscription};
-use crate::peer::messages::{Disconnect, QueueTransactions};
+use crate::peer::messages::{Disconnect, QueueTransactions, SetAdvertise};
 use crate::peer::{Advertise, DisconnectReason, Link, PeerActor, PeerAddr, PeerId, PeerInfo};
 use crate::wire::ServiceFlags;
 
@@ -85,6 +85,8 @@ pub struct PeerGroup {
     next_arbiter: usize,
     /// The machine's cores, read once (the default number of peer threads).
     cores: Option<usize>,
+    /// What outbound peers announce of us (see [`advertise`](Self::advertise)).
+    advertised: Option<Advertise>,
     pub(super) accepting: bool,
     pub(super) closing: bool,
     closed: bool,
@@ -149,6 +151,7 @@ impl PeerGroup {
             arbiters: Vec::new(),
             next_arbiter: 0,
             cores: None,
+            advertised: None,
             accepting: true,
             closing: false,
             closed: false,
@@ -214,16 +217,41 @@ impl PeerGroup {
         addr
     }
 
-    /// What outbound peers hear of us: our first listener's port (and the configured public
-    /// addresses) while we listen and offer blocks; nothing otherwise, since an address that
-    /// serves no blocks only fills other nodes' address tables.
+    /// What outbound peers hear of us: the port of our first configured listener (and the
+    /// configured public addresses) while it is bound and we offer blocks; nothing otherwise,
+    /// since an address that serves no blocks only fills other nodes' address tables.
     fn advertise(&self) -> Option<Advertise> {
         let services = self.config.peer.machine.services;
         if !(services.has(ServiceFlags::NETWORK) || services.has(ServiceFlags::NETWORK_LIMITED)) {
             return None;
         }
-        let port = self.listening.first()?.port();
-        Some(Advertise { port, external: self.config.external.clone() })
+        let first = self.config.listen.first()?;
+        // Port 0 asks the system for one: the bound address tells it.
+        let bound = self
+            .listening
+            .iter()
+            .find(|a| a.ip() == first.ip() && (first.port() == 0 || a.port() == first.port()))?;
+        Some(Advertise {
+            port: bound.port(),
+            services,
+            external: self.config.external.clone(),
+            // Behind a proxy the peer sees the proxy's address (Core: `-proxy` turns
+            // `-discover` off).
+            discover: self.config.peer.proxy.is_none(),
+        })
+    }
+
+    /// Recomputes [`advertise`](Self::advertise) after a listener was bound or the service bits
+    /// changed, and tells the live outbound peers when it differs.
+    pub(super) fn refresh_advertise(&mut self) {
+        let now = self.advertise();
+        if now == self.advertised {
+            return;
+        }
+        self.advertised = now;
+        for entry in self.peers.values().filter(|e| e.link == Link::Outbound) {
+            entry.actor.do_send(SetAdvertise(self.advertised.clone()));
+        }
     }
 
     /// The thread for the next peer, round robin. Threads start as the first peers need them,
@@ -294,7 +322,7 @@ impl PeerGroup {
 
     fn dial(&mut self, dial: Dial, ctx: &mut Context<Self>) {
         let mut peer = self.config.peer.clone();
-        peer.machine.advertise = self.advertise();
+        peer.machine.advertise = self.advertised.clone();
         let actor = PeerActor::outbound(peer, dial.addr.clone(), self.subscribers(ctx));
         let id = actor.id();
         self.policy.dialing(id, &dial);

@@ -75,7 +75,7 @@ pub struct GroupConfig {
     /// Our public addresses (Core's `-externalip`). While the group listens and offers blocks
     /// (`NODE_NETWORK`, as `--serve` does), each outbound peer hears one of them with our
     /// listening port after the handshake and every 24 h on average; empty, the address the
-    /// peer says it sees us at, when publicly routable (see
+    /// peer says it sees us at, when publicly routable and no proxy is set (see
     /// [`MachineConfig::advertise`](crate::peer::MachineConfig::advertise)).
     pub external: Vec<std::net::IpAddr>,
     /// Ban local addresses (127.0.0.0/8, 0.0.0.0/8, ::1) for misbehaviour too. Off by default,

@@ -199,6 +199,7 @@ impl Handler<Listening> for PeerGroup {
     type Result = ();
     fn handle(&mut self, msg: Listening, _: &mut Context<Self>) {
         self.listening.push(msg.0);
+        self.refresh_advertise();
     }
 }
 

@@ -45,6 +45,13 @@ pub struct QueueTransactions(pub Vec<std::sync::Arc<bitcoin::Transaction>>);
 #[rtype(result = "()")]
 pub struct QueueInventory(pub Vec<super::relay::Announcement>);
 
+/// Replaces what the peer announces of us (see
+/// [`MachineConfig::advertise`](crate::peer::MachineConfig::advertise)); a group sends it when
+/// it starts listening or its service bits change.
+#[derive(Debug, ActixMessage)]
+#[rtype(result = "()")]
+pub struct SetAdvertise(pub Option<crate::peer::Advertise>);
+
 /// Sends addresses the peer does not know yet (at most 1,000, a random subset when more;
 /// `addrv2` when negotiated). Answers how many went out.
 #[derive(Debug, ActixMessage)]

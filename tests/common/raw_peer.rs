@@ -81,3 +81,41 @@ pub async fn closed(frames: Frames, limit: Duration) -> bool {
         }
     }
 }
+
+/// Whether `msg` (`addr` or `addrv2`) announces `ip`:`port` as offering `NODE_NETWORK`: a
+/// self-announcement of a serving node.
+pub fn announces_node(msg: &Message, ip: IpAddr, port: u16) -> bool {
+    use btcpeer::wire::{AddrV2, ServiceFlags};
+    let it = |a: IpAddr, p: u16, services: ServiceFlags| {
+        a == ip && p == port && services.has(ServiceFlags::NETWORK)
+    };
+    match msg {
+        Message::Addr(list) => list
+            .iter()
+            .any(|(_, a)| a.socket_addr().is_ok_and(|s| it(s.ip().to_canonical(), s.port(), a.services))),
+        Message::AddrV2(list) => list.iter().any(|a| match a.addr {
+            AddrV2::Ipv4(v4) => it(IpAddr::V4(v4), a.port, a.services),
+            AddrV2::Ipv6(v6) => it(IpAddr::V6(v6), a.port, a.services),
+            _ => false,
+        }),
+        _ => false,
+    }
+}
+
+/// Accepts one connection on `listener` and completes a v1 handshake as a peer that offers
+/// nothing; returns its halves.
+pub async fn accept_and_handshake(
+    listener: &tokio::net::TcpListener,
+    limit: Duration,
+) -> (OwnedWriteHalf, Frames) {
+    let (stream, _) = tokio::time::timeout(limit, listener.accept()).await.expect("dialed").unwrap();
+    let (read, mut write) = stream.into_split();
+    let version = btcpeer::wire::version::build(
+        &btcpeer::wire::version::LocalVersion { nonce: 77, ..Default::default() },
+        None,
+    );
+    for m in [Message::Version(version), Message::Verack] {
+        write.write_all(&frame(&m)).await.unwrap();
+    }
+    (write, FramedRead::new(read, codec()))
+}

@@ -118,5 +118,6 @@ impl Handler<SetServiceBits> for PeerGroup {
         let services = &mut self.config.peer.machine.services;
         services.add(msg.add);
         services.remove(msg.remove);
+        self.refresh_advertise();
     }
 }

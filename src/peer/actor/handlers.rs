@@ -2,7 +2,7 @@
 //! machine or the writer.
 
 use super::*;
-use crate::peer::messages::ServeFilteredBlock;
+use crate::peer::messages::{ServeFilteredBlock, SetAdvertise};
 
 impl Handler<SendMessage> for PeerActor {
     type Result = ResponseFuture<Result<(), SendError>>;
@@ -97,6 +97,15 @@ impl Handler<QueueTransactions> for PeerActor {
         self.machine.queue_transactions(Instant::now(), &msg.0);
         self.run_actions(ctx);
         self.arm_trickle(ctx);
+    }
+}
+
+impl Handler<SetAdvertise> for PeerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetAdvertise, ctx: &mut Context<Self>) {
+        self.machine.set_advertise(Instant::now(), msg.0);
+        self.run_actions(ctx);
     }
 }
 

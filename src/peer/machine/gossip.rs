@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::{PeerMachine, Verdict, SELF_ANNOUNCE_INTERVAL};
+use super::{Advertise, PeerMachine, Verdict, SELF_ANNOUNCE_INTERVAL};
+use crate::peer::Link;
 use crate::peer::PeerState;
 use crate::wire::limits::MAX_ADDR_TO_SEND;
 use crate::wire::{self, AddrV2, AddrV2Message, Message};
@@ -162,7 +163,7 @@ impl PeerMachine {
         let elapsed = self.connected_at.map_or(0, |at| now.saturating_duration_since(at).as_secs());
         let entry = AddrV2Message {
             time: u32::try_from(self.unix_at_connect.saturating_add(elapsed as i64)).unwrap_or(0),
-            services: self.config.services,
+            services: advertise.services,
             addr: match ip {
                 IpAddr::V4(v4) => AddrV2::Ipv4(v4),
                 IpAddr::V6(v6) => AddrV2::Ipv6(v6),
@@ -178,15 +179,38 @@ impl PeerMachine {
         }
     }
 
-    /// A configured public address (one at random), else the address the peer sees us at
-    /// when it is publicly routable (Core's `GetLocalAddrForPeer`, without its address scores).
+    /// A publicly routable configured address, of the peer's family when there is one (one at
+    /// random), else the address the peer sees us at when discovery is on and it is publicly
+    /// routable (Core's `GetLocalAddrForPeer`, without its address scores).
     fn address_to_announce(&mut self) -> Option<IpAddr> {
+        use crate::addrbook::netgroup::is_routable;
         let advertise = self.config.advertise.as_ref()?;
-        if !advertise.external.is_empty() {
-            let i = self.rng.gen_range(0..advertise.external.len());
-            return Some(advertise.external[i]);
+        let usable: Vec<IpAddr> = advertise.external.iter().copied().filter(|ip| is_routable(*ip)).collect();
+        let peer_v4 = self.remote_addr.map(|a| a.ip().to_canonical().is_ipv4());
+        let same_family: Vec<IpAddr> =
+            usable.iter().copied().filter(|ip| peer_v4.is_none_or(|v4| ip.is_ipv4() == v4)).collect();
+        let pool = if same_family.is_empty() { usable } else { same_family };
+        if !pool.is_empty() {
+            let i = self.rng.gen_range(0..pool.len());
+            return Some(pool[i]);
         }
-        self.peer_sees_us.filter(|ip| crate::addrbook::netgroup::is_routable(*ip))
+        if !advertise.discover {
+            return None;
+        }
+        self.peer_sees_us.filter(|ip| is_routable(*ip))
+    }
+
+    /// A new [`Advertise`] from the group (it started listening, or now offers blocks, or no
+    /// longer does). An outbound peer that had none hears us at once.
+    pub fn set_advertise(&mut self, now: Instant, advertise: Option<Advertise>) {
+        let was = self.config.advertise.is_some();
+        self.config.advertise = advertise;
+        if self.config.advertise.is_none() {
+            self.next_self_announce = None;
+        } else if !was && self.link == Link::Outbound && self.state == PeerState::Ready {
+            self.next_self_announce = Some(now);
+            self.maybe_self_announce(now);
+        }
     }
 }
 

@@ -29,6 +29,7 @@ impl PeerMachine {
         }
         self.connected_at = Some(now);
         self.unix_at_connect = unix_time;
+        self.remote_addr = remote;
         self.last_recv = Some(now);
         self.addr_budget.start(now);
         let rng = &mut self.rng;

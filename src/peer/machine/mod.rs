@@ -87,8 +87,9 @@ pub struct MachineConfig {
     pub request_timeouts: RequestTimeouts,
     /// Our listening address, announced to an outbound peer once the handshake is done and
     /// then every 24 h on average (Core's `MaybeSendAddr`, `net_processing.cpp`). `None`: we
-    /// announce nothing. A [`PeerGroup`](crate::group::PeerGroup) sets it when it listens and
-    /// offers blocks (`NODE_NETWORK`), as an address is only worth spreading then.
+    /// announce nothing. A [`PeerGroup`](crate::group::PeerGroup) sets it, and updates it on
+    /// live peers (`SetAdvertise`), while it listens and offers blocks
+    /// (`NODE_NETWORK`), as an address is only worth spreading then.
     pub advertise: Option<Advertise>,
 }
 
@@ -97,9 +98,15 @@ pub struct MachineConfig {
 pub struct Advertise {
     /// The port we accept peers on.
     pub port: u16,
-    /// Our public addresses (Core's `-externalip`); one is announced. Empty: the address the
-    /// peer says it sees us at (its `version`'s receiver), when that is publicly routable.
+    /// The services the announcement carries (what we offer now).
+    pub services: ServiceFlags,
+    /// Our public addresses (Core's `-externalip`). The one announced is publicly routable
+    /// and of the peer's family when there is one.
     pub external: Vec<IpAddr>,
+    /// With no usable `external` address: announce the address the peer says it sees us at
+    /// (its `version`'s receiver) when it is publicly routable (Core's discovery). Off behind
+    /// a proxy, where that is the proxy's address (Core turns `-discover` off with `-proxy`).
+    pub discover: bool,
 }
 
 /// Mean time between self-announcements to one peer (`AVG_LOCAL_ADDRESS_BROADCAST_INTERVAL`,
@@ -273,6 +280,8 @@ pub struct PeerMachine {
     bloom: Option<BloomFilter>,
     /// The address the peer says it sees us at (its `version`'s receiver).
     peer_sees_us: Option<IpAddr>,
+    /// The peer's socket address, when known (for the family of our announcement).
+    remote_addr: Option<SocketAddr>,
     /// When we next announce our own address (outbound peers, with `advertise`).
     next_self_announce: Option<Instant>,
     /// Unix time at [`connected`](Self::connected), for the timestamps of our announcements.
@@ -319,6 +328,7 @@ impl PeerMachine {
             bloom: None,
             filter_at_peer: false,
             peer_sees_us: None,
+            remote_addr: None,
             next_self_announce: None,
             unix_at_connect: 0,
             pow_limit: crate::wire::pow::any_network_pow_limit(),

@@ -16,7 +16,9 @@ use crate::peer::PeerState;
 use crate::wire::limits::{
     MAX_ADDR_TO_SEND, MAX_HEADERS_RESULTS, MAX_INV_SZ, MAX_LOCATOR_SZ, REJECT_VERSION,
 };
-use crate::wire::{GetBlocksMessage, GetHeadersMessage, Inventory, Message};
+use crate::wire::{
+    GetBlocksMessage, GetCFCheckpt, GetCFHeaders, GetCFilters, GetHeadersMessage, Inventory, Message,
+};
 
 /// Why a message the application wanted to send was refused: sending it would break the
 /// protocol with this peer (Core would disconnect us, or the answer could not be told apart
@@ -62,9 +64,10 @@ pub enum SendRefused {
         /// The service bit the peer lacks.
         service: String,
     },
-    /// A BIP37 filter Core refuses: `filterload` over 36,000 bytes or 50 hash functions,
+    /// A filter message Core refuses: `filterload` over 36,000 bytes or 50 hash functions,
     /// `filteradd` over 520 bytes or with no filter loaded (`net_processing.cpp`: Core
-    /// discourages the sender).
+    /// discourages the sender), a BIP157 request for a filter type other than basic (0; Core
+    /// disconnects).
     #[error("{command}: {problem}")]
     BadFilter {
         /// The refused command.
@@ -162,6 +165,18 @@ impl PeerMachine {
                 Err(SendRefused::ServiceNotOffered {
                     command: command(),
                     service: "NODE_COMPACT_FILTERS".into(),
+                })
+            }
+            // Core serves the basic filter type (0) only and disconnects for any other
+            // (`PrepareBlockFilterRequest`).
+            Message::GetCFilters(GetCFilters { filter_type, .. })
+            | Message::GetCFHeaders(GetCFHeaders { filter_type, .. })
+            | Message::GetCFCheckpt(GetCFCheckpt { filter_type, .. })
+                if *filter_type != 0 =>
+            {
+                Err(SendRefused::BadFilter {
+                    command: command(),
+                    problem: format!("filter type {filter_type} (Core serves only type 0, basic)"),
                 })
             }
             _ => Ok(()),

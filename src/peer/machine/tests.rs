@@ -466,6 +466,9 @@ fn messages_core_punishes_are_refused() {
     for msg in bip157.iter() {
         assert!(m.check_send(msg).is_ok(), "{}", msg.cmd());
     }
+    let other_type =
+        Message::GetCFilters(GetCFilters { filter_type: 1, start_height: 1, stop_hash: hash(1) });
+    assert!(matches!(m.check_send(&other_type), Err(SendRefused::BadFilter { .. })));
     assert!(m.check_send(&load(36_000, 50)).is_ok());
     assert!(matches!(m.check_send(&load(36_001, 1)), Err(SendRefused::BadFilter { .. })));
     assert!(matches!(m.check_send(&load(8, 51)), Err(SendRefused::BadFilter { .. })));
