@@ -252,6 +252,8 @@ pub struct PeerSettings {
     pub getaddr: bool,
     /// BIP324 v2 encrypted transport (Core's `-v2transport`).
     pub v2_transport: bool,
+    /// BIP324 v2 only: no v1 retry, v1 inbound peers disconnected (needs `v2_transport`).
+    pub v2_only: bool,
 }
 
 /// SOCKS5 proxy (`[proxy]`).
@@ -365,6 +367,7 @@ impl Default for PeerSettings {
             getaddr: m.send_getaddr,
             // On, as in Core since v26; the library's own default is off (see PeerConfig).
             v2_transport: true,
+            v2_only: false,
         }
     }
 }
@@ -548,6 +551,7 @@ impl Settings {
         cfg.connect_timeout = Duration::from_secs(p.connect_timeout_secs);
         cfg.max_send_queue_bytes = p.max_send_queue_bytes;
         cfg.v2_transport = p.v2_transport;
+        cfg.v2_only = p.v2_only;
         cfg.proxy = self.proxy()?;
         Ok(cfg)
     }

@@ -172,6 +172,49 @@ async fn one_listener_takes_an_inbound_v1_bcoin_and_an_inbound_v2_peer() {
     assert_eq!((ours.link, ours.transport), (Link::Inbound, "v2"));
 }
 
+/// `v2_only`: a dial to bcoin (v1 only) ends without a v1 retry and never gets ready.
+#[actix_rt::test]
+async fn v2_only_does_not_fall_back_to_v1_with_bcoin() {
+    let node = Bcoin::start();
+    let mut cfg = v2_config();
+    cfg.v2_only = true;
+    let (_probe, subs, mut events) = probe(false);
+    let _peer = btcpeer::peer::PeerActor::outbound(cfg, PeerAddr::Ip(node.p2p), subs).start();
+    // With the v1 retry a failed v2 attempt publishes no disconnect: this one ends.
+    let reason = reason(&mut events).await;
+    assert!(!reason.is_misbehavior(), "{reason:?}");
+    assert!(!events.all().iter().any(|e| matches!(e, Ev::Ready(_))), "a v1 connection was made");
+}
+
+/// `v2_only` on a listener: a peer that opens with v1 is disconnected (no ban), a v2 one is
+/// served.
+#[actix_rt::test]
+async fn a_v2_only_listener_takes_v2_and_closes_v1() {
+    use common::raw_peer::{closed, connect_from, frame};
+    let mut peer = v2_config();
+    peer.v2_only = true;
+    let (probe, _, mut events) = probe(false);
+    let group = PeerGroup::new(group_config(peer, true), Subscription::common(&probe)).start();
+    let addr = listen_addr(&group).await;
+    let (mut w, frames) = connect_from(std::net::Ipv4Addr::new(127, 0, 10, 41), addr).await;
+    let version = btcpeer::wire::version::build(
+        &btcpeer::wire::version::LocalVersion { nonce: 9, ..Default::default() },
+        None,
+    );
+    w.write_all(&frame(&btcpeer::wire::Message::Version(version))).await.unwrap();
+    assert!(closed(frames, WAIT).await, "the v1 peer is still connected");
+    assert_eq!(reason(&mut events).await, DisconnectReason::V2Transport(V2Error::V1Peer));
+    assert_no_ban(&group).await;
+    // A config of its own: a shared one would share the listener's version nonces.
+    let mut v2_only = v2_config();
+    v2_only.v2_only = true;
+    let mut cfg = group_config(v2_only, false);
+    cfg.policy.static_peers = vec![PeerAddr::Ip(addr)];
+    cfg.policy.connect_only = true;
+    let dialer = PeerGroup::new(cfg, Vec::new()).start();
+    assert_eq!(ready_peers(&dialer, 1).await[0].transport, "v2");
+}
+
 #[actix_rt::test]
 async fn v2_through_a_socks5_proxy() {
     let listener = PeerGroup::new(group_config(v2_config(), true), Vec::new()).start();

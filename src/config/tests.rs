@@ -16,6 +16,10 @@ fn validation_names_the_key() {
     assert_eq!(s.validate().unwrap_err().key, "connect");
     let s = Settings { listen: vec!["localhost:1".into()], ..Settings::default() };
     assert_eq!(s.validate().unwrap_err().key, "listen");
+    let mut s = Settings::default();
+    s.peer.v2_transport = false;
+    s.peer.v2_only = true;
+    assert_eq!(s.validate().unwrap_err().key, "peer.v2_only");
     let s = Settings { external: vec!["1.2.3.4:8333".into()], ..Settings::default() };
     assert_eq!(s.validate().unwrap_err().key, "external");
     let s = Settings { external: vec!["1.2.3.4".into(), "2001:db8::1".into()], ..Settings::default() };

@@ -41,6 +41,9 @@ impl Settings {
                 }
             }
         }
+        if self.peer.v2_only && !self.peer.v2_transport {
+            return Err(ConfigError::new("peer.v2_only", "needs peer.v2_transport = true"));
+        }
         if self.sync.serve && !(self.sync.headers || self.sync.fetch_blocks) {
             return Err(ConfigError::new("sync.serve", "needs sync.headers (--sync-headers)"));
         }

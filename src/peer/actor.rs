@@ -125,7 +125,7 @@ impl PeerActor {
     pub fn outbound(config: PeerConfig, addr: PeerAddr, subscribers: Subscribers) -> Self {
         // Whether the address is remembered v1-only is read again when the stream is up (the
         // group may load that memory after it created this actor).
-        let v2 = config.v2_transport && !config.v1_only.contains(&addr);
+        let v2 = config.v2_transport && (config.v2_only || !config.v1_only.contains(&addr));
         let mut actor = Self::build(config, addr, Link::Outbound, None, subscribers);
         if v2 {
             actor.start = Start::V2Initiator;

@@ -58,6 +58,12 @@ pub struct PeerConfig {
     /// detects v1 or v2 from its first bytes. Off: v1 only, both ways. The group clears it
     /// per dial for addresses remembered as v1-only.
     pub v2_transport: bool,
+    /// With `v2_transport`: BIP324 v2 only, never plaintext. An outbound attempt is not
+    /// retried with v1 (a peer that closes it or answers in v1 has failed, and addresses
+    /// remembered as v1-only are still tried with v2); an inbound peer whose first bytes are
+    /// v1 is disconnected. Core has no such mode (`-v2transport` prefers v2 and falls back);
+    /// it is for deployments where nothing may cross the network in the clear.
+    pub v2_only: bool,
     /// Addresses remembered as v1-only, shared with the group (see `peer::transport`).
     pub(crate) v1_only: super::transport::V1OnlyPeers,
     /// Where to count traffic, handshakes and disconnects (none: not counted).
@@ -86,6 +92,7 @@ impl PeerConfig {
             tip: TipHeight::default(),
             nonces: NonceSet::default(),
             v2_transport: false,
+            v2_only: false,
             v1_only: Default::default(),
             #[cfg(feature = "metrics")]
             metrics: None,

@@ -14,7 +14,10 @@ impl PeerActor {
         _remote: Option<SocketAddr>,
         ctx: &mut Context<Self>,
     ) {
-        if self.start == Start::V2Initiator && self.config.v1_only.contains(&self.addr) {
+        if self.start == Start::V2Initiator
+            && !self.config.v2_only
+            && self.config.v1_only.contains(&self.addr)
+        {
             self.start = Start::V1;
         }
         let (read, write) = tokio::io::split(stream);
@@ -60,6 +63,13 @@ impl PeerActor {
 
     /// The transport is settled: remember which, and send what waited for it.
     pub(super) fn on_transport_ready(&mut self, ready: Ready, ctx: &mut Context<Self>) {
+        if self.config.v2_only && matches!(ready, Ready::V1) {
+            // An inbound peer that opened with v1 bytes (outbound links never settle on v1
+            // here: their v1 retry is off).
+            self.machine.disconnect(DisconnectReason::V2Transport(V2Error::V1Peer));
+            self.run_actions(ctx);
+            return;
+        }
         let (version, encoder) = match ready {
             Ready::V1 => {
                 (TransportVersion::V1, TransportEncoder::V1(Codec::new(self.config.network.magic())))
@@ -97,6 +107,7 @@ impl PeerActor {
     pub(super) fn should_retry_v1(&self, error: Option<&TransportError>) -> bool {
         let nothing_received = self.settle_received.load(std::sync::atomic::Ordering::Relaxed) == 0;
         self.start == Start::V2Initiator
+            && !self.config.v2_only
             && self.transport.is_none()
             && !self.fell_back
             && !self.machine.is_closed()
