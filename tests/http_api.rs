@@ -19,7 +19,11 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn call(method: &str, url: String, body: Option<Value>) -> (u16, Value) {
     let method = method.to_owned();
     tokio::task::spawn_blocking(move || {
-        let req = ureq::request(&method, &url).timeout(Duration::from_secs(10));
+        // Longer than `POST /tx` may wait for a peer's getdata (`BROADCAST_TIMEOUT`): the
+        // announcement's trickle delay is random (a 2 s mean to outbound peers, as Core), and
+        // a draw past a shorter client timeout failed this test now and then.
+        let req = ureq::request(&method, &url)
+            .timeout(btcpeer::daemon::http::BROADCAST_TIMEOUT + Duration::from_secs(5));
         let resp = match body {
             Some(b) => req.send_json(b),
             None => req.call(),
