@@ -187,7 +187,8 @@ impl PeerActor {
             machine_config.services |= wire::ServiceFlags::P2P_V2;
         }
         let machine = PeerMachine::new(machine_config, link, config.nonces.clone(), StdRng::from_entropy())
-            .with_network(config.network);
+            .with_network(config.network)
+            .with_inbound_trickle(config.inbound_trickle.clone());
         let span = tracing::info_span!("peer", id = id.0, peer = %addr, link = ?link);
         PeerActor {
             id,

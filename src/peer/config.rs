@@ -64,6 +64,8 @@ pub struct PeerConfig {
     /// v1 is disconnected. Core has no such mode (`-v2transport` prefers v2 and falls back);
     /// it is for deployments where nothing may cross the network in the clear.
     pub v2_only: bool,
+    /// The trickle instant of every inbound peer made from this config (and its clones).
+    pub(crate) inbound_trickle: super::relay::InboundTrickle,
     /// Addresses remembered as v1-only, shared with the group (see `peer::transport`).
     pub(crate) v1_only: super::transport::V1OnlyPeers,
     /// Where to count traffic, handshakes and disconnects (none: not counted).
@@ -93,6 +95,7 @@ impl PeerConfig {
             nonces: NonceSet::default(),
             v2_transport: false,
             v2_only: false,
+            inbound_trickle: Default::default(),
             v1_only: Default::default(),
             #[cfg(feature = "metrics")]
             metrics: None,

@@ -5,6 +5,7 @@
 //! `feefilter`. Pure: time and randomness come in as arguments.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bitcoin::hashes::Hash;
@@ -59,10 +60,30 @@ pub struct PeerView {
     pub send_headers: bool,
 }
 
+/// The trickle instant all inbound peers share (Core's `m_next_inv_to_inbounds`,
+/// `NextInvToInbounds` in `net_processing.cpp`): an observer that opens many inbound
+/// connections sees every announcement at the same moments on all of them, which hides when
+/// we learned each transaction. Peers made from one `PeerConfig` share it.
+#[derive(Debug, Clone, Default)]
+pub struct InboundTrickle(Arc<Mutex<Option<Instant>>>);
+
+impl InboundTrickle {
+    /// The shared instant, drawn anew (exponential, mean `mean`) once it has passed.
+    fn next(&self, now: Instant, mean: Duration, rng: &mut impl Rng) -> Instant {
+        let mut next = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match *next {
+            Some(at) if at >= now => at,
+            _ => *next.insert(now + poisson_delay(mean, rng)),
+        }
+    }
+}
+
 /// One peer's announcement queue.
 #[derive(Debug)]
 pub struct Relay {
     mean: Duration,
+    /// Inbound peers: the instant they all trickle at.
+    shared: Option<InboundTrickle>,
     queue: VecDeque<Announcement>,
     blocks: Vec<(BlockHash, Option<bitcoin::block::Header>)>,
     known: RecentSet,
@@ -79,12 +100,19 @@ impl Relay {
         };
         Relay {
             mean,
+            shared: None,
             queue: VecDeque::new(),
             blocks: Vec::new(),
             known: RecentSet::new(MAX_KNOWN_INVENTORY),
             next_trickle: None,
             dropped: 0,
         }
+    }
+
+    /// The queue trickles at `shared`'s instants (for inbound peers; outbound ones keep their
+    /// own timers, as in Core).
+    pub fn share_inbound_trickle(&mut self, shared: InboundTrickle) {
+        self.shared = Some(shared);
     }
 
     /// The peer has this item (it announced it, or we sent it).
@@ -156,7 +184,11 @@ impl Relay {
         if self.queue.is_empty() {
             return out;
         }
-        let next = *self.next_trickle.get_or_insert_with(|| now + poisson_delay(self.mean, rng));
+        let (mean, shared) = (self.mean, &self.shared);
+        let next = *self.next_trickle.get_or_insert_with(|| match shared {
+            Some(shared) => shared.next(now, mean, rng),
+            None => now + poisson_delay(mean, rng),
+        });
         if now < next {
             return out;
         }
@@ -259,6 +291,34 @@ mod tests {
         assert_eq!(later, vec![vec![Inventory::WTx(Wtxid::from_byte_array([1 ^ 0xff; 32]))]]);
         // Known now: not announced twice.
         assert!(!r.queue(tx(1, None)));
+    }
+
+    /// Inbound peers sharing an [`InboundTrickle`] announce at the same instants, whatever
+    /// their own draws (Core's `NextInvToInbounds`); outbound ones draw their own.
+    #[test]
+    fn inbound_peers_trickle_together() {
+        let shared = InboundTrickle::default();
+        let t0 = Instant::now();
+        let (mut a, mut b) = (Relay::new(Link::Inbound), Relay::new(Link::Inbound));
+        a.share_inbound_trickle(shared.clone());
+        b.share_inbound_trickle(shared.clone());
+        let (mut rng_a, mut rng_b) = (StdRng::seed_from_u64(10), StdRng::seed_from_u64(11));
+        let mut t = t0;
+        for round in 0..20u8 {
+            assert!(a.queue(tx(round, None)) && b.queue(tx(round, None)));
+            assert!(a.poll(t, &mut rng_a, ALL).is_empty() && b.poll(t, &mut rng_b, ALL).is_empty());
+            let due = a.next_due(t).unwrap();
+            assert_eq!(b.next_due(t), Some(due), "round {round}");
+            assert_eq!(invs(a.poll(due, &mut rng_a, ALL)).len(), 1);
+            assert_eq!(invs(b.poll(due, &mut rng_b, ALL)).len(), 1);
+            t = due + Duration::from_millis(1);
+        }
+        // Two outbound peers with different draws part at once.
+        let (mut c, mut d) = (Relay::new(Link::Outbound), Relay::new(Link::Outbound));
+        assert!(c.queue(tx(1, None)) && d.queue(tx(1, None)));
+        c.poll(t0, &mut StdRng::seed_from_u64(10), ALL);
+        d.poll(t0, &mut StdRng::seed_from_u64(11), ALL);
+        assert_ne!(c.next_due(t0), d.next_due(t0));
     }
 
     #[test]

@@ -10,8 +10,9 @@ use tokio::time::Instant;
 
 use super::PeerMachine;
 use crate::peer::bloom::{MAX_BLOOM_FILTER_SIZE, MAX_HASH_FUNCS, MAX_SCRIPT_ELEMENT_SIZE};
-use crate::peer::relay::{Announcement, PeerView};
+use crate::peer::relay::{Announcement, InboundTrickle, PeerView};
 use crate::peer::requests::MSG_FILTERED_BLOCK;
+use crate::peer::Link;
 use crate::peer::PeerState;
 use crate::wire::limits::{
     MAX_ADDR_TO_SEND, MAX_HEADERS_RESULTS, MAX_INV_SZ, MAX_LOCATOR_SZ, REJECT_VERSION,
@@ -191,6 +192,14 @@ impl PeerMachine {
             Message::FilterClear => self.filter_at_peer = false,
             _ => {}
         }
+    }
+
+    /// Inbound: trickle transactions at the instants all inbound peers share.
+    pub(crate) fn with_inbound_trickle(mut self, shared: InboundTrickle) -> Self {
+        if self.link == Link::Inbound {
+            self.relay.share_inbound_trickle(shared);
+        }
+        self
     }
 
     fn peer_wants_txs(&self) -> bool {

@@ -488,6 +488,40 @@ fn messages_core_punishes_are_refused() {
     assert!(matches!(m.check_send(&add(20)), Err(SendRefused::BadFilter { .. })), "cleared");
 }
 
+/// Machines made for inbound links with one shared trickle announce at the same instant;
+/// an outbound one keeps its own timer.
+#[test]
+fn inbound_machines_share_the_trickle() {
+    use crate::peer::relay::InboundTrickle;
+    let shared = InboundTrickle::default();
+    let nonces = NonceSet::default();
+    let t0 = Instant::now();
+    let ready = |link: Link, seed: u64| {
+        let mut m = PeerMachine::new(config(), link, nonces.clone(), StdRng::seed_from_u64(seed))
+            .with_inbound_trickle(shared.clone());
+        m.connecting();
+        m.connected(t0, 0, 0, None);
+        m.on_message(t0, &Message::Version(their_version(70016, 100 + seed)));
+        m.on_message(t0, &Message::Verack);
+        drain(&mut m);
+        assert_eq!(m.state(), PeerState::Ready);
+        m
+    };
+    let tx = |m: &mut PeerMachine| {
+        let item = Announcement::Tx {
+            txid: bitcoin::Txid::from_byte_array([3; 32]),
+            wtxid: bitcoin::Wtxid::from_byte_array([4; 32]),
+            fee_rate: None,
+        };
+        m.queue_inventory(t0, &[item]);
+        m.next_inventory_due(t0).expect("a trickle is due")
+    };
+    let (mut a, mut b, mut c) = (ready(Link::Inbound, 1), ready(Link::Inbound, 2), ready(Link::Outbound, 3));
+    let due = tx(&mut a);
+    assert_eq!(tx(&mut b), due, "inbound peers trickle together");
+    assert_ne!(tx(&mut c), due, "an outbound peer draws its own");
+}
+
 #[test]
 fn push_addr_sends_a_duplicate_free_random_subset_of_unknown_addresses() {
     use crate::wire::{AddrV2, AddrV2Message};
