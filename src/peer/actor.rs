@@ -174,7 +174,11 @@ impl PeerActor {
         let id = PeerId::next();
         // Inbound links detect v1/v2 from their first bytes when v2 is on; outbound ones start
         // v1 unless `outbound` chose v2 (streams handed in by the caller stay v1).
-        let start = if config.v2_transport && link == Link::Inbound { Start::Detect } else { Start::V1 };
+        let start = match (config.v2_transport && link == Link::Inbound, config.v2_only) {
+            (true, false) => Start::Detect,
+            (true, true) => Start::DetectV2Only,
+            (false, _) => Start::V1,
+        };
         let codec = Codec::new(config.network.magic());
         let encoder = match start {
             Start::V1 => TransportEncoder::V1(codec),

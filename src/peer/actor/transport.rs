@@ -63,13 +63,6 @@ impl PeerActor {
 
     /// The transport is settled: remember which, and send what waited for it.
     pub(super) fn on_transport_ready(&mut self, ready: Ready, ctx: &mut Context<Self>) {
-        if self.config.v2_only && matches!(ready, Ready::V1) {
-            // An inbound peer that opened with v1 bytes (outbound links never settle on v1
-            // here: their v1 retry is off).
-            self.machine.disconnect(DisconnectReason::V2Transport(V2Error::V1Peer));
-            self.run_actions(ctx);
-            return;
-        }
         let (version, encoder) = match ready {
             Ready::V1 => {
                 (TransportVersion::V1, TransportEncoder::V1(Codec::new(self.config.network.magic())))

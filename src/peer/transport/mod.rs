@@ -55,6 +55,9 @@ pub(crate) enum Start {
     V2Initiator,
     /// Inbound with v2 enabled: the first bytes decide (Core's `V2Transport` `MAYBE_V1` state).
     Detect,
+    /// Inbound, v2 only (`PeerConfig::v2_only`): first bytes that are v1 end the connection
+    /// with [`V2Error::V1Peer`].
+    DetectV2Only,
 }
 
 /// What the reading side yields.
@@ -136,6 +139,8 @@ pub(crate) struct TransportDecoder {
     state: State,
     /// Our key and garbage, used when detection picks v2.
     responder: Option<([u8; 32], Vec<u8>)>,
+    /// Whether detection may settle on v1.
+    v1_allowed: bool,
     events: VecDeque<Inbound>,
     /// Bytes received while settling, for the owner's v1-retry rule.
     received: Option<Arc<AtomicUsize>>,
@@ -154,13 +159,14 @@ impl TransportDecoder {
             magic,
             state: State::Done,
             responder: None,
+            v1_allowed: start != Start::DetectV2Only,
             events: VecDeque::new(),
             received: None,
         };
         let mut first = None;
         match start {
             Start::V1 => dec.state = State::V1(Codec::new(magic)),
-            Start::Detect => {
+            Start::Detect | Start::DetectV2Only => {
                 dec.state = State::Detect;
                 dec.responder = Some((secret, garbage));
             }
@@ -226,6 +232,10 @@ impl Decoder for TransportDecoder {
                 State::Detect => match detect(self.magic, src) {
                     None => return Ok(None),
                     // (Detection never says `Ws`: a WebSocket peer starts in v1.)
+                    Some(TransportVersion::V1 | TransportVersion::Ws) if !self.v1_allowed => {
+                        self.state = State::Done;
+                        return Err(TransportError::V2(V2Error::V1Peer));
+                    }
                     Some(TransportVersion::V1 | TransportVersion::Ws) => {
                         self.state = State::V1(Codec::new(self.magic));
                         self.events.push_back(Inbound::Ready(Ready::V1));

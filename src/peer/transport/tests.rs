@@ -134,3 +134,10 @@ fn v1_only_memory_is_bounded_and_forgets() {
     assert_eq!(restored.restore(&saved), 1);
     assert!(restored.contains(&a) && restored.take_changes().is_none());
 }
+
+#[test]
+fn a_v1_start_on_a_v2_only_listener_is_refused() {
+    let (mut b, _) = TransportDecoder::new(magic(), Start::DetectV2Only, [4; 32], Vec::new());
+    let mut wire = BytesMut::from(&Codec::new(magic()).encode_to_bytes(&version())[..]);
+    assert_eq!(b.decode(&mut wire).unwrap_err(), TransportError::V2(V2Error::V1Peer));
+}
