@@ -273,6 +273,18 @@ fn host_group(host: &str) -> NetGroup {
     }
 }
 
+/// Core's `CNetAddr::IsLocal` (`netaddress.cpp`): 127.0.0.0/8, 0.0.0.0/8 and ::1, an
+/// IPv4-mapped IPv6 address counted as its IPv4 one.
+pub fn is_local(addr: &PeerAddr) -> bool {
+    match addr {
+        PeerAddr::Ip(a) => match a.ip().to_canonical() {
+            IpAddr::V4(v4) => v4.is_loopback() || v4.octets()[0] == 0,
+            IpAddr::V6(v6) => v6.is_loopback(),
+        },
+        PeerAddr::Host(..) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +383,20 @@ mod tests {
         let mut v6: std::net::SocketAddrV6 = "[2a01::1]:8333".parse().expect("v6");
         v6.set_flowinfo(7);
         assert_eq!(canonical(&PeerAddr::Ip(v6.into())), "[2a01::1]:8333".parse().expect("v6"));
+    }
+
+    #[test]
+    fn local_addresses_are_cores() {
+        let ip = |s: &str| PeerAddr::Ip(SocketAddr::new(s.parse().unwrap(), 8333));
+        for local in ["127.0.0.1", "127.3.2.1", "0.0.0.0", "0.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_local(&ip(local)), "{local}");
+        }
+        for not_local in
+            ["10.0.0.1", "172.17.0.2", "192.168.1.1", "1.2.3.4", "::", "fe80::1", "::ffff:1.2.3.4"]
+        {
+            assert!(!is_local(&ip(not_local)), "{not_local}");
+        }
+        assert!(!is_local(&PeerAddr::Host("example.onion".into(), 8333)));
     }
 }
 

@@ -23,7 +23,7 @@ mod txrequests;
 
 pub use super::config::GroupConfig;
 
-use super::bans::{Ban, BanList, BanTarget};
+use super::bans::BanList;
 use super::broadcast::Broadcasts;
 use super::messages::*;
 use super::policy::{Dial, Policy};
@@ -33,9 +33,8 @@ use super::waiters::{ReadyWaiters, Want};
 use crate::addrbook::AddrBook;
 use crate::discovery::query_seeds;
 use crate::events::{Budget, SubscriberId, Subscribers, Subscription};
-use crate::peer::messages::{Disconnect, QueueTransactions, SetAdvertise};
+use crate::peer::messages::{Disconnect, QueueTransactions};
 use crate::peer::{Advertise, DisconnectReason, Link, PeerActor, PeerAddr, PeerId, PeerInfo};
-use crate::wire::ServiceFlags;
 
 /// How long shutdown waits for peers to say goodbye.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -86,7 +85,7 @@ pub struct PeerGroup {
     /// The machine's cores, read once (the default number of peer threads).
     cores: Option<usize>,
     /// What outbound peers announce of us (see [`advertise`](Self::advertise)).
-    advertised: Option<Advertise>,
+    pub(super) advertised: Option<Advertise>,
     pub(super) accepting: bool,
     pub(super) closing: bool,
     closed: bool,
@@ -217,43 +216,6 @@ impl PeerGroup {
         addr
     }
 
-    /// What outbound peers hear of us: the port of our first configured listener (and the
-    /// configured public addresses) while it is bound and we offer blocks; nothing otherwise,
-    /// since an address that serves no blocks only fills other nodes' address tables.
-    fn advertise(&self) -> Option<Advertise> {
-        let services = self.config.peer.machine.services;
-        if !(services.has(ServiceFlags::NETWORK) || services.has(ServiceFlags::NETWORK_LIMITED)) {
-            return None;
-        }
-        let first = self.config.listen.first()?;
-        // Port 0 asks the system for one: the bound address tells it.
-        let bound = self
-            .listening
-            .iter()
-            .find(|a| a.ip() == first.ip() && (first.port() == 0 || a.port() == first.port()))?;
-        Some(Advertise {
-            port: bound.port(),
-            services,
-            external: self.config.external.clone(),
-            // Behind a proxy the peer sees the proxy's address (Core: `-proxy` turns
-            // `-discover` off).
-            discover: self.config.peer.proxy.is_none(),
-        })
-    }
-
-    /// Recomputes [`advertise`](Self::advertise) after a listener was bound or the service bits
-    /// changed, and tells the live outbound peers when it differs.
-    pub(super) fn refresh_advertise(&mut self) {
-        let now = self.advertise();
-        if now == self.advertised {
-            return;
-        }
-        self.advertised = now;
-        for entry in self.peers.values().filter(|e| e.link == Link::Outbound) {
-            entry.actor.do_send(SetAdvertise(self.advertised.clone()));
-        }
-    }
-
     /// The thread for the next peer, round robin. Threads start as the first peers need them,
     /// one at a time: the first dial waits for one thread start, not for all of them.
     fn next_peer_thread(&mut self) -> ArbiterHandle {
@@ -368,49 +330,6 @@ impl PeerGroup {
             info!(found = found.len(), added, "DNS seeds answered");
             act.run_policy(ctx);
         }));
-    }
-
-    fn ban(&mut self, addr: &PeerAddr, duration: Duration, reason: &str, manual: bool) -> Ban {
-        let unix = unix_now();
-        let until = unix.saturating_add(duration.as_secs());
-        let target = BanTarget::of(addr);
-        let ban = if manual {
-            self.bans.ban_manual(target, unix, until, reason).clone()
-        } else {
-            self.bans.ban(target, unix, until, reason).clone()
-        };
-        warn!(target = %ban.target, until = ban.until, reason, "banned");
-        self.group_events.banned(&ban);
-        // A ban must survive a crash: saved within seconds, not at the next interval.
-        self.bans_dirty = true;
-        // Every connection to or from the banned address goes (Core disconnects them all).
-        let target = BanTarget::of(addr);
-        for entry in self.peers.values() {
-            if BanTarget::of(&entry.addr) == target {
-                entry.actor.do_send(Disconnect(DisconnectReason::Banned));
-            }
-        }
-        ban
-    }
-
-    /// Bans for misbehaviour reported from outside the peer (a chain sync), never a
-    /// configured peer and not while closing.
-    fn ban_unless_configured(&mut self, addr: &PeerAddr, reason: &str) {
-        if !self.closing && !self.policy.is_configured_host(addr) {
-            self.discourage(addr, reason);
-        }
-    }
-
-    /// The ban for misbehaviour (Core's discouragement). A local address is only disconnected
-    /// (which the misbehaviour already did) unless [`GroupConfig::ban_local`]: Core's
-    /// `MaybeDiscourageAndDisconnect` (`net_processing.cpp`) never discourages one, since
-    /// that would shut out every peer arriving through it, such as all inbound Tor peers.
-    pub(super) fn discourage(&mut self, addr: &PeerAddr, reason: &str) {
-        if is_local(addr) && !self.config.ban_local {
-            info!(%addr, reason, "misbehaving local peer disconnected but not banned");
-            return;
-        }
-        self.ban(addr, self.config.ban_time, reason, false);
     }
 
     /// Saves the address book and bans: in the background (periodic saves), or before
@@ -637,35 +556,4 @@ fn own_subscriptions(ctx: &Context<PeerGroup>, requests_txs: bool, budget: &Budg
 /// A `TxReceived` subscription (delivered by the group, not by its peers).
 fn is_tx(s: &Subscription) -> bool {
     s.kind() == <crate::events::TxReceived as crate::events::Notification>::KIND
-}
-
-/// Core's `CNetAddr::IsLocal` (`netaddress.cpp`): 127.0.0.0/8, 0.0.0.0/8 and ::1, an
-/// IPv4-mapped IPv6 address counted as its IPv4 one.
-fn is_local(addr: &PeerAddr) -> bool {
-    match addr {
-        PeerAddr::Ip(a) => match a.ip().to_canonical() {
-            IpAddr::V4(v4) => v4.is_loopback() || v4.octets()[0] == 0,
-            IpAddr::V6(v6) => v6.is_loopback(),
-        },
-        PeerAddr::Host(..) => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_addresses_are_cores() {
-        let ip = |s: &str| PeerAddr::Ip(SocketAddr::new(s.parse().unwrap(), 8333));
-        for local in ["127.0.0.1", "127.3.2.1", "0.0.0.0", "0.1.2.3", "::1", "::ffff:127.0.0.1"] {
-            assert!(is_local(&ip(local)), "{local}");
-        }
-        for not_local in
-            ["10.0.0.1", "172.17.0.2", "192.168.1.1", "1.2.3.4", "::", "fe80::1", "::ffff:1.2.3.4"]
-        {
-            assert!(!is_local(&ip(not_local)), "{not_local}");
-        }
-        assert!(!is_local(&PeerAddr::Host("example.onion".into(), 8333)));
-    }
 }

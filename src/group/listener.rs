@@ -1,5 +1,6 @@
-//! Inbound connections: the listeners, admission of each newcomer, and executing eviction
-//! when the inbound slots are full (the decisions are [`inbound`](super::inbound)'s).
+//! Inbound connections: the listeners (and what outbound peers are told of them), admission of
+//! each newcomer, and executing eviction when the inbound slots are full (the decisions are
+//! [`inbound`](super::inbound)'s).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,8 +17,9 @@ use super::messages::GetListenAddrs;
 use super::PeerGroup;
 use crate::addrbook::netgroup::netgroup;
 use crate::peer::dial::PeerStream;
-use crate::peer::messages::{Disconnect, GetStats};
-use crate::peer::{DisconnectReason, Link, PeerActor, PeerAddr};
+use crate::peer::messages::{Disconnect, GetStats, SetAdvertise};
+use crate::peer::{Advertise, DisconnectReason, Link, PeerActor, PeerAddr};
+use crate::wire::ServiceFlags;
 
 /// Pause after a failed `accept` (out of file descriptors and similar) instead of spinning.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -33,6 +35,43 @@ struct Accepted(tokio::net::TcpStream, SocketAddr);
 struct Listening(SocketAddr);
 
 impl PeerGroup {
+    /// What outbound peers hear of us: the port of our first configured listener (and the
+    /// configured public addresses) while it is bound and we offer blocks; nothing otherwise,
+    /// since an address that serves no blocks only fills other nodes' address tables.
+    fn advertise(&self) -> Option<Advertise> {
+        let services = self.config.peer.machine.services;
+        if !(services.has(ServiceFlags::NETWORK) || services.has(ServiceFlags::NETWORK_LIMITED)) {
+            return None;
+        }
+        let first = self.config.listen.first()?;
+        // Port 0 asks the system for one: the bound address tells it.
+        let bound = self
+            .listening
+            .iter()
+            .find(|a| a.ip() == first.ip() && (first.port() == 0 || a.port() == first.port()))?;
+        Some(Advertise {
+            port: bound.port(),
+            services,
+            external: self.config.external.clone(),
+            // Behind a proxy the peer sees the proxy's address (Core: `-proxy` turns
+            // `-discover` off).
+            discover: self.config.peer.proxy.is_none(),
+        })
+    }
+
+    /// Recomputes [`advertise`](Self::advertise) after a listener was bound or the service bits
+    /// changed, and tells the live outbound peers when it differs.
+    pub(super) fn refresh_advertise(&mut self) {
+        let now = self.advertise();
+        if now == self.advertised {
+            return;
+        }
+        self.advertised = now;
+        for entry in self.peers.values().filter(|e| e.link == Link::Outbound) {
+            entry.actor.do_send(SetAdvertise(self.advertised.clone()));
+        }
+    }
+
     /// Binds every configured listen address; each accepted connection comes to the group as
     /// an [`Accepted`].
     pub(super) fn listen(&self, ctx: &mut Context<Self>) {

@@ -1,14 +1,64 @@
-//! Handlers an operator uses: bans, accepting, status, addresses and shutdown; and
-//! `SendToPeer` for the chain sync's serving of downstream peers.
+//! Bans (an operator's, and those for misbehaviour) and the handlers an operator uses: bans,
+//! accepting, status, addresses and shutdown; and `SendToPeer` for the chain sync's serving of
+//! downstream peers.
+
+use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
+use tracing::{info, warn};
 
 use super::{deliver, unix_now, PeerGroup, SHUTDOWN_GRACE};
-use crate::group::bans::BanTarget;
+use crate::addrbook::netgroup::is_local;
+use crate::group::bans::{Ban, BanTarget};
 use crate::group::messages::*;
 use crate::peer::messages::{Disconnect, SendMessage, ServeFilteredBlock};
-use crate::peer::DisconnectReason;
+use crate::peer::{DisconnectReason, PeerAddr};
+
+impl PeerGroup {
+    pub(super) fn ban(&mut self, addr: &PeerAddr, duration: Duration, reason: &str, manual: bool) -> Ban {
+        let unix = unix_now();
+        let until = unix.saturating_add(duration.as_secs());
+        let target = BanTarget::of(addr);
+        let ban = if manual {
+            self.bans.ban_manual(target, unix, until, reason).clone()
+        } else {
+            self.bans.ban(target, unix, until, reason).clone()
+        };
+        warn!(target = %ban.target, until = ban.until, reason, "banned");
+        self.group_events.banned(&ban);
+        // A ban must survive a crash: saved within seconds, not at the next interval.
+        self.bans_dirty = true;
+        // Every connection to or from the banned address goes (Core disconnects them all).
+        let target = BanTarget::of(addr);
+        for entry in self.peers.values() {
+            if BanTarget::of(&entry.addr) == target {
+                entry.actor.do_send(Disconnect(DisconnectReason::Banned));
+            }
+        }
+        ban
+    }
+
+    /// Bans for misbehaviour reported from outside the peer (a chain sync), never a
+    /// configured peer and not while closing.
+    pub(in crate::group) fn ban_unless_configured(&mut self, addr: &PeerAddr, reason: &str) {
+        if !self.closing && !self.policy.is_configured_host(addr) {
+            self.discourage(addr, reason);
+        }
+    }
+
+    /// The ban for misbehaviour (Core's discouragement). A local address is only disconnected
+    /// (which the misbehaviour already did) unless [`GroupConfig::ban_local`]: Core's
+    /// `MaybeDiscourageAndDisconnect` (`net_processing.cpp`) never discourages one, since
+    /// that would shut out every peer arriving through it, such as all inbound Tor peers.
+    pub(in crate::group) fn discourage(&mut self, addr: &PeerAddr, reason: &str) {
+        if is_local(addr) && !self.config.ban_local {
+            info!(%addr, reason, "misbehaving local peer disconnected but not banned");
+            return;
+        }
+        self.ban(addr, self.config.ban_time, reason, false);
+    }
+}
 
 impl Handler<BanAddr> for PeerGroup {
     type Result = MessageResult<BanAddr>;
