@@ -3,15 +3,36 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::{Advertise, PeerMachine, Verdict, SELF_ANNOUNCE_INTERVAL};
+use super::{PeerMachine, Verdict};
 use crate::peer::Link;
 use crate::peer::PeerState;
 use crate::wire::limits::MAX_ADDR_TO_SEND;
-use crate::wire::{self, AddrV2, AddrV2Message, Message};
+use crate::wire::{self, AddrV2, AddrV2Message, Message, ServiceFlags};
+
+/// What we announce of ourselves (see [`MachineConfig::advertise`](super::MachineConfig::advertise)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertise {
+    /// The port we accept peers on.
+    pub port: u16,
+    /// The services the announcement carries (what we offer now).
+    pub services: ServiceFlags,
+    /// Our public addresses (Core's `-externalip`). The one announced is publicly routable
+    /// and of the peer's family when there is one.
+    pub external: Vec<IpAddr>,
+    /// With no usable `external` address: announce the address the peer says it sees us at
+    /// (its `version`'s receiver) when it is publicly routable (Core's discovery). Off behind
+    /// a proxy, where that is the proxy's address (Core turns `-discover` off with `-proxy`).
+    pub discover: bool,
+}
+
+/// Mean time between self-announcements to one peer (`AVG_LOCAL_ADDRESS_BROADCAST_INTERVAL`,
+/// `net_processing.cpp`).
+pub const SELF_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// Address token bucket refill (`MAX_ADDR_RATE_PER_SECOND`, `net_processing.cpp`).
 pub const MAX_ADDR_RATE_PER_SECOND: f64 = 0.1;

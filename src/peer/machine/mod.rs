@@ -24,6 +24,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use self::gossip::AddrBudget;
+pub use self::gossip::Advertise;
 use super::bloom::BloomFilter;
 use super::reason::{DisconnectReason, Misbehavior};
 use super::relay::Relay;
@@ -92,26 +93,6 @@ pub struct MachineConfig {
     /// (`NODE_NETWORK`), as an address is only worth spreading then.
     pub advertise: Option<Advertise>,
 }
-
-/// What we announce of ourselves (see [`MachineConfig::advertise`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Advertise {
-    /// The port we accept peers on.
-    pub port: u16,
-    /// The services the announcement carries (what we offer now).
-    pub services: ServiceFlags,
-    /// Our public addresses (Core's `-externalip`). The one announced is publicly routable
-    /// and of the peer's family when there is one.
-    pub external: Vec<IpAddr>,
-    /// With no usable `external` address: announce the address the peer says it sees us at
-    /// (its `version`'s receiver) when it is publicly routable (Core's discovery). Off behind
-    /// a proxy, where that is the proxy's address (Core turns `-discover` off with `-proxy`).
-    pub discover: bool,
-}
-
-/// Mean time between self-announcements to one peer (`AVG_LOCAL_ADDRESS_BROADCAST_INTERVAL`,
-/// `net_processing.cpp`).
-pub const SELF_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// Ask each peer for addresses once after the handshake (Core does so on outbound links), so
 /// the address book fills; the same default as `btcpeerd`'s `peer.getaddr`.

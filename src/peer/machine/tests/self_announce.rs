@@ -3,6 +3,8 @@
 use super::*;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::peer::machine::gossip::SELF_ANNOUNCE_INTERVAL;
+
 const PORT: u16 = 8333;
 
 /// A machine with `advertise` that completes a handshake on `link` with a peer that says it
