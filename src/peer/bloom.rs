@@ -45,9 +45,15 @@ pub struct BloomFilter {
 }
 
 impl BloomFilter {
+    /// Whether a `filterload` is within Core's limits (`CBloomFilter::IsWithinSizeConstraints`):
+    /// the same rule for what peers send us and what we send them.
+    pub fn within_limits(msg: &FilterLoad) -> bool {
+        msg.filter.len() <= MAX_BLOOM_FILTER_SIZE && msg.hash_funcs <= MAX_HASH_FUNCS
+    }
+
     /// A filter from a peer's `filterload`, within Core's limits.
     pub fn load(msg: &FilterLoad) -> Result<Self, BloomError> {
-        if msg.filter.len() > MAX_BLOOM_FILTER_SIZE || msg.hash_funcs > MAX_HASH_FUNCS {
+        if !Self::within_limits(msg) {
             return Err(BloomError::TooLarge { bytes: msg.filter.len(), hash_funcs: msg.hash_funcs });
         }
         Ok(BloomFilter {

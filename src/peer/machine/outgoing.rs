@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::PeerMachine;
-use crate::peer::bloom::{MAX_BLOOM_FILTER_SIZE, MAX_HASH_FUNCS, MAX_SCRIPT_ELEMENT_SIZE};
+use crate::peer::bloom::{BloomFilter, MAX_BLOOM_FILTER_SIZE, MAX_HASH_FUNCS, MAX_SCRIPT_ELEMENT_SIZE};
 use crate::peer::relay::{Announcement, InboundTrickle, PeerView};
 use crate::peer::requests::MSG_FILTERED_BLOCK;
 use crate::peer::Link;
@@ -140,22 +140,23 @@ impl PeerMachine {
             {
                 Err(SendRefused::ServiceNotOffered { command: command(), service: "NODE_BLOOM".into() })
             }
-            Message::FilterLoad(load)
-                if load.filter.len() > MAX_BLOOM_FILTER_SIZE || load.hash_funcs > MAX_HASH_FUNCS =>
-            {
+            Message::FilterLoad(load) if !BloomFilter::within_limits(load) => Err(SendRefused::BadFilter {
+                command: command(),
+                problem: format!(
+                    "{} bytes and {} hash functions (at most {MAX_BLOOM_FILTER_SIZE} and {MAX_HASH_FUNCS})",
+                    load.filter.len(),
+                    load.hash_funcs
+                ),
+            }),
+            Message::FilterAdd(add) if add.data.len() > MAX_SCRIPT_ELEMENT_SIZE => {
                 Err(SendRefused::BadFilter {
                     command: command(),
                     problem: format!(
-                        "{} bytes and {} hash functions (at most {MAX_BLOOM_FILTER_SIZE} and {MAX_HASH_FUNCS})",
-                        load.filter.len(),
-                        load.hash_funcs
+                        "an element of {} bytes (at most {MAX_SCRIPT_ELEMENT_SIZE})",
+                        add.data.len()
                     ),
                 })
             }
-            Message::FilterAdd(add) if add.data.len() > MAX_SCRIPT_ELEMENT_SIZE => Err(SendRefused::BadFilter {
-                command: command(),
-                problem: format!("an element of {} bytes (at most {MAX_SCRIPT_ELEMENT_SIZE})", add.data.len()),
-            }),
             Message::FilterAdd(_) if !self.filter_at_peer => Err(SendRefused::BadFilter {
                 command: command(),
                 problem: "no filter loaded at the peer (send filterload first)".into(),
